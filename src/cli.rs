@@ -1,0 +1,123 @@
+//! The command line: one `Role` per subcommand. Every setting is a flag with an
+//! environment fallback, and the original system's variable names keep working.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Secret;
+
+/// Microservice health monitoring: API gateway, worker and dashboard in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "svc", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The role this process runs.
+    #[command(subcommand)]
+    pub role: Role,
+}
+
+/// One variant per subcommand; `main` dispatches on it in a single `match`.
+#[derive(Debug, Subcommand)]
+pub enum Role {
+    /// REST API gateway: health, status, info and Prometheus metrics (default port 8080).
+    Gateway(ServeArgs),
+    /// Every role in one process, for a laptop; embedded store unless Redis is configured.
+    All(AllArgs),
+    /// Exit 0 when URL answers 2xx within the timeout (the container HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Flags of a role that serves HTTP on one port.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// Port to listen on [default: the role's own port].
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Flags of `svc all`.
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    /// Address every role listens on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port of the gateway.
+    #[arg(long, default_value_t = crate::roles::gateway::DEFAULT_PORT)]
+    pub gateway_port: u16,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Flags of `svc healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// URL to fetch, e.g. http://127.0.0.1:8080/health/live.
+    pub url: url::Url,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Flags every serving role shares: the store, logging, readiness and shutdown.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Redis URL, redis://[:password@]host[:port][/db]; wins over the REDIS_HOST family.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+    /// Redis host [default: localhost; `svc all` uses its embedded store when unset].
+    #[arg(long, env = "REDIS_HOST")]
+    pub redis_host: Option<String>,
+    /// Redis port.
+    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+    /// Redis password.
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<Secret>,
+    /// Redis database number.
+    #[arg(long, env = "REDIS_DB", default_value_t = 0)]
+    pub redis_db: i64,
+    /// Prefix of the keys this system adds (the original's keys keep their names).
+    #[arg(long, env = "KEY_PREFIX", default_value = "svc:")]
+    pub key_prefix: String,
+    /// Deployment environment: JSON logs in production, readable text in development.
+    #[arg(long = "env", env = "APP_ENV", value_enum, default_value_t = Environment::Development)]
+    pub environment: Environment,
+    /// Log level or filter (RUST_LOG, when set, wins).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Stay ready while Redis is unreachable and serve in degraded mode.
+    #[arg(long, env = "READY_WITHOUT_REDIS")]
+    pub ready_without_redis: bool,
+    /// After SIGTERM, keep serving (while unready) this long so routing stops first.
+    #[arg(long, env = "DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+    /// After the drain delay, how long in-flight work may take to finish.
+    #[arg(long, env = "GRACE_PERIOD", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub grace_period: Duration,
+}
+
+/// Deployment environment, as the original's `APP_ENV`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// JSON log lines.
+    Production,
+    /// Human-readable log lines.
+    Development,
+}
+
+impl Environment {
+    /// The name as it appears in JSON and `APP_ENV`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Development => "development",
+        }
+    }
+}

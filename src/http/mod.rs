@@ -1,0 +1,149 @@
+//! The HTTP plumbing every role shares.
+//!
+//! Every role's server answers, besides its own routes:
+//! - `GET /health/live`: 200 while the process runs (memory only);
+//! - `GET /health/ready`: 200 or 503, see [`health`];
+//! - `GET /metrics`: Prometheus text format;
+//! - unknown paths: 404, wrong methods: 405, failures: 500, all as JSON
+//!   `{"error": ..., "message": ...}`.
+//!
+//! [`serve`] runs a role's routes with that surface, request metrics and an access log,
+//! and shuts down gracefully: see [`shutdown`].
+
+pub mod error;
+pub mod health;
+pub mod observe;
+pub mod shutdown;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+
+pub use health::Health;
+pub use observe::RequestMetrics;
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Binds `addr`; the caller owns the listener (tests bind port 0).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// A resource at `path` that answers 405 (as JSON) to methods it has no route for.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(error::method_not_allowed))
+}
+
+/// Seconds since the Unix epoch as a float, the original's `timestamp` format.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// How a server stops after its shutdown signal.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// Keep serving, unready, this long so load balancers stop routing first.
+    pub delay: Duration,
+    /// Then let in-flight requests finish for at most this long.
+    pub grace: Duration,
+}
+
+/// Serves `routes` on `listener` with the shared surface until `shutdown` resolves,
+/// then drains: readiness turns 503 at once, the listener keeps serving for
+/// `drain.delay`, then closes, and in-flight requests get `drain.grace` to finish.
+pub async fn serve<F>(
+    listener: TcpListener,
+    health: Health,
+    metrics: Option<RequestMetrics>,
+    drain: Drain,
+    routes: F,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let addr = listener.local_addr()?;
+    let data = web::Data::new(health.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .service(resource("/health/live").route(web::get().to(health::live)))
+            .service(resource("/health/ready").route(web::get().to(health::ready)))
+            .service(resource("/metrics").route(web::get().to(prometheus)))
+            .configure(routes.clone())
+            .default_service(web::to(error::not_found))
+            .wrap(ErrorHandlers::new().default_handler(error::as_json))
+            .wrap(from_fn(move |req, next| {
+                observe::observe(metrics, req, next)
+            }))
+    })
+    .disable_signals()
+    .shutdown_timeout(drain.grace.as_secs().max(1))
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    let mut running = tokio::spawn(server);
+    tracing::info!(service = health.service(), %addr, "listening");
+
+    tokio::select! {
+        result = &mut running => return finished(result),
+        () = shutdown => {}
+    }
+    health.start_draining();
+    tracing::info!(service = health.service(), delay = ?drain.delay, "draining");
+    tokio::time::sleep(drain.delay).await;
+
+    // `stop(true)` closes the listener and waits up to `shutdown_timeout` for
+    // in-flight requests; the outer bound only guards against a stuck worker.
+    let bound = drain.grace + Duration::from_secs(1);
+    if tokio::time::timeout(bound, handle.stop(true))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            service = health.service(),
+            ?bound,
+            "drain overran the grace period"
+        );
+    }
+    match tokio::time::timeout(Duration::from_secs(1), &mut running).await {
+        Ok(result) => finished(result),
+        Err(_) => {
+            running.abort();
+            Ok(())
+        }
+    }
+}
+
+fn finished(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    match result {
+        Ok(served) => served.map_err(ServeError::Io),
+        Err(join) => Err(ServeError::Io(std::io::Error::other(join))),
+    }
+}
+
+/// `GET /metrics`: every metric of this process in Prometheus text format.
+async fn prometheus() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::telemetry::metrics().render())
+}

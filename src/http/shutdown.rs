@@ -1,0 +1,20 @@
+//! The shutdown signal: SIGTERM (what Kubernetes sends when it stops a pod) or SIGINT
+//! (Ctrl-C on a laptop). The handlers are installed when [`signal`] is called, before
+//! anything is served, so an early SIGTERM still drains instead of killing the process.
+
+use std::future::Future;
+
+use tokio::signal::unix::{SignalKind, signal as unix_signal};
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub fn signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut term = unix_signal(SignalKind::terminate())?;
+    let mut int = unix_signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    })
+}

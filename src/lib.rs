@@ -1,0 +1,92 @@
+//! `svc`: microservice health monitoring in one binary.
+//!
+//! One executable runs as the API gateway, the worker or the dashboard (or all three in
+//! one process), chosen by a subcommand, so a single container image backs every
+//! Deployment. Redis is the shared state; `svc all` falls back to an embedded store.
+//!
+//! Everything but argument parsing and exit codes lives in this library so tests can
+//! start any role in-process on a port of their own.
+
+pub mod cli;
+pub mod config;
+pub mod healthcheck;
+pub mod http;
+pub mod roles;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+
+use cli::CommonArgs;
+use config::{ConfigError, Settings};
+use store::SharedStore;
+
+/// Everything that can stop `svc` with a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration: exit code 64 (EX_USAGE).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server could not start or failed.
+    #[error(transparent)]
+    Serve(#[from] http::ServeError),
+    /// The store could not be set up.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// `svc healthcheck` found the target unhealthy.
+    #[error("unhealthy: {0}")]
+    Unhealthy(#[from] healthcheck::CheckError),
+    /// Process set-up (signal handlers, logger) failed.
+    #[error("{0}")]
+    Startup(String),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 64,
+            _ => 1,
+        }
+    }
+}
+
+/// What a serving role needs from the process: validated settings, the store, the
+/// shutdown signal and the running logger.
+pub struct Launch {
+    /// Validated settings.
+    pub settings: Settings,
+    /// The store (not connected yet: it connects when first used).
+    pub store: SharedStore,
+    /// Resolves on SIGTERM or SIGINT.
+    pub shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Keeps the log writer alive; dropped last.
+    pub logs: telemetry::LogGuard,
+}
+
+impl Launch {
+    /// Validates `args` and sets the process up. `redis_required` is false only for
+    /// `svc all`, which uses the embedded store when no Redis is named.
+    pub fn prepare(args: &CommonArgs, redis_required: bool) -> Result<Self, Error> {
+        let settings = Settings::from_args(args, redis_required)?;
+        let logs =
+            telemetry::init_logs(settings.environment, &args.log_level).map_err(Error::Startup)?;
+        let shutdown = http::shutdown::signal()
+            .map_err(|e| Error::Startup(format!("cannot install signal handlers: {e}")))?;
+        let store = store::open(&settings.store)?;
+        tracing::info!(store = %describe(&settings), version = env!("CARGO_PKG_VERSION"), "starting");
+        Ok(Launch {
+            settings,
+            store,
+            shutdown: Box::pin(shutdown),
+            logs,
+        })
+    }
+}
+
+fn describe(settings: &Settings) -> String {
+    match &settings.store {
+        config::StoreSettings::Memory => "embedded".into(),
+        config::StoreSettings::Redis(redis) => redis.to_string(),
+    }
+}

@@ -1,0 +1,111 @@
+//! The API gateway: the system's REST entry point.
+//!
+//! Routes (besides the shared health and metrics surface of [`crate::http`]):
+//! - `GET /`: who this is;
+//! - `GET /api/status`: counts the request in the store (`INCR api:total_requests`) and
+//!   reports it; with the store down it still answers 200, `redis_connected: false`;
+//! - `GET /api/info`: version, environment and the endpoint map.
+
+use std::future::Future;
+use std::net::TcpListener;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::cli::Environment;
+use crate::config::Settings;
+use crate::http::{self, Drain, Health, RequestMetrics, ServeError, unix_now};
+use crate::store::{SharedStore, keys};
+use crate::telemetry::names;
+
+/// Port the gateway listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 8080;
+/// The `service` field of every answer.
+pub const SERVICE: &str = "api-gateway";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const METRICS: RequestMetrics = RequestMetrics {
+    requests: names::GATEWAY_REQUESTS,
+    duration: names::GATEWAY_REQUEST_DURATION,
+    in_progress: names::GATEWAY_IN_PROGRESS,
+};
+
+struct Gateway {
+    store: SharedStore,
+    environment: Environment,
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then drains.
+pub async fn run(
+    settings: &Settings,
+    store: SharedStore,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    crate::telemetry::metrics();
+    // Present from the first scrape, before any request has been counted.
+    metrics::gauge!(names::GATEWAY_IN_PROGRESS).set(0.0);
+    let health = Health::new(SERVICE, settings.ready_without_store);
+    let checker = health.spawn_store_check(
+        store.clone(),
+        settings.store_check_period,
+        names::GATEWAY_REDIS_STATUS,
+    );
+    let state = web::Data::new(Gateway {
+        store,
+        environment: settings.environment,
+    });
+    let routes = move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(state.clone())
+            .service(http::resource("/").route(web::get().to(index)))
+            .service(http::resource("/api/status").route(web::get().to(status)))
+            .service(http::resource("/api/info").route(web::get().to(info)));
+    };
+    let drain = Drain {
+        delay: settings.drain_delay,
+        grace: settings.grace_period,
+    };
+    let served = http::serve(listener, health, Some(METRICS), drain, routes, shutdown).await;
+    checker.abort();
+    served
+}
+
+async fn index() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "service": SERVICE,
+        "message": "API Gateway is running",
+        "version": VERSION,
+        "docs": "/api/info",
+    }))
+}
+
+#[tracing::instrument(level = "debug", skip_all)]
+async fn status(gateway: web::Data<Gateway>) -> HttpResponse {
+    let counted = gateway.store.incr(keys::TOTAL_REQUESTS).await;
+    if let Err(e) = &counted {
+        // The store check logs the outage once; per request it is only a debug line.
+        tracing::debug!(error = %e, "not counted");
+    }
+    HttpResponse::Ok().json(json!({
+        "service": SERVICE,
+        "status": "running",
+        "environment": gateway.environment.as_str(),
+        "redis_connected": counted.is_ok(),
+        "total_requests": counted.unwrap_or(0),
+        "timestamp": unix_now(),
+    }))
+}
+
+async fn info(gateway: web::Data<Gateway>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "service": SERVICE,
+        "version": VERSION,
+        "environment": gateway.environment.as_str(),
+        "store": gateway.store.backend(),
+        "endpoints": {
+            "health": {"liveness": "/health/live", "readiness": "/health/ready"},
+            "api": {"status": "/api/status", "info": "/api/info"},
+            "metrics": "/metrics",
+        },
+    }))
+}

@@ -1,0 +1,5 @@
+//! The roles one `svc` process can run. Roles never import each other: what two of them
+//! need lives beside this module (`http`, `store`, `config`, `telemetry`).
+
+pub mod all;
+pub mod gateway;

@@ -1,0 +1,101 @@
+//! Logs and metrics.
+//!
+//! Logs: `tracing`, as JSON lines in production and readable text in development,
+//! written by a background thread so a slow terminal or log pipe never stalls a request.
+//! Metrics: one global Prometheus recorder; every metric name is a constant in
+//! [`names`], described once (HELP text and unit) in [`describe`].
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::Environment;
+
+/// Metric names. They are fixed by the system this one replaces: dashboards and alerts
+/// depend on them, so they never change.
+pub mod names {
+    /// Gateway HTTP requests by `method`, `endpoint` (route pattern) and `status`.
+    pub const GATEWAY_REQUESTS: &str = "api_gateway_requests_total";
+    /// Gateway request latency by `method` and `endpoint`.
+    pub const GATEWAY_REQUEST_DURATION: &str = "api_gateway_request_duration_seconds";
+    /// Gateway requests being served right now.
+    pub const GATEWAY_IN_PROGRESS: &str = "api_gateway_requests_in_progress";
+    /// 1 when the gateway's last store check succeeded, else 0.
+    pub const GATEWAY_REDIS_STATUS: &str = "api_gateway_redis_connection_status";
+}
+
+/// Upper bounds of the request-latency histogram buckets, in seconds: fine-grained
+/// below 10 ms (where a healthy gateway answers) and up to 10 s (a stuck store).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(names::GATEWAY_REQUEST_DURATION.into()),
+                LATENCY_BUCKETS,
+            )
+            .expect("LATENCY_BUCKETS is not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only when another recorder is installed already, and then metrics
+        // still render from this handle (just empty): never a reason to stop serving.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was installed already");
+        }
+        describe();
+        handle
+    })
+}
+
+/// HELP text and unit of every metric, once.
+fn describe() {
+    use names::*;
+    describe_counter!(
+        GATEWAY_REQUESTS,
+        "Total HTTP requests handled by the API gateway"
+    );
+    describe_histogram!(
+        GATEWAY_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request latency of the API gateway"
+    );
+    describe_gauge!(
+        GATEWAY_IN_PROGRESS,
+        "HTTP requests the API gateway is serving now"
+    );
+    describe_gauge!(
+        GATEWAY_REDIS_STATUS,
+        "Redis connection status of the API gateway (1 connected, 0 not)"
+    );
+}
+
+/// Keeps the log writer thread alive; drop it last so buffered lines are flushed.
+pub type LogGuard = WorkerGuard;
+
+/// Installs the log subscriber. `RUST_LOG`, when set, wins over `level`.
+pub fn init_logs(environment: Environment, level: &str) -> Result<LogGuard, String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives),
+        _ => EnvFilter::try_new(level.to_ascii_lowercase()),
+    }
+    .map_err(|e| format!("invalid LOG_LEVEL: {e}"))?;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_writer(writer);
+    let installed = match environment {
+        Environment::Production => builder.json().flatten_event(true).try_init(),
+        Environment::Development => builder.try_init(),
+    };
+    installed.map_err(|e| format!("cannot install the logger: {e}"))?;
+    Ok(guard)
+}
