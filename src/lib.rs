@@ -19,6 +19,7 @@ use std::future::Future;
 
 use cli::CommonArgs;
 use config::{ConfigError, Settings};
+
 use store::SharedStore;
 
 /// Everything that can stop `svc` with a non-zero exit.
@@ -65,10 +66,10 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// Validates `args` and sets the process up. `redis_required` is false only for
-    /// `svc all`, which uses the embedded store when no Redis is named.
-    pub fn prepare(args: &CommonArgs, redis_required: bool) -> Result<Self, Error> {
-        let settings = Settings::from_args(args, redis_required)?;
+    /// Sets the process up for a role with validated `settings`: logger, signal
+    /// handlers, store. Called after binding, so a taken port is reported before
+    /// anything else happens.
+    pub fn start(settings: Settings, args: &CommonArgs) -> Result<Self, Error> {
         let logs =
             telemetry::init_logs(settings.environment, &args.log_level).map_err(Error::Startup)?;
         let shutdown = http::shutdown::signal()

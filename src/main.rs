@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use svc::cli::{Cli, Role};
-use svc::config::listen_addr;
+use svc::config::{Settings, listen_addr};
 use svc::roles::{all, gateway};
 use svc::{Error, Launch, http};
 
@@ -43,16 +43,17 @@ fn main() -> ExitCode {
 async fn run(role: Role) -> Result<(), Error> {
     match role {
         Role::Gateway(args) => {
-            let addr = listen_addr(args.host, args.port, gateway::DEFAULT_PORT);
-            let launch = Launch::prepare(&args.common, true)?;
-            let listener = http::bind(addr)?;
+            let settings = Settings::from_args(&args.common, true)?;
+            let listener = http::bind(listen_addr(args.host, args.port, gateway::DEFAULT_PORT))?;
+            let launch = Launch::start(settings, &args.common)?;
             gateway::run(&launch.settings, launch.store, listener, launch.shutdown).await?;
         }
         Role::All(args) => {
-            let launch = Launch::prepare(&args.common, false)?;
+            let settings = Settings::from_args(&args.common, false)?;
             let listeners = all::Listeners {
                 gateway: http::bind((args.host, args.gateway_port).into())?,
             };
+            let launch = Launch::start(settings, &args.common)?;
             all::run(&launch.settings, launch.store, listeners, launch.shutdown).await?;
         }
         Role::Healthcheck(args) => svc::healthcheck::check(&args.url, args.timeout).await?,

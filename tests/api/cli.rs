@@ -1,0 +1,110 @@
+//! The command line: bad configuration fails fast in one line; `svc healthcheck` exit
+//! codes.
+
+use std::net::TcpListener;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use svc::config::StoreSettings;
+
+use crate::helpers::{RedisServer, TestApp, svc_command, test_settings};
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    svc_command(args, env).output().expect("run svc")
+}
+
+/// Exit code, and stderr, which must be exactly one line and no panic.
+fn failure(out: &Output) -> (i32, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "stderr is not one line: {stderr:?}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    (out.status.code().expect("exited, not killed"), stderr)
+}
+
+#[test]
+fn a_port_that_is_not_a_number_is_a_usage_error() {
+    let (code, stderr) = failure(&run(&["gateway", "--port", "notaport"], &[]));
+    assert_eq!(code, 64);
+    assert!(
+        stderr.contains("notaport") && stderr.contains("--port"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_subcommand_is_a_usage_error() {
+    let (code, stderr) = failure(&run(&["gatewya"], &[]));
+    assert_eq!(code, 64);
+    assert!(stderr.contains("gatewya"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_redis_url_is_a_usage_error_that_hides_the_password() {
+    for url in [
+        "redis://:s3cret-pw@cache:6379/zero",
+        "http://:s3cret-pw@cache:6379/0",
+        "s3cret-pw",
+    ] {
+        let (code, stderr) = failure(&run(&["gateway"], &[("REDIS_URL", url)]));
+        assert_eq!(code, 64, "{url}");
+        assert!(stderr.contains("REDIS_URL"), "{stderr}");
+        assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_port_already_taken_is_one_line_and_a_failure() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let out = run(&["gateway", "--host", "127.0.0.1", "--port", &port], &[]);
+    let (code, stderr) = failure(&out);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_exit_codes_follow_the_answer() {
+    let mut redis = RedisServer::start();
+    let app = TestApp::gateway(test_settings(StoreSettings::Redis(redis.settings()))).await;
+    app.wait_ready(200, Duration::from_secs(5)).await;
+    let check = |path: &str| {
+        let out = run(&["healthcheck", &format!("{}{path}", app.address)], &[]);
+        out.status.code()
+    };
+    assert_eq!(check("/health/live"), Some(0));
+    assert_eq!(check("/health/ready"), Some(0));
+    assert_eq!(check("/missing"), Some(1));
+
+    redis.stop();
+    app.wait_ready(503, Duration::from_secs(5)).await;
+    assert_eq!(check("/health/ready"), Some(1));
+    assert_eq!(check("/health/live"), Some(0));
+}
+
+#[test]
+fn healthcheck_of_a_closed_port_fails_quickly() {
+    let port = crate::helpers::free_port();
+    let start = Instant::now();
+    let out = run(
+        &[
+            "healthcheck",
+            "--timeout",
+            "1s",
+            &format!("http://127.0.0.1:{port}/health/live"),
+        ],
+        &[],
+    );
+    let (code, _) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

@@ -1,0 +1,366 @@
+//! Test fixtures: a real `redis-server` per test, the gateway in-process on port 0, and
+//! the real `svc` binary as a child process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use svc::config::{RedisSettings, Settings, StoreSettings};
+use svc::roles::gateway;
+use svc::store::{self, SharedStore};
+use tokio::sync::oneshot;
+
+/// Path of a tool the tests need, or a panic that says how to install it.
+pub fn require_tool(name: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed: run tests/run.sh (it installs what the tests need) \
+             or `apt-get install -y {package}`"
+        )
+    })
+}
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+/// Logs go to the test output only when `TEST_LOG` is set.
+pub fn init_test_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("debug")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// Polls `check` until it returns `Some` or `within` has passed.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A `redis-server` of this test's own, with a password, on a free port; killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    pub password: String,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts a server and waits until it answers.
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts a server on `port`.
+    pub fn start_on(port: u16) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("svc-test-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create redis dir");
+        let mut server = RedisServer {
+            port,
+            password: format!("pw-{port}-{}", std::process::id()),
+            child: None,
+            dir,
+        };
+        server.resume();
+        server
+    }
+
+    /// (Re)starts the server process on the same port.
+    pub fn resume(&mut self) {
+        let binary = require_tool("redis-server", "redis-server");
+        let child = Command::new(binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--requirepass",
+                &self.password,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--enable-debug-command", "local", "--dir"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the server (as an outage would) and waits for it to be gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let auth = format!("AUTH {}\r\nPING\r\n", self.password);
+        let mut buf = [0u8; 64];
+        s.write_all(auth.as_bytes()).is_ok()
+            && s.read(&mut buf)
+                .is_ok_and(|n| String::from_utf8_lossy(&buf[..n]).contains("OK"))
+    }
+
+    /// Connection settings, password included.
+    pub fn settings(&self) -> RedisSettings {
+        RedisSettings {
+            password: Some(self.password.parse().expect("infallible")),
+            ..RedisSettings::new("127.0.0.1", self.port)
+        }
+    }
+
+    /// `redis://:password@127.0.0.1:port/0`.
+    pub fn url(&self) -> String {
+        format!("redis://:{}@127.0.0.1:{}/0", self.password, self.port)
+    }
+
+    /// A direct connection, for tests to look at or poke the data.
+    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to test redis")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Settings for a test gateway on `store`: quick store checks, no drain delay.
+pub fn test_settings(store: StoreSettings) -> Settings {
+    Settings {
+        store,
+        store_check_period: Duration::from_millis(200),
+        ..Settings::for_memory_store()
+    }
+}
+
+/// A gateway running in this test process; stopped on drop.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// Starts the gateway on 127.0.0.1:0 with `settings`.
+    pub async fn gateway(settings: Settings) -> Self {
+        init_test_logs();
+        let store: SharedStore = store::open(&settings.store).expect("open store");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = gateway::run(&settings, store, listener, shutdown).await {
+                panic!("gateway failed: {e}");
+            }
+        });
+        TestApp {
+            address,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client"),
+            stop: Some(stop),
+        }
+    }
+
+    /// GET `path`; returns status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = res.status().as_u16();
+        (status, res.text().await.expect("body"))
+    }
+
+    /// GET `path` and parse JSON; returns status and value.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self.get(path).await;
+        let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (status, json)
+    }
+
+    /// Waits until `/health/ready` answers `status` (200 or 503).
+    pub async fn wait_ready(&self, status: u16, within: Duration) {
+        eventually(
+            within,
+            &format!("/health/ready to answer {status}"),
+            || async { (self.get("/health/ready").await.0 == status).then_some(()) },
+        )
+        .await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The real `svc` binary running as a child process, its output captured.
+pub struct SvcProcess {
+    pub child: Child,
+    pub address: SocketAddr,
+    output: Arc<Mutex<String>>,
+}
+
+impl SvcProcess {
+    /// Runs `svc <args>` with `env` (and nothing inherited that could change it).
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], address: SocketAddr) -> Self {
+        let mut child = svc_command(args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn svc");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lock().expect("output lock").push_str(&(line + "\n"));
+                }
+            });
+        }
+        SvcProcess {
+            child,
+            address,
+            output,
+        }
+    }
+
+    /// `http://address`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Everything the process printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().expect("output lock").clone()
+    }
+
+    /// Sends `signal` (e.g. "TERM") with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for exit within `within`; returns the exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "svc did not exit within {within:?}; output:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for SvcProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `svc <args>` with a clean environment plus `env`.
+pub fn svc_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_svc"));
+    cmd.args(args).env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A loopback address with a free port.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}

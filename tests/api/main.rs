@@ -1,0 +1,11 @@
+//! Integration tests: real servers on loopback, a real `redis-server` per test, and the
+//! real `svc` binary where a test needs a process (signals, exit codes, output).
+
+mod cli;
+mod gateway;
+mod helpers;
+mod metrics;
+mod resilience;
+mod secrets;
+mod shutdown;
+mod store;

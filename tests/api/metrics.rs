@@ -1,0 +1,150 @@
+//! `/metrics` of a real `svc gateway` process: valid Prometheus text, exact counts with
+//! the right labels, and no series per unknown path.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{RedisServer, SvcProcess, eventually, loopback, require_tool};
+
+/// Runs `promtool check metrics` on `text`; panics with its complaints.
+pub fn promtool_check(text: &str) {
+    let promtool = require_tool("promtool", "prometheus");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of the sample whose line starts with `series` (name and labels).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// A gateway process on loopback backed by `redis`, once ready.
+pub async fn gateway_process(redis: &RedisServer, env: &[(&str, &str)]) -> SvcProcess {
+    let address = loopback();
+    let port = address.port().to_string();
+    let url = redis.url();
+    let mut all_env = vec![("REDIS_URL", url.as_str()), ("DRAIN_DELAY", "0s")];
+    all_env.extend_from_slice(env);
+    let svc = SvcProcess::spawn(
+        &["gateway", "--host", "127.0.0.1", "--port", &port],
+        &all_env,
+        address,
+    );
+    let client = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(10),
+        "svc gateway to be ready",
+        || async {
+            let res = client.get(svc.url("/health/ready")).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        },
+    )
+    .await;
+    svc
+}
+
+#[tokio::test]
+async fn metrics_are_valid_and_count_requests_by_route() {
+    let redis = RedisServer::start();
+    let svc = gateway_process(&redis, &[]).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let res = client
+            .get(svc.url("/api/status"))
+            .send()
+            .await
+            .expect("status");
+        assert_eq!(res.status(), 200);
+    }
+    for path in ["/scan/a1", "/scan/b2", "/wp-admin.php", "/.env"] {
+        let res = client.get(svc.url(path)).send().await.expect("scan");
+        assert_eq!(res.status(), 404);
+    }
+    let res = client
+        .get(svc.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.expect("body");
+    promtool_check(&text);
+
+    let status = r#"api_gateway_requests_total{method="GET",endpoint="/api/status",status="200"}"#;
+    assert_eq!(sample(&text, status), Some(3.0), "{text}");
+    let unmatched = r#"api_gateway_requests_total{method="GET",endpoint="unmatched",status="404"}"#;
+    assert_eq!(sample(&text, unmatched), Some(4.0), "{text}");
+    for raw in ["/scan", "wp-admin", "/.env"] {
+        assert!(!text.contains(raw), "a raw path became a label: {raw}");
+    }
+    let count =
+        r#"api_gateway_request_duration_seconds_count{method="GET",endpoint="/api/status"}"#;
+    assert_eq!(sample(&text, count), Some(3.0));
+    assert!(text.contains(r#"api_gateway_request_duration_seconds_bucket{method="GET",endpoint="/api/status",le="0.005"}"#));
+    assert_eq!(
+        sample(&text, "api_gateway_redis_connection_status"),
+        Some(1.0)
+    );
+    // The scrape itself is the one request in progress.
+    assert_eq!(sample(&text, "api_gateway_requests_in_progress"), Some(1.0));
+    for name in [
+        "api_gateway_requests_total",
+        "api_gateway_request_duration_seconds",
+        "api_gateway_requests_in_progress",
+        "api_gateway_redis_connection_status",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn redis_status_gauge_follows_an_outage() {
+    let mut redis = RedisServer::start();
+    let svc = gateway_process(&redis, &[]).await;
+    let client = reqwest::Client::new();
+    redis.stop();
+    eventually(
+        Duration::from_secs(5),
+        "redis_connection_status 0",
+        || async {
+            let text = client
+                .get(svc.url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (sample(&text, "api_gateway_redis_connection_status") == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+}

@@ -1,0 +1,68 @@
+//! The Redis password never appears in logs, responses or metrics.
+
+use std::time::Duration;
+
+use crate::helpers::{RedisServer, svc_command};
+use crate::metrics::gateway_process;
+
+async fn everything_it_serves(svc: &crate::helpers::SvcProcess) -> String {
+    let client = reqwest::Client::new();
+    let mut seen = String::new();
+    for path in [
+        "/",
+        "/api/status",
+        "/api/info",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/nope",
+    ] {
+        let res = client.get(svc.url(path)).send().await.expect(path);
+        seen.push_str(&res.text().await.expect("body"));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn password_is_not_in_logs_responses_or_metrics() {
+    let redis = RedisServer::start();
+    let port = redis.port.to_string();
+    for env in [
+        // The original's variables, JSON logs, everything logged.
+        vec![
+            ("REDIS_HOST", "127.0.0.1"),
+            ("REDIS_PORT", port.as_str()),
+            ("REDIS_PASSWORD", redis.password.as_str()),
+            ("APP_ENV", "production"),
+            ("RUST_LOG", "trace"),
+        ],
+        // The password inside REDIS_URL (gateway_process sets it), text logs.
+        vec![("LOG_LEVEL", "debug")],
+    ] {
+        let mut svc = gateway_process(&redis, &env).await;
+        let served = everything_it_serves(&svc).await;
+        svc.signal("TERM");
+        assert_eq!(svc.wait_exit(Duration::from_secs(10)), Some(0));
+        let logs = svc.output();
+        assert!(logs.contains("request"), "no access log lines: {logs}");
+        assert!(!served.contains(&redis.password), "password in a response");
+        assert!(
+            !logs.contains(&redis.password),
+            "password in the logs:\n{logs}"
+        );
+    }
+}
+
+#[test]
+fn help_does_not_show_the_password_from_the_environment() {
+    let out = svc_command(
+        &["gateway", "--help"],
+        &[("REDIS_PASSWORD", "hunter2-help")],
+    )
+    .output()
+    .expect("svc --help");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("REDIS_PASSWORD"));
+    assert!(!text.contains("hunter2-help"));
+}

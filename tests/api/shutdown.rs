@@ -1,0 +1,88 @@
+//! SIGTERM to a real `svc gateway`: readiness turns 503 at once, the listener keeps
+//! serving through the drain delay, in-flight requests finish, exit code 0.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::RedisServer;
+use crate::metrics::gateway_process;
+
+#[tokio::test]
+async fn sigterm_drains_without_failing_a_request() {
+    let redis = RedisServer::start();
+    let mut svc = gateway_process(&redis, &[("DRAIN_DELAY", "1s"), ("GRACE_PERIOD", "5s")]).await;
+    let client = reqwest::Client::new();
+
+    // Hold Redis for 1.5 s so /api/status requests are still in flight when the
+    // listener closes (at SIGTERM + 1 s).
+    let mut conn = redis.client().await;
+    let sleeper = tokio::spawn(async move {
+        let _: Result<String, _> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(0.9)
+            .query_async(&mut conn)
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let in_flight: Vec<_> = (0..10)
+        .map(|_| {
+            let request = client.get(svc.url("/api/status")).send();
+            tokio::spawn(async move {
+                let res = request.await.map_err(|e| e.to_string())?;
+                let status = res.status().as_u16();
+                let body: serde_json::Value = res.json().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((status, body))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let signalled = Instant::now();
+    svc.signal("TERM");
+    // During the drain delay: ready is 503, everything else still served.
+    let mut saw_unready = false;
+    while signalled.elapsed() < Duration::from_millis(700) {
+        let ready = client
+            .get(svc.url("/health/ready"))
+            .send()
+            .await
+            .expect("ready during drain");
+        saw_unready |= ready.status() == 503;
+        let live = client
+            .get(svc.url("/health/live"))
+            .send()
+            .await
+            .expect("live during drain");
+        assert_eq!(live.status(), 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_unready, "readiness never turned 503 after SIGTERM");
+
+    for request in in_flight {
+        let (status, body) = request
+            .await
+            .expect("task")
+            .expect("in-flight request failed");
+        assert_eq!(status, 200);
+        assert_eq!(body["redis_connected"], true, "{body}");
+    }
+    sleeper.await.expect("sleeper");
+    let code = svc.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "output:\n{}", svc.output());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1 + 5 + 1),
+        "exit overran drain + grace"
+    );
+}
+
+#[tokio::test]
+async fn sigint_also_stops_cleanly() {
+    let redis = RedisServer::start();
+    let mut svc = gateway_process(&redis, &[]).await;
+    svc.signal("INT");
+    assert_eq!(
+        svc.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        svc.output()
+    );
+}
