@@ -9,11 +9,11 @@ use crate::metrics::gateway_process;
 #[tokio::test]
 async fn sigterm_drains_without_failing_a_request() {
     let redis = RedisServer::start();
-    let mut svc = gateway_process(&redis, &[("DRAIN_DELAY", "1s"), ("GRACE_PERIOD", "5s")]).await;
+    let mut svc = gateway_process(&redis, &[("DRAIN_DELAY", "400ms"), ("GRACE_PERIOD", "5s")]).await;
     let client = reqwest::Client::new();
 
-    // Hold Redis for 1.5 s so /api/status requests are still in flight when the
-    // listener closes (at SIGTERM + 1 s).
+    // Hold Redis for 0.9 s (within the store's 1 s operation timeout) so /api/status
+    // requests are still in flight when the listener closes at SIGTERM + 0.4 s.
     let mut conn = redis.client().await;
     let sleeper = tokio::spawn(async move {
         let _: Result<String, _> = redis::cmd("DEBUG")
@@ -40,7 +40,7 @@ async fn sigterm_drains_without_failing_a_request() {
     svc.signal("TERM");
     // During the drain delay: ready is 503, everything else still served.
     let mut saw_unready = false;
-    while signalled.elapsed() < Duration::from_millis(700) {
+    while signalled.elapsed() < Duration::from_millis(300) {
         let ready = client
             .get(svc.url("/health/ready"))
             .send()
