@@ -10,6 +10,7 @@ use std::future::Future;
 use std::net::TcpListener;
 
 use actix_web::{HttpResponse, web};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::Environment;
@@ -79,6 +80,17 @@ async fn index() -> HttpResponse {
     }))
 }
 
+/// Body of `GET /api/status`, the original's fields.
+#[derive(Serialize)]
+struct Status {
+    service: &'static str,
+    status: &'static str,
+    environment: Environment,
+    redis_connected: bool,
+    total_requests: i64,
+    timestamp: f64,
+}
+
 #[tracing::instrument(level = "debug", skip_all)]
 async fn status(gateway: web::Data<Gateway>) -> HttpResponse {
     let counted = gateway.store.incr(keys::TOTAL_REQUESTS).await;
@@ -86,14 +98,14 @@ async fn status(gateway: web::Data<Gateway>) -> HttpResponse {
         // The store check logs the outage once; per request it is only a debug line.
         tracing::debug!(error = %e, "not counted");
     }
-    HttpResponse::Ok().json(json!({
-        "service": SERVICE,
-        "status": "running",
-        "environment": gateway.environment.as_str(),
-        "redis_connected": counted.is_ok(),
-        "total_requests": counted.unwrap_or(0),
-        "timestamp": unix_now(),
-    }))
+    HttpResponse::Ok().json(Status {
+        service: SERVICE,
+        status: "running",
+        environment: gateway.environment,
+        redis_connected: counted.is_ok(),
+        total_requests: counted.unwrap_or(0),
+        timestamp: unix_now(),
+    })
 }
 
 async fn info(gateway: web::Data<Gateway>) -> HttpResponse {

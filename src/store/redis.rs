@@ -1,14 +1,23 @@
-//! The Redis backend: a deadpool-redis pool of multiplexed connections.
+//! The Redis backend, on deadpool-redis.
 //!
-//! Nothing here waits for Redis at start-up. A connection is made when first needed; one
-//! that breaks fails its recycle check and is replaced, so the store reconnects by itself
-//! when Redis returns. Every operation is bounded by [`OP_TIMEOUT`].
+//! Short commands share one multiplexed connection taken from the pool: redis-rs
+//! pipelines concurrent commands on it, so a command costs one round trip and no pool
+//! check-out (whose recycle check is a PING round trip of its own). The pool stays the
+//! one place connections are made, with their timeouts.
+//!
+//! Nothing here waits for Redis at start-up. A connection is made when first needed; when
+//! a command finds it broken or unresponsive it is dropped and the next command takes a
+//! fresh one, so the store reconnects by itself when Redis returns. Every operation is
+//! bounded by [`OP_TIMEOUT`].
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use std::sync::{PoisonError, RwLock};
+
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, AsyncConnectionConfig, IntoConnectionInfo};
-use deadpool_redis::{Manager, Pool, Runtime};
+use deadpool_redis::{Connection, Manager, Pool, Runtime};
 
 use super::{Store, StoreError};
 use crate::config::RedisSettings;
@@ -19,6 +28,7 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(1);
 /// Redis-backed store.
 pub struct RedisStore {
     pool: Pool,
+    shared: RwLock<Option<MultiplexedConnection>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -45,7 +55,7 @@ impl RedisStore {
             .set_redis_settings(redis_info);
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(OP_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT));
+            .set_response_timeout(None);
         let manager = Manager::new_with_config(info, connection)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let pool = Pool::builder(manager)
@@ -55,22 +65,52 @@ impl RedisStore {
             .recycle_timeout(Some(OP_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(RedisStore { pool })
+        Ok(RedisStore {
+            pool,
+            shared: RwLock::new(None),
+        })
     }
 
-    /// Runs one command on a pooled connection, within [`OP_TIMEOUT`].
+    /// The shared connection, taken from the pool when there is none.
+    async fn shared(&self) -> Result<MultiplexedConnection, StoreError> {
+        let current = self
+            .shared
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(conn) = current {
+            return Ok(conn);
+        }
+        let pooled = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let conn = Connection::take(pooled);
+        *self.shared.write().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn drop_shared(&self) {
+        *self.shared.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Runs one command on the shared connection, within [`OP_TIMEOUT`].
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
         let run = async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let mut conn = self.shared().await?;
             cmd.query_async::<T>(&mut conn).await.map_err(classify)
         };
-        tokio::time::timeout(OP_TIMEOUT, run)
+        let result = tokio::time::timeout(OP_TIMEOUT, run)
             .await
-            .map_err(|_| StoreError::Timeout(OP_TIMEOUT))?
+            .unwrap_or(Err(StoreError::Timeout(OP_TIMEOUT)));
+        if matches!(
+            result,
+            Err(StoreError::Unavailable(_) | StoreError::Timeout(_))
+        ) {
+            self.drop_shared();
+        }
+        result
     }
 }
 

@@ -1,0 +1,34 @@
+# svc: `just` lists the recipes. Install just with `cargo install just`.
+
+# List the recipes
+default:
+    @just --list --unsorted
+
+# Format the code
+fmt:
+    cargo fmt
+
+# Check formatting and lints as CI does
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets --locked -- -D warnings
+
+# Run the tests (installs redis-server and promtool when missing)
+test *ARGS:
+    tests/run.sh {{ARGS}}
+
+# Everything CI runs
+ci:
+    bash .ci/run
+
+# Run the gateway against a Redis (REDIS_URL or REDIS_HOST...)
+run-gateway *ARGS:
+    cargo run --release --locked -- gateway {{ARGS}}
+
+# Run every role in one process on the embedded store
+run-all *ARGS:
+    cargo run --release --locked -- all {{ARGS}}
+
+# Benchmark the gateway against nginx (installs redis-server, nginx, wrk when missing)
+bench *ARGS:
+    tests/bench.sh {{ARGS}}

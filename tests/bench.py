@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Gateway benchmark: svc against nginx serving a fixed small JSON body, side by side.
+
+Starts its own redis-server (with a password) and `svc gateway` (release build), then
+drives /health/live, /api/status and /metrics with wrk, alternating with the same load
+on nginx, the ceiling of this machine. Prints medians of several rounds, the svc/nginx
+ratio, the gateway's RSS idle and after load, and start-up-to-ready time.
+
+Usage: tests/bench.py [--rounds N] [--duration SECONDS] [--connections N]
+Needs: target/release/svc, redis-server, nginx, wrk (tests/bench.sh installs them).
+"""
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SVC = os.path.join(ROOT, "target", "release", "svc")
+BODY = '{"status":"alive","service":"api-gateway","timestamp":1795810772.116968}'
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port, path, status=200, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            if conn.getresponse().status == status:
+                return
+        except OSError:
+            pass
+        time.sleep(0.0005)
+    raise RuntimeError(f"127.0.0.1:{port}{path} did not answer {status}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def to_ms(value):
+    m = re.match(r"([\d.]+)(us|ms|s)", value)
+    if not m:
+        return float("nan")
+    n, unit = float(m.group(1)), m.group(2)
+    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+
+
+def wrk(url, duration, connections):
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} non-2xx answers")
+    return rps, p50, p99
+
+
+def start_redis(tmp):
+    port = free_port()
+    password = "bench-" + os.urandom(6).hex()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+         "--save", "", "--appendonly", "no", "--dir", tmp],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.01)
+    return proc, f"redis://:{password}@127.0.0.1:{port}/0"
+
+
+def start_nginx(tmp):
+    port = free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes auto;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type application/json; return 200 '{BODY}'; }}
+  }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
+    wait_http(port, "/")
+    return proc, port
+
+
+def start_svc(redis_url):
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "REDIS_URL": redis_url, "DRAIN_DELAY": "0s"}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [SVC, "gateway", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL,
+    )
+    wait_http(port, "/health/ready")
+    return proc, port, (time.monotonic() - started) * 1000
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    for tool in ("redis-server", "nginx", "wrk"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found: run tests/bench.sh, which installs it")
+    if not os.path.exists(SVC):
+        sys.exit("target/release/svc not found: cargo build --release --locked")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        redis, redis_url = start_redis(tmp)
+        nginx, nginx_port = start_nginx(tmp)
+        try:
+            startups = []
+            for _ in range(5):
+                proc, _, ms = start_svc(redis_url)
+                startups.append(ms)
+                stop(proc)
+            svc, svc_port, _ = start_svc(redis_url)
+            time.sleep(1)
+            idle_rss = rss_kib(svc.pid)
+
+            print(f"wrk: 2 threads, {args.connections} connections, {args.duration}s, "
+                  f"{args.rounds} rounds alternating svc and nginx; medians\n")
+            print(f"{'endpoint':<14} {'svc req/s':>10} {'p50 ms':>7} {'p99 ms':>7}   "
+                  f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}  target")
+            targets = {"/health/live": 0.8, "/api/status": 0.35, "/metrics": 0.2}
+            for path, target in targets.items():
+                svc_runs, nginx_runs = [], []
+                for _ in range(args.rounds):
+                    svc_runs.append(wrk(f"http://127.0.0.1:{svc_port}{path}",
+                                        args.duration, args.connections))
+                    nginx_runs.append(wrk(f"http://127.0.0.1:{nginx_port}/",
+                                          args.duration, args.connections))
+                s = [statistics.median(x) for x in zip(*svc_runs)]
+                n = [statistics.median(x) for x in zip(*nginx_runs)]
+                ratio = s[0] / n[0]
+                verdict = "ok" if ratio >= target else "MISSED"
+                print(f"{path:<14} {s[0]:>10.0f} {s[1]:>7.2f} {s[2]:>7.2f}   "
+                      f"{n[0]:>11.0f} {n[1]:>7.2f} {n[2]:>7.2f}   {ratio:>5.2f}  "
+                      f">= {target} {verdict}")
+            loaded_rss = rss_kib(svc.pid)
+            stop(svc)
+        finally:
+            stop(nginx)
+            stop(redis)
+
+    startup = statistics.median(startups)
+    print(f"\nRSS idle {idle_rss / 1024:.1f} MiB (target < 12: "
+          f"{'ok' if idle_rss < 12 * 1024 else 'MISSED'}), after load {loaded_rss / 1024:.1f} MiB")
+    print(f"start-up to ready: median {startup:.1f} ms of {len(startups)} "
+          f"(target < 100: {'ok' if startup < 100 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Benchmarks: installs what they need when missing, builds the release binary, then
+# runs tests/bench.py. Extra arguments go to bench.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tests/need.sh redis-server=redis-server nginx=nginx-light wrk=wrk
+cargo build --release --locked
+exec python3 tests/bench.py "$@"
