@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod healthcheck;
 pub mod http;
+pub mod presence;
 pub mod roles;
 pub mod store;
 pub mod telemetry;
@@ -74,7 +75,7 @@ impl Launch {
             telemetry::init_logs(settings.environment, &args.log_level).map_err(Error::Startup)?;
         let shutdown = http::shutdown::signal()
             .map_err(|e| Error::Startup(format!("cannot install signal handlers: {e}")))?;
-        let store = store::open(&settings.store)?;
+        let store = store::open(&settings.store, &settings.key_prefix)?;
         tracing::info!(store = %describe(&settings), version = env!("CARGO_PKG_VERSION"), "starting");
         Ok(Launch {
             settings,

@@ -16,11 +16,14 @@ use serde_json::json;
 use crate::cli::Environment;
 use crate::config::Settings;
 use crate::http::{self, Drain, Health, RequestMetrics, ServeError, unix_now};
+use crate::presence;
 use crate::store::{SharedStore, keys};
 use crate::telemetry::names;
 
 /// Port the gateway listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8080;
+/// The role's name in heartbeats.
+pub const ROLE: &str = "gateway";
 /// The `service` field of every answer.
 pub const SERVICE: &str = "api-gateway";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -52,6 +55,10 @@ pub async fn run(
         settings.store_check_period,
         names::GATEWAY_REDIS_STATUS,
     );
+    let heartbeat = presence::spawn_heartbeat(
+        store.clone(),
+        presence::describe(ROLE, listener.local_addr()?),
+    );
     let state = web::Data::new(Gateway {
         store,
         environment: settings.environment,
@@ -68,6 +75,7 @@ pub async fn run(
     };
     let served = http::serve(listener, health, Some(METRICS), drain, routes, shutdown).await;
     checker.abort();
+    heartbeat.abort();
     served
 }
 

@@ -7,8 +7,10 @@ pub mod memory;
 pub mod redis;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::config::StoreSettings;
 
@@ -44,16 +46,91 @@ pub trait Store: Send + Sync + 'static {
     async fn incr(&self, key: &str) -> Result<i64, StoreError>;
     /// The string at `key`, if any.
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Sets `key` to `value`, with no expiry (the original's compatibility keys).
+    async fn set(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Sets `key` only if it does not exist, expiring after `ttl`: `true` when this call
+    /// set it. A cluster-wide "first one wins" (e.g. who enqueues a scheduler tick).
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Announces `instance` as alive until `ttl` from now; drops expired instances.
+    async fn heartbeat(&self, instance: &Instance, ttl: Duration) -> Result<(), StoreError>;
+    /// Instances whose heartbeat has not expired.
+    async fn instances(&self) -> Result<Vec<Instance>, StoreError>;
+
+    /// Appends a probe result to its service's history, keeping the newest `keep`.
+    async fn record_health(&self, sample: &HealthSample, keep: usize) -> Result<(), StoreError>;
+    /// The newest `limit` probe results of `service`, newest first.
+    async fn health_history(
+        &self,
+        service: &str,
+        limit: usize,
+    ) -> Result<Vec<HealthSample>, StoreError>;
+
+    /// Adds `delta` to minute `minute` of the per-minute series `series`.
+    async fn series_add(&self, series: &str, minute: i64, delta: i64) -> Result<(), StoreError>;
+    /// Sets minute `minute` of `series` to `value` (gauges such as queue depth).
+    async fn series_set(&self, series: &str, minute: i64, value: i64) -> Result<(), StoreError>;
+    /// The points of `series` from minute `since` on, oldest first.
+    async fn series(&self, series: &str, since: i64) -> Result<Vec<(i64, i64)>, StoreError>;
+    /// Removes the points of `series` before minute `before`; returns how many.
+    async fn series_trim(&self, series: &str, before: i64) -> Result<usize, StoreError>;
+}
+
+/// A running instance of a role, as its heartbeat announces it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `gateway`, `worker` or `dashboard`.
+    pub role: String,
+    /// Unique per process: pod name (or host name) and pid.
+    pub id: String,
+    /// Version of the binary.
+    pub version: String,
+    /// Unix seconds when the process started.
+    pub started_at: f64,
+    /// Where it serves HTTP (`host:port`).
+    pub address: String,
+}
+
+/// Health of a service as a probe saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Answered, ready and fast.
+    Healthy,
+    /// Answered, but slowly or not ready.
+    Degraded,
+    /// No usable answer.
+    Down,
+}
+
+/// One probe of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthSample {
+    /// Probed service (`api-gateway`, `worker-service`, `redis`, `dashboard`).
+    pub service: String,
+    /// Unix seconds of the probe.
+    pub timestamp: f64,
+    /// What the probe found.
+    pub status: ServiceState,
+    /// Round-trip time, when there was an answer.
+    pub response_time_ms: Option<f64>,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
 }
 
 /// A store shared by the handlers and tasks of one process.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the configured store. This never waits for Redis: a role starts while Redis
-/// is down and connects once it appears.
-pub fn open(settings: &StoreSettings) -> Result<SharedStore, StoreError> {
+/// Opens the configured store; `prefix` starts every key this system adds. This never
+/// waits for Redis: a role starts while Redis is down and connects once it appears.
+pub fn open(settings: &StoreSettings, prefix: &str) -> Result<SharedStore, StoreError> {
     Ok(match settings {
         StoreSettings::Memory => Arc::new(memory::MemoryStore::new()),
-        StoreSettings::Redis(redis) => Arc::new(redis::RedisStore::new(redis)?),
+        StoreSettings::Redis(redis) => Arc::new(redis::RedisStore::new(redis, prefix)?),
     })
+}
+
+/// The minute (Unix seconds / 60) that `unix_seconds` falls in.
+pub fn minute_of(unix_seconds: f64) -> i64 {
+    (unix_seconds / 60.0).floor() as i64
 }

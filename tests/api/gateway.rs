@@ -130,3 +130,22 @@ async fn memory_store_serves_the_same_api() {
     let (_, info) = app.get_json("/api/info").await;
     assert_eq!(info["store"], "memory");
 }
+
+#[tokio::test]
+async fn gateway_announces_itself_with_a_heartbeat() {
+    let (redis, _app) = redis_gateway().await;
+    let store = svc::store::redis::RedisStore::new(&redis.settings(), "svc:").expect("store");
+    let instances = crate::helpers::eventually(Duration::from_secs(5), "a heartbeat", || async {
+        let live = svc::store::Store::instances(&store).await.ok()?;
+        (!live.is_empty()).then_some(live)
+    })
+    .await;
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].role, "gateway");
+    assert_eq!(instances[0].version, env!("CARGO_PKG_VERSION"));
+    assert!(
+        instances[0]
+            .id
+            .ends_with(&format!("-{}", std::process::id()))
+    );
+}

@@ -198,7 +198,8 @@ impl TestApp {
     /// Starts the gateway on 127.0.0.1:0 with `settings`.
     pub async fn gateway(settings: Settings) -> Self {
         init_test_logs();
-        let store: SharedStore = store::open(&settings.store).expect("open store");
+        let store: SharedStore =
+            store::open(&settings.store, &settings.key_prefix).expect("open store");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();

@@ -9,7 +9,8 @@ use crate::metrics::gateway_process;
 #[tokio::test]
 async fn sigterm_drains_without_failing_a_request() {
     let redis = RedisServer::start();
-    let mut svc = gateway_process(&redis, &[("DRAIN_DELAY", "400ms"), ("GRACE_PERIOD", "5s")]).await;
+    let mut svc =
+        gateway_process(&redis, &[("DRAIN_DELAY", "400ms"), ("GRACE_PERIOD", "5s")]).await;
     let client = reqwest::Client::new();
 
     // Hold Redis for 0.9 s (within the store's 1 s operation timeout) so /api/status

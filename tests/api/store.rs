@@ -1,32 +1,215 @@
 //! One contract, both backends: what the roles rely on behaves the same on Redis and
 //! on the embedded store.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use svc::store::redis::RedisStore;
-use svc::store::{SharedStore, memory::MemoryStore};
+use svc::store::{HealthSample, Instance, ServiceState, SharedStore, Store, memory::MemoryStore};
 
 use crate::helpers::RedisServer;
 
+fn instance(id: &str) -> Instance {
+    Instance {
+        role: "worker".into(),
+        id: id.into(),
+        version: "1.0.0".into(),
+        started_at: 1.0e9,
+        address: "10.0.0.1:8081".into(),
+    }
+}
+
+fn sample(service: &str, n: u32) -> HealthSample {
+    HealthSample {
+        service: service.into(),
+        timestamp: f64::from(n),
+        status: if n % 2 == 0 {
+            ServiceState::Healthy
+        } else {
+            ServiceState::Down
+        },
+        response_time_ms: Some(f64::from(n) / 2.0),
+        error: (n % 2 == 1).then(|| format!("error {n}")),
+    }
+}
+
 async fn contract(store: SharedStore) {
     store.ping().await.expect("ping");
+
+    // Strings and counters.
     assert_eq!(store.get("k").await.expect("get absent"), None);
     assert_eq!(store.incr("k").await.expect("incr"), 1);
     assert_eq!(store.incr("k").await.expect("incr"), 2);
     assert_eq!(store.get("k").await.expect("get").as_deref(), Some("2"));
     assert_eq!(store.incr("other").await.expect("incr other"), 1);
+    store.set("s", "text").await.expect("set");
+    assert_eq!(store.get("s").await.expect("get").as_deref(), Some("text"));
+    assert!(
+        store.incr("s").await.is_err(),
+        "INCR of a non-integer must fail"
+    );
+
+    // Claims: first one wins until the claim expires.
+    assert!(
+        store
+            .claim("tick:1", Duration::from_millis(150))
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !store
+            .claim("tick:1", Duration::from_millis(150))
+            .await
+            .expect("claim")
+    );
+    assert!(
+        store
+            .claim("tick:2", Duration::from_secs(5))
+            .await
+            .expect("other claim")
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        store
+            .claim("tick:1", Duration::from_secs(5))
+            .await
+            .expect("reclaim")
+    );
+
+    // Heartbeats: expired instances vanish, a repeated beat is one instance.
+    let (a, b) = (instance("a"), instance("b"));
+    store
+        .heartbeat(&a, Duration::from_secs(30))
+        .await
+        .expect("beat a");
+    store
+        .heartbeat(&b, Duration::from_millis(150))
+        .await
+        .expect("beat b");
+    store
+        .heartbeat(&a, Duration::from_secs(30))
+        .await
+        .expect("beat a again");
+    let mut live = store.instances().await.expect("instances");
+    live.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(live, vec![a.clone(), b]);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(store.instances().await.expect("instances"), vec![a]);
+
+    // Health history: newest first, bounded.
+    for n in 1..=5 {
+        store
+            .record_health(&sample("api-gateway", n), 3)
+            .await
+            .expect("record");
+    }
+    store
+        .record_health(&sample("redis", 9), 3)
+        .await
+        .expect("record");
+    let history = store
+        .health_history("api-gateway", 10)
+        .await
+        .expect("history");
+    assert_eq!(
+        history,
+        vec![
+            sample("api-gateway", 5),
+            sample("api-gateway", 4),
+            sample("api-gateway", 3)
+        ]
+    );
+    assert_eq!(
+        store
+            .health_history("api-gateway", 1)
+            .await
+            .expect("history")
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .health_history("nobody", 10)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+
+    // Per-minute series.
+    store.series_add("requests", 10, 1).await.expect("add");
+    store.series_add("requests", 10, 2).await.expect("add");
+    store.series_set("requests", 11, 5).await.expect("set");
+    store.series_set("requests", 12, 7).await.expect("set");
+    store
+        .series_set("requests", 12, 6)
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        store.series("requests", 0).await.expect("series"),
+        vec![(10, 3), (11, 5), (12, 6)]
+    );
+    assert_eq!(
+        store.series("requests", 11).await.expect("series"),
+        vec![(11, 5), (12, 6)]
+    );
+    assert_eq!(store.series_trim("requests", 12).await.expect("trim"), 2);
+    assert_eq!(
+        store.series("requests", 0).await.expect("series"),
+        vec![(12, 6)]
+    );
+    assert!(store.series("nothing", 0).await.expect("series").is_empty());
 }
 
 #[tokio::test]
 async fn memory_store_meets_the_contract() {
-    contract(std::sync::Arc::new(MemoryStore::new())).await;
+    contract(Arc::new(MemoryStore::new())).await;
 }
 
 #[tokio::test]
 async fn redis_store_meets_the_contract() {
     let redis = RedisServer::start();
-    contract(std::sync::Arc::new(
-        RedisStore::new(&redis.settings()).expect("store"),
+    contract(Arc::new(
+        RedisStore::new(&redis.settings(), "svc:").expect("store"),
     ))
     .await;
+}
+
+#[tokio::test]
+async fn redis_store_keeps_new_keys_under_its_prefix_with_a_ttl() {
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.settings(), "test-prefix:").expect("store");
+    store
+        .heartbeat(&instance("a"), Duration::from_secs(30))
+        .await
+        .expect("beat");
+    store
+        .record_health(&sample("redis", 2), 10)
+        .await
+        .expect("record");
+    store.series_add("requests", 1, 1).await.expect("add");
+    store
+        .claim("tick:9", Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let mut conn = redis.client().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    for key in keys {
+        assert!(
+            key.starts_with("test-prefix:"),
+            "{key} is outside the prefix"
+        );
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("TTL");
+        assert!(ttl > 0, "{key} has no TTL");
+    }
 }
 
 #[tokio::test]
@@ -34,10 +217,8 @@ async fn redis_store_with_a_wrong_password_is_an_error_not_a_hang() {
     let redis = RedisServer::start();
     let mut settings = redis.settings();
     settings.password = Some("wrong".parse().expect("infallible"));
-    let store = RedisStore::new(&settings).expect("store");
-    let err = svc::store::Store::ping(&store)
-        .await
-        .expect_err("wrong password");
+    let store = RedisStore::new(&settings, "svc:").expect("store");
+    let err = store.ping().await.expect_err("wrong password");
     assert!(!err.to_string().contains(&redis.password));
 }
 
@@ -46,6 +227,6 @@ async fn redis_store_reports_a_missing_server() {
     let redis = RedisServer::start();
     let settings = redis.settings();
     drop(redis);
-    let store = RedisStore::new(&settings).expect("building the pool never connects");
-    assert!(svc::store::Store::incr(&store, "k").await.is_err());
+    let store = RedisStore::new(&settings, "svc:").expect("building the pool never connects");
+    assert!(store.incr("k").await.is_err());
 }
