@@ -18,6 +18,52 @@ use crate::config::StoreSettings;
 pub mod keys {
     /// Gateway request counter, incremented by `GET /api/status`.
     pub const TOTAL_REQUESTS: &str = "api:total_requests";
+    /// Type of the last task a worker finished.
+    pub const WORKER_LAST_TASK: &str = "worker:last_task";
+    /// Unix seconds (float) when a worker last finished a task.
+    pub const WORKER_LAST_TASK_TIME: &str = "worker:last_task_time";
+
+    /// Tasks of `task_type` finished, all time.
+    pub fn worker_tasks(task_type: &str) -> String {
+        format!("worker:tasks:{task_type}")
+    }
+}
+
+/// Names of the per-minute series the worker's tasks write and the dashboard reads.
+pub mod series {
+    /// Gateway requests counted per minute.
+    pub const REQUESTS: &str = "requests";
+    /// Job-queue depth (entries not yet delivered), sampled each minute.
+    pub const QUEUE_DEPTH: &str = "queue_depth";
+
+    /// Tasks of `task_type` finished per minute.
+    pub fn tasks(task_type: &str) -> String {
+        format!("tasks:{task_type}")
+    }
+
+    /// Probes of `service` per minute.
+    pub fn checks(service: &str) -> String {
+        format!("checks:{service}")
+    }
+
+    /// Probes of `service` per minute that found it up (healthy or degraded).
+    pub fn up(service: &str) -> String {
+        format!("up:{service}")
+    }
+}
+
+/// Service names used in health history and on the dashboard, as the original named them.
+pub mod services {
+    /// The gateway.
+    pub const API_GATEWAY: &str = "api-gateway";
+    /// The workers.
+    pub const WORKER: &str = "worker-service";
+    /// The shared Redis.
+    pub const REDIS: &str = "redis";
+    /// The dashboard.
+    pub const DASHBOARD: &str = "dashboard";
+    /// All of them, in display order.
+    pub const ALL: [&str; 4] = [API_GATEWAY, WORKER, REDIS, DASHBOARD];
 }
 
 /// Why a store operation failed. Every variant means "the store is unavailable right
