@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod healthcheck;
 pub mod http;
+pub mod jobs;
 pub mod presence;
 pub mod roles;
 pub mod store;

@@ -7,13 +7,18 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{HealthSample, Instance, Store, StoreError};
+use tokio::sync::Notify;
+
+use super::{Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Store, StoreError, keys};
 use crate::http::unix_now;
+use crate::jobs::{JobRecord, JobState, RECORD_TTL};
 
 /// In-process store. Its lock is never held across an `.await`.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// Wakes consumers waiting in `receive` when a job is enqueued.
+    enqueued: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -23,6 +28,24 @@ struct State {
     instances: Vec<(Instance, f64)>,
     health: HashMap<String, VecDeque<HealthSample>>,
     series: HashMap<String, BTreeMap<i64, i64>>,
+    jobs: HashMap<String, (JobRecord, Instant)>,
+    queue: Queue,
+}
+
+/// The job stream and its one consumer group.
+#[derive(Debug, Default)]
+struct Queue {
+    next_entry: u64,
+    /// Entries never delivered, oldest first.
+    waiting: VecDeque<Delivery>,
+    /// Delivered and not finished: entry -> (delivery, when last delivered).
+    pending: BTreeMap<u64, (Delivery, Instant)>,
+    /// Job id and error of each dead letter, oldest first.
+    dead: VecDeque<(String, String)>,
+}
+
+fn entry_number(entry: &str) -> Option<u64> {
+    entry.split('-').next()?.parse().ok()
 }
 
 impl State {
@@ -39,6 +62,20 @@ impl State {
 }
 
 impl MemoryStore {
+    /// Moves up to `max` waiting entries to pending; what was moved.
+    fn deliver(&self, max: usize) -> Vec<Delivery> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let count = max.min(state.queue.waiting.len());
+        let taken: Vec<Delivery> = state.queue.waiting.drain(..count).collect();
+        for d in &taken {
+            if let Some(n) = entry_number(&d.entry) {
+                state.queue.pending.insert(n, (d.clone(), now));
+            }
+        }
+        taken
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -184,5 +221,143 @@ impl Store for MemoryStore {
         let removed = points.len();
         *points = kept;
         Ok(removed)
+    }
+
+    async fn enqueue(&self, job: &JobRecord) -> Result<bool, StoreError> {
+        {
+            let mut state = self.state();
+            let queue = &mut state.queue;
+            if queue.waiting.len() + queue.pending.len() >= MAX_QUEUE {
+                return Ok(false);
+            }
+            queue.next_entry += 1;
+            let entry = format!("{}-0", queue.next_entry);
+            queue.waiting.push_back(Delivery {
+                entry,
+                job_id: job.id.clone(),
+            });
+            let now = Instant::now();
+            // Expired records go now and then, as Redis expires keys.
+            if state.queue.next_entry % 1024 == 0 {
+                state.jobs.retain(|_, (_, until)| *until > now);
+            }
+            state
+                .jobs
+                .insert(job.id.clone(), (job.clone(), now + RECORD_TTL));
+        }
+        self.enqueued.notify_waiters();
+        Ok(true)
+    }
+
+    async fn receive(
+        &self,
+        _consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register for the wake-up before looking, so an enqueue in between is
+            // not missed.
+            let notified = self.enqueued.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let taken = self.deliver(max);
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn reclaim(
+        &self,
+        _consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let mut claimed = Vec::new();
+        for (delivery, delivered_at) in state.queue.pending.values_mut() {
+            if claimed.len() == max {
+                break;
+            }
+            if now.duration_since(*delivered_at) >= idle {
+                *delivered_at = now;
+                claimed.push(delivery.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn save_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.state()
+            .jobs
+            .insert(job.id.clone(), (job.clone(), Instant::now() + RECORD_TTL));
+        Ok(())
+    }
+
+    async fn load_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .jobs
+            .get(id)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(job, _)| job.clone()))
+    }
+
+    async fn finish(&self, delivery: &Delivery, job: &JobRecord) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state
+            .jobs
+            .insert(job.id.clone(), (job.clone(), Instant::now() + RECORD_TTL));
+        match job.state {
+            JobState::Done => {
+                let task = job.spec.task_type().as_str();
+                let counter = keys::worker_tasks(task);
+                let done = state
+                    .live_string(&counter)
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                let finished = job.finished_at.unwrap_or_else(unix_now).to_string();
+                for (key, value) in [
+                    (counter, done.to_string()),
+                    (keys::WORKER_LAST_TASK.to_owned(), task.to_owned()),
+                    (keys::WORKER_LAST_TASK_TIME.to_owned(), finished),
+                ] {
+                    state.strings.insert(key, (value, None));
+                }
+            }
+            JobState::Dead => {
+                let error = job.error.clone().unwrap_or_default();
+                state.queue.dead.push_back((job.id.clone(), error));
+            }
+            JobState::Queued | JobState::Running | JobState::Failed => {}
+        }
+        if let Some(n) = entry_number(&delivery.entry) {
+            state.queue.pending.remove(&n);
+        }
+        Ok(())
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let state = self.state();
+        Ok(QueueStats {
+            depth: state.queue.waiting.len() as u64,
+            pending: state.queue.pending.len() as u64,
+            dead_letters: state.queue.dead.len() as u64,
+        })
+    }
+
+    async fn trim_dead_letters(&self, keep: usize) -> Result<usize, StoreError> {
+        let mut state = self.state();
+        let dead = &mut state.queue.dead;
+        let excess = dead.len().saturating_sub(keep);
+        dead.drain(..excess);
+        Ok(excess)
     }
 }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::config::StoreSettings;
+use crate::jobs::JobRecord;
 
 /// Keys kept from the original system, so counters survive a migration.
 pub mod keys {
@@ -120,6 +121,62 @@ pub trait Store: Send + Sync + 'static {
     async fn series(&self, series: &str, since: i64) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Removes the points of `series` before minute `before`; returns how many.
     async fn series_trim(&self, series: &str, before: i64) -> Result<usize, StoreError>;
+
+    /// Saves `job`'s record and appends it to the job queue, unless the queue holds
+    /// [`MAX_QUEUE`] entries already: then `Ok(false)` and nothing is written.
+    async fn enqueue(&self, job: &JobRecord) -> Result<bool, StoreError>;
+    /// Up to `max` jobs never delivered before, for `consumer`; waits up to `wait` for
+    /// the first one.
+    async fn receive(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Up to `max` jobs delivered to some consumer at least `idle` ago and never
+    /// finished (their worker died or gave up), now delivered to `consumer`.
+    async fn reclaim(
+        &self,
+        consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    /// Saves a job's record (state changes while it runs).
+    async fn save_job(&self, job: &JobRecord) -> Result<(), StoreError>;
+    /// A job's record, if it exists and has not expired.
+    async fn load_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Ends a delivery in one atomic step: saves `job`'s record and acknowledges the
+    /// delivery. A `Done` job also counts in the original's keys (`worker:tasks:<type>`,
+    /// `worker:last_task`, `worker:last_task_time`); a `Dead` one goes to the
+    /// dead-letter stream with its error.
+    async fn finish(&self, delivery: &Delivery, job: &JobRecord) -> Result<(), StoreError>;
+    /// Depth, pending and dead-letter counts of the queue.
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+    /// Trims the dead-letter stream to its newest `keep` entries; returns how many went.
+    async fn trim_dead_letters(&self, keep: usize) -> Result<usize, StoreError>;
+}
+
+/// Most entries the job queue holds; beyond it `enqueue` refuses (nothing is dropped).
+pub const MAX_QUEUE: usize = 100_000;
+
+/// One delivery of a queued job to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Queue entry id (what is acknowledged).
+    pub entry: String,
+    /// The job's id.
+    pub job_id: String,
+}
+
+/// How much work the queue holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Entries not delivered to any consumer yet.
+    pub depth: u64,
+    /// Entries delivered and not finished.
+    pub pending: u64,
+    /// Entries in the dead-letter stream.
+    pub dead_letters: u64,
 }
 
 /// A running instance of a role, as its heartbeat announces it.

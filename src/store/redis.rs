@@ -19,9 +19,14 @@ use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, AsyncConnectionConfig, IntoConnectionInfo};
 use deadpool_redis::{Connection, Manager, Pool, Runtime};
 
-use super::{HealthSample, Instance, Store, StoreError};
+use deadpool_redis::redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamPendingReply, StreamReadReply,
+};
+
+use super::{Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Store, StoreError, keys};
 use crate::config::RedisSettings;
 use crate::http::unix_now;
+use crate::jobs::{JobRecord, JobState, RECORD_TTL};
 
 /// Upper bound of one store operation, including getting a connection.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -32,6 +37,21 @@ pub struct RedisStore {
     shared: RwLock<Option<MultiplexedConnection>>,
     prefix: String,
 }
+
+/// The job stream, its consumer group and the dead-letter stream.
+const JOBS: &str = "jobs";
+const GROUP: &str = "workers";
+const DEAD_LETTERS: &str = "jobs:dead";
+
+/// Adds a job unless the stream is full: record and stream entry in one step.
+static ENQUEUE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+          redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+          redis.call('XADD', KEYS[1], '*', 'job', ARGV[4])
+          return 1",
+    )
+});
 
 /// How long a series, a health history or the instance set outlives its last write:
 /// longer than the longest window the dashboard shows (24 h).
@@ -144,6 +164,15 @@ impl RedisStore {
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
+}
+
+/// The delivery a stream entry stands for (entries without a job id are skipped).
+fn delivery(entry: StreamId) -> Option<Delivery> {
+    let job_id = entry.get::<String>("job")?;
+    Some(Delivery {
+        entry: entry.id,
+        job_id,
+    })
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -302,9 +331,222 @@ impl Store for RedisStore {
         }
         self.query(redis::cmd("HDEL").arg(&key).arg(&old)).await
     }
+
+    async fn enqueue(&self, job: &JobRecord) -> Result<bool, StoreError> {
+        let mut invocation = ENQUEUE.prepare_invoke();
+        invocation
+            .key(self.key(JOBS))
+            .key(self.key(&format!("job:{}", job.id)))
+            .arg(MAX_QUEUE)
+            .arg(to_json(job)?)
+            .arg(RECORD_TTL.as_millis() as u64)
+            .arg(&job.id);
+        let added: i64 = self
+            .bounded(async {
+                let mut conn = self.shared().await?;
+                invocation.invoke_async(&mut conn).await.map_err(classify)
+            })
+            .await?;
+        Ok(added == 1)
+    }
+
+    async fn receive(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let key = self.key(JOBS);
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(wait.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(">");
+        // A blocking read holds its connection: it gets a pooled one of its own, not
+        // the shared connection every short command uses.
+        let reply: Option<StreamReadReply> = self.with_group(&read, wait + OP_TIMEOUT).await?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .filter_map(delivery)
+            .collect())
+    }
+
+    async fn reclaim(
+        &self,
+        consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut claim = redis::cmd("XAUTOCLAIM");
+        claim
+            .arg(self.key(JOBS))
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(max);
+        let reply: StreamAutoClaimReply = self.with_group(&claim, OP_TIMEOUT).await?;
+        Ok(reply.claimed.into_iter().filter_map(delivery).collect())
+    }
+
+    async fn save_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.query(
+            redis::cmd("SET")
+                .arg(self.key(&format!("job:{}", job.id)))
+                .arg(to_json(job)?)
+                .arg("PX")
+                .arg(RECORD_TTL.as_millis() as u64),
+        )
+        .await
+    }
+
+    async fn load_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let raw: Option<String> = self
+            .query(redis::cmd("GET").arg(self.key(&format!("job:{id}"))))
+            .await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    async fn finish(&self, delivery: &Delivery, job: &JobRecord) -> Result<(), StoreError> {
+        let stream = self.key(JOBS);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(self.key(&format!("job:{}", job.id)))
+            .arg(to_json(job)?)
+            .arg("PX")
+            .arg(RECORD_TTL.as_millis() as u64)
+            .ignore();
+        match job.state {
+            JobState::Done => {
+                let task = job.spec.task_type().as_str();
+                pipe.cmd("INCR")
+                    .arg(keys::worker_tasks(task))
+                    .ignore()
+                    .cmd("SET")
+                    .arg(keys::WORKER_LAST_TASK)
+                    .arg(task)
+                    .ignore()
+                    .cmd("SET")
+                    .arg(keys::WORKER_LAST_TASK_TIME)
+                    .arg(job.finished_at.unwrap_or_else(unix_now))
+                    .ignore();
+            }
+            JobState::Dead => {
+                pipe.cmd("XADD")
+                    .arg(self.key(DEAD_LETTERS))
+                    .arg("*")
+                    .arg("job")
+                    .arg(&job.id)
+                    .arg("type")
+                    .arg(job.spec.task_type().as_str())
+                    .arg("error")
+                    .arg(job.error.as_deref().unwrap_or(""))
+                    .ignore();
+            }
+            JobState::Queued | JobState::Running | JobState::Failed => {}
+        }
+        pipe.cmd("XACK")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(&delivery.entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&stream)
+            .arg(&delivery.entry)
+            .ignore();
+        self.query_pipe(&pipe).await
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let stream = self.key(JOBS);
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN")
+            .arg(&stream)
+            .cmd("XLEN")
+            .arg(self.key(DEAD_LETTERS))
+            .cmd("EXISTS")
+            .arg(&stream);
+        let (len, dead, exists): (u64, u64, bool) = self.query_pipe(&pipe).await?;
+        let pending = if exists {
+            let summary: Result<StreamPendingReply, _> = self
+                .query(redis::cmd("XPENDING").arg(&stream).arg(GROUP))
+                .await;
+            match summary {
+                Ok(reply) => reply.count() as u64,
+                // No consumer group yet: nothing was ever delivered.
+                Err(StoreError::Command(e)) if e.contains("NOGROUP") => 0,
+                Err(e) => return Err(e),
+            }
+        } else {
+            0
+        };
+        Ok(QueueStats {
+            depth: len.saturating_sub(pending),
+            pending,
+            dead_letters: dead,
+        })
+    }
+
+    async fn trim_dead_letters(&self, keep: usize) -> Result<usize, StoreError> {
+        self.query(
+            redis::cmd("XTRIM")
+                .arg(self.key(DEAD_LETTERS))
+                .arg("MAXLEN")
+                .arg(keep),
+        )
+        .await
+    }
 }
 
 impl RedisStore {
+    /// Runs a consumer-group command on a pooled connection of its own, creating the
+    /// group (and stream) first when Redis lost it, e.g. after a restart without
+    /// persistence.
+    async fn with_group<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        limit: Duration,
+    ) -> Result<T, StoreError> {
+        let run = async {
+            let mut conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            match cmd.query_async::<T>(&mut conn).await {
+                Err(e) if e.code() == Some("NOGROUP") => {
+                    let created: Result<(), _> = redis::cmd("XGROUP")
+                        .arg("CREATE")
+                        .arg(self.key(JOBS))
+                        .arg(GROUP)
+                        .arg("0")
+                        .arg("MKSTREAM")
+                        .query_async(&mut conn)
+                        .await;
+                    match created {
+                        Err(e) if e.code() != Some("BUSYGROUP") => return Err(classify(e)),
+                        _ => {}
+                    }
+                    cmd.query_async::<T>(&mut conn).await.map_err(classify)
+                }
+                result => result.map_err(classify),
+            }
+        };
+        tokio::time::timeout(limit, run)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(limit)))
+    }
+
     async fn series_write(
         &self,
         command: &str,

@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use svc::jobs::{JobRecord, JobSpec, JobState};
 use svc::store::redis::RedisStore;
-use svc::store::{HealthSample, Instance, ServiceState, SharedStore, Store, memory::MemoryStore};
+use svc::store::{
+    HealthSample, Instance, QueueStats, ServiceState, SharedStore, Store, memory::MemoryStore,
+};
 
 use crate::helpers::RedisServer;
 
