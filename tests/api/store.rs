@@ -163,9 +163,129 @@ async fn contract(store: SharedStore) {
     assert!(store.series("nothing", 0).await.expect("series").is_empty());
 }
 
+async fn queue_contract(store: SharedStore) {
+    let empty = store.queue_stats().await.expect("stats of no queue");
+    assert_eq!(empty, QueueStats::default());
+    let jobs: Vec<JobRecord> = (0..3)
+        .map(|_| JobRecord::new(JobSpec::HealthCheck {}, 1.0))
+        .collect();
+    for job in &jobs {
+        assert!(store.enqueue(job).await.expect("enqueue"));
+    }
+    assert_eq!(store.queue_stats().await.expect("stats").depth, 3);
+    assert_eq!(
+        store.load_job(&jobs[0].id).await.expect("load"),
+        Some(jobs[0].clone())
+    );
+    assert_eq!(store.load_job("no-such-job").await.expect("load"), None);
+
+    let first = store
+        .receive("c1", 2, Duration::from_millis(10))
+        .await
+        .expect("receive");
+    let ids: Vec<_> = first.iter().map(|d| d.job_id.clone()).collect();
+    assert_eq!(
+        ids,
+        vec![jobs[0].id.clone(), jobs[1].id.clone()],
+        "delivered in order"
+    );
+    let stats = store.queue_stats().await.expect("stats");
+    assert_eq!((stats.depth, stats.pending), (1, 2));
+
+    // Done: acknowledged and counted in the original's keys.
+    let mut done = jobs[0].clone();
+    done.state = JobState::Done;
+    done.finished_at = Some(42.5);
+    store.finish(&first[0], &done).await.expect("finish done");
+    assert_eq!(
+        store
+            .get("worker:tasks:health_check")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        store.get("worker:last_task").await.expect("get").as_deref(),
+        Some("health_check")
+    );
+    assert_eq!(
+        store
+            .get("worker:last_task_time")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("42.5")
+    );
+    assert_eq!(store.load_job(&done.id).await.expect("load"), Some(done));
+
+    // Unfinished deliveries come back after the idle time, to another consumer.
+    assert!(
+        store
+            .reclaim("c2", Duration::from_secs(60), 10)
+            .await
+            .expect("reclaim")
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let again = store
+        .reclaim("c2", Duration::from_millis(100), 10)
+        .await
+        .expect("reclaim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].job_id, jobs[1].id);
+
+    // Dead: acknowledged and in the dead-letter stream.
+    let mut dead = jobs[1].clone();
+    dead.state = JobState::Dead;
+    dead.error = Some("boom".into());
+    store.finish(&again[0], &dead).await.expect("finish dead");
+    let stats = store.queue_stats().await.expect("stats");
+    assert_eq!(
+        stats,
+        QueueStats {
+            depth: 1,
+            pending: 0,
+            dead_letters: 1
+        }
+    );
+    assert_eq!(
+        store
+            .get("worker:tasks:health_check")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("1")
+    );
+
+    // A waiting consumer gets a job enqueued while it waits.
+    let rest = store
+        .receive("c1", 10, Duration::from_millis(10))
+        .await
+        .expect("receive");
+    assert_eq!(rest.len(), 1);
+    let late = JobRecord::new(JobSpec::Cleanup {}, 2.0);
+    let (received, ()) = tokio::join!(store.receive("c1", 10, Duration::from_secs(5)), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(store.enqueue(&late).await.expect("enqueue late"));
+    });
+    assert_eq!(received.expect("receive")[0].job_id, late.id);
+    let start = std::time::Instant::now();
+    let nothing = store
+        .receive("c1", 10, Duration::from_millis(100))
+        .await
+        .expect("receive");
+    assert!(nothing.is_empty());
+    assert!(start.elapsed() >= Duration::from_millis(90), "did not wait");
+
+    assert_eq!(store.trim_dead_letters(0).await.expect("trim"), 1);
+    assert_eq!(store.queue_stats().await.expect("stats").dead_letters, 0);
+}
+
 #[tokio::test]
 async fn memory_store_meets_the_contract() {
     contract(Arc::new(MemoryStore::new())).await;
+    queue_contract(Arc::new(MemoryStore::new())).await;
 }
 
 #[tokio::test]
@@ -173,6 +293,10 @@ async fn redis_store_meets_the_contract() {
     let redis = RedisServer::start();
     contract(Arc::new(
         RedisStore::new(&redis.settings(), "svc:").expect("store"),
+    ))
+    .await;
+    queue_contract(Arc::new(
+        RedisStore::new(&redis.settings(), "q:").expect("store"),
     ))
     .await;
 }
