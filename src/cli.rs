@@ -20,8 +20,10 @@ pub struct Cli {
 /// One variant per subcommand; `main` dispatches on it in a single `match`.
 #[derive(Debug, Subcommand)]
 pub enum Role {
-    /// REST API gateway: health, status, info and Prometheus metrics (default port 8080).
+    /// REST API gateway: health, status, info, jobs and Prometheus metrics (default port 8080).
     Gateway(ServeArgs),
+    /// Periodic tasks and the job queue; health, status and metrics on port 8081.
+    Worker(WorkerArgs),
     /// Every role in one process, for a laptop; embedded store unless Redis is configured.
     All(AllArgs),
     /// Exit 0 when URL answers 2xx within the timeout (the container HEALTHCHECK).
@@ -41,6 +43,38 @@ pub struct ServeArgs {
     pub common: CommonArgs,
 }
 
+/// Flags of `svc worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub worker: WorkerFlags,
+    /// Gateway base URL, probed by the health_check task.
+    #[arg(long, env = "API_GATEWAY_URL", default_value = "http://localhost:8080")]
+    pub gateway_url: url::Url,
+    /// Dashboard base URL, probed by the health_check task.
+    #[arg(long, env = "DASHBOARD_URL", default_value = "http://localhost:3000")]
+    pub dashboard_url: url::Url,
+}
+
+/// How a worker schedules and runs jobs (shared by `svc worker` and `svc all`).
+#[derive(Debug, Args)]
+pub struct WorkerFlags {
+    /// Time between scheduler ticks: each periodic task runs once per interval, cluster-wide.
+    #[arg(long, env = "WORKER_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// A job unfinished this long after delivery is taken over by another worker.
+    #[arg(long, env = "VISIBILITY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub visibility_timeout: Duration,
+    /// Attempts before a failing job goes to the dead-letter stream.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Jobs one worker runs at once (CPU-bound ones are further limited to one per core).
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: usize,
+}
+
 /// Flags of `svc all`.
 #[derive(Debug, Args)]
 pub struct AllArgs {
@@ -50,6 +84,11 @@ pub struct AllArgs {
     /// Port of the gateway.
     #[arg(long, default_value_t = crate::roles::gateway::DEFAULT_PORT)]
     pub gateway_port: u16,
+    /// Port of the worker's health server.
+    #[arg(long, default_value_t = crate::roles::worker::DEFAULT_PORT)]
+    pub worker_port: u16,
+    #[command(flatten)]
+    pub worker: WorkerFlags,
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -7,7 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::cli::{CommonArgs, Environment};
+use crate::cli::{CommonArgs, Environment, WorkerFlags};
+use crate::roles::worker::WorkerConfig;
 
 /// A value that must never be printed: its `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -227,6 +228,49 @@ impl Settings {
             grace_period: args.grace_period,
         })
     }
+}
+
+/// Validates the worker flags; `gateway_url` and `dashboard_url` are where
+/// `health_check` probes.
+pub fn worker_config(
+    flags: &WorkerFlags,
+    gateway_url: url::Url,
+    dashboard_url: url::Url,
+) -> Result<WorkerConfig, ConfigError> {
+    let invalid = |flag, reason: &str| {
+        Err(ConfigError::Invalid {
+            flag,
+            reason: reason.to_owned(),
+        })
+    };
+    if flags.interval < Duration::from_millis(100) {
+        return invalid("WORKER_INTERVAL", "must be at least 100ms");
+    }
+    if flags.visibility_timeout < Duration::from_millis(100) {
+        return invalid("VISIBILITY_TIMEOUT", "must be at least 100ms");
+    }
+    if flags.max_attempts == 0 {
+        return invalid("MAX_ATTEMPTS", "must be at least 1");
+    }
+    if !(1..=1024).contains(&flags.concurrency) {
+        return invalid("WORKER_CONCURRENCY", "must be between 1 and 1024");
+    }
+    for (flag, url) in [
+        ("API_GATEWAY_URL", &gateway_url),
+        ("DASHBOARD_URL", &dashboard_url),
+    ] {
+        if url.scheme() != "http" {
+            return invalid(flag, "must be an http:// URL");
+        }
+    }
+    Ok(WorkerConfig {
+        interval: flags.interval,
+        gateway_url,
+        dashboard_url,
+        visibility_timeout: flags.visibility_timeout,
+        max_attempts: flags.max_attempts,
+        concurrency: flags.concurrency,
+    })
 }
 
 /// The address a single-role process listens on.

@@ -25,12 +25,39 @@ pub mod names {
     pub const GATEWAY_IN_PROGRESS: &str = "api_gateway_requests_in_progress";
     /// 1 when the gateway's last store check succeeded, else 0.
     pub const GATEWAY_REDIS_STATUS: &str = "api_gateway_redis_connection_status";
+
+    /// Jobs a worker finished, by `task_type` and `status` (`success` or `failure`).
+    pub const WORKER_TASKS: &str = "worker_tasks_processed_total";
+    /// Jobs a worker is running right now.
+    pub const WORKER_IN_PROGRESS: &str = "worker_tasks_in_progress";
+    /// 1 when the worker's last store check succeeded, else 0.
+    pub const WORKER_REDIS_STATUS: &str = "worker_redis_connection_status";
+    /// Unix seconds when this worker last finished a job.
+    pub const WORKER_LAST_TASK: &str = "worker_last_task_timestamp";
+    /// Queue entries not delivered yet (cluster-wide, as this worker last saw it).
+    pub const WORKER_QUEUE_DEPTH: &str = "worker_queue_depth";
+    /// Queue entries delivered and not finished (cluster-wide).
+    pub const WORKER_QUEUE_PENDING: &str = "worker_queue_pending";
+    /// Jobs this worker took over from a consumer that did not finish them.
+    pub const WORKER_REDELIVERIES: &str = "worker_queue_redeliveries_total";
+    /// Jobs this worker moved to the dead-letter stream.
+    pub const WORKER_DEAD_LETTERED: &str = "worker_queue_dead_lettered_total";
+    /// Run time of one job attempt, by `task_type`.
+    pub const WORKER_JOB_DURATION: &str = "worker_job_duration_seconds";
+    /// How late a scheduler tick ran after its planned time.
+    pub const WORKER_SCHEDULE_LAG: &str = "worker_schedule_lag_seconds";
 }
 
 /// Upper bounds of the request-latency histogram buckets, in seconds: fine-grained
 /// below 10 ms (where a healthy gateway answers) and up to 10 s (a stuck store).
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Upper bounds of the job-duration buckets, in seconds: trivial jobs take about a
+/// millisecond, the largest `data_processing` jobs a few seconds.
+pub const JOB_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -40,6 +67,16 @@ pub fn metrics() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full(names::GATEWAY_REQUEST_DURATION.into()),
+                LATENCY_BUCKETS,
+            )
+            .expect("LATENCY_BUCKETS is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(names::WORKER_JOB_DURATION.into()),
+                JOB_BUCKETS,
+            )
+            .expect("JOB_BUCKETS is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(names::WORKER_SCHEDULE_LAG.into()),
                 LATENCY_BUCKETS,
             )
             .expect("LATENCY_BUCKETS is not empty");
@@ -74,6 +111,43 @@ fn describe() {
     describe_gauge!(
         GATEWAY_REDIS_STATUS,
         "Redis connection status of the API gateway (1 connected, 0 not)"
+    );
+    describe_counter!(
+        WORKER_TASKS,
+        "Jobs finished by this worker, by task type and status"
+    );
+    describe_gauge!(WORKER_IN_PROGRESS, "Jobs this worker is running now");
+    describe_gauge!(
+        WORKER_REDIS_STATUS,
+        "Redis connection status of the worker (1 connected, 0 not)"
+    );
+    describe_gauge!(
+        WORKER_LAST_TASK,
+        Unit::Seconds,
+        "Unix time this worker last finished a job"
+    );
+    describe_gauge!(
+        WORKER_QUEUE_DEPTH,
+        "Job-queue entries not yet delivered (cluster-wide)"
+    );
+    describe_gauge!(
+        WORKER_QUEUE_PENDING,
+        "Job-queue entries delivered and not finished (cluster-wide)"
+    );
+    describe_counter!(
+        WORKER_REDELIVERIES,
+        "Jobs taken over from a consumer that did not finish them"
+    );
+    describe_counter!(WORKER_DEAD_LETTERED, "Jobs moved to the dead-letter stream");
+    describe_histogram!(
+        WORKER_JOB_DURATION,
+        Unit::Seconds,
+        "Run time of one job attempt"
+    );
+    describe_histogram!(
+        WORKER_SCHEDULE_LAG,
+        Unit::Seconds,
+        "Delay of a scheduler tick after its planned time"
     );
 }
 

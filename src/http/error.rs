@@ -22,6 +22,9 @@ pub enum ApiError {
     /// The store is needed and unavailable.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The service cannot take this now (e.g. a full queue); try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ResponseError for ApiError {
@@ -29,7 +32,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

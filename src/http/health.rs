@@ -29,13 +29,25 @@ struct Inner {
     checked: AtomicBool,
     store_ok: AtomicBool,
     draining: AtomicBool,
-    /// Extra conditions a role adds (e.g. the worker's consumer loop is running).
-    role_ready: AtomicBool,
+    /// A role's own condition (e.g. the worker's consumer loop is running).
+    role_check: Option<RoleCheck>,
 }
+
+/// A role's own readiness condition: `Err(reason)` when not ready.
+pub type RoleCheck = Box<dyn Fn() -> Result<(), &'static str> + Send + Sync>;
 
 impl Health {
     /// State of `service` (the name its JSON answers carry).
     pub fn new(service: &'static str, ready_without_store: bool) -> Self {
+        Self::with_check(service, ready_without_store, None)
+    }
+
+    /// Like [`Health::new`], plus the role's own condition.
+    pub fn with_check(
+        service: &'static str,
+        ready_without_store: bool,
+        role_check: Option<RoleCheck>,
+    ) -> Self {
         Health {
             inner: Arc::new(Inner {
                 service,
@@ -43,7 +55,7 @@ impl Health {
                 checked: AtomicBool::new(false),
                 store_ok: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
-                role_ready: AtomicBool::new(true),
+                role_check,
             }),
         }
     }
@@ -58,14 +70,14 @@ impl Health {
         self.inner.store_ok.load(Ordering::Relaxed)
     }
 
+    /// Whether a shutdown signal has arrived.
+    pub fn draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
     /// Marks the role as shutting down: readiness turns 503 at once.
     pub fn start_draining(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
-    }
-
-    /// Sets the role's own readiness condition.
-    pub fn set_role_ready(&self, ready: bool) {
-        self.inner.role_ready.store(ready, Ordering::Relaxed);
     }
 
     /// `Ok` when ready, else the reason.
@@ -77,8 +89,8 @@ impl Health {
             Err("starting")
         } else if !i.store_ok.load(Ordering::Relaxed) && !i.ready_without_store {
             Err("redis unreachable")
-        } else if !i.role_ready.load(Ordering::Relaxed) {
-            Err("role not ready")
+        } else if let Some(check) = &i.role_check {
+            check()
         } else {
             Ok(())
         }

@@ -5,6 +5,22 @@
 use std::future::Future;
 
 use tokio::signal::unix::{SignalKind, signal as unix_signal};
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled when `shutdown` resolves, for a role with several parts (server,
+/// loops) that must all stop on the one signal.
+pub fn cancel_on(shutdown: impl Future<Output = ()> + Send + 'static) -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => cancel.cancel(),
+            // Cancelled for another reason: stop waiting for the signal.
+            () = cancel.cancelled() => {}
+        }
+    });
+    token
+}
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub fn signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {

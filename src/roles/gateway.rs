@@ -4,18 +4,24 @@
 //! - `GET /`: who this is;
 //! - `GET /api/status`: counts the request in the store (`INCR api:total_requests`) and
 //!   reports it; with the store down it still answers 200, `redis_connected: false`;
-//! - `GET /api/info`: version, environment and the endpoint map.
+//! - `GET /api/info`: version, environment and the endpoint map;
+//! - `POST /api/jobs`: validates `{"type": ..., ...params}` and enqueues it for the
+//!   workers: 202 with `{"id", "state": "queued"}` and a `Location`;
+//! - `GET /api/jobs/{id}`: the job's record (state, attempts, timings, result or error).
 
 use std::future::Future;
 use std::net::TcpListener;
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::Environment;
 use crate::config::Settings;
+use crate::http::error::ApiError;
 use crate::http::{self, Drain, Health, RequestMetrics, ServeError, unix_now};
+use crate::jobs::{JobRecord, JobSpec};
 use crate::presence;
 use crate::store::{SharedStore, keys};
 use crate::telemetry::names;
@@ -67,7 +73,18 @@ pub async fn run(
         cfg.app_data(state.clone())
             .service(http::resource("/").route(web::get().to(index)))
             .service(http::resource("/api/status").route(web::get().to(status)))
-            .service(http::resource("/api/info").route(web::get().to(info)));
+            .service(http::resource("/api/info").route(web::get().to(info)))
+            .service(
+                http::resource("/api/jobs")
+                    // Clients of the original posted JSON without a content type.
+                    .app_data(
+                        web::JsonConfig::default()
+                            .limit(MAX_JOB_BODY)
+                            .content_type_required(false),
+                    )
+                    .route(web::post().to(submit_job)),
+            )
+            .service(http::resource("/api/jobs/{id}").route(web::get().to(job_state)));
     };
     let drain = Drain {
         delay: settings.drain_delay,
@@ -124,8 +141,38 @@ async fn info(gateway: web::Data<Gateway>) -> HttpResponse {
         "store": gateway.store.backend(),
         "endpoints": {
             "health": {"liveness": "/health/live", "readiness": "/health/ready"},
-            "api": {"status": "/api/status", "info": "/api/info"},
+            "api": {"status": "/api/status", "info": "/api/info", "jobs": "/api/jobs"},
             "metrics": "/metrics",
         },
     }))
+}
+
+/// Largest job submission accepted, in bytes.
+const MAX_JOB_BODY: usize = 16 * 1024;
+
+#[tracing::instrument(level = "debug", skip_all)]
+async fn submit_job(
+    gateway: web::Data<Gateway>,
+    spec: web::Json<JobSpec>,
+) -> Result<HttpResponse, ApiError> {
+    let spec = spec.into_inner();
+    spec.validate().map_err(ApiError::BadRequest)?;
+    let job = JobRecord::new(spec, unix_now());
+    if !gateway.store.enqueue(&job).await? {
+        return Err(ApiError::Unavailable("the job queue is full".into()));
+    }
+    tracing::debug!(job = %job.id, task = job.spec.task_type().as_str(), "job queued");
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/jobs/{}", job.id)))
+        .json(json!({"id": job.id, "state": job.state})))
+}
+
+async fn job_state(
+    gateway: web::Data<Gateway>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match gateway.store.load_job(&id).await? {
+        Some(job) => Ok(HttpResponse::Ok().json(job)),
+        None => Err(ApiError::NotFound(format!("no job {id}"))),
+    }
 }

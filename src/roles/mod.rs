@@ -3,3 +3,4 @@
 
 pub mod all;
 pub mod gateway;
+pub mod worker;

@@ -293,6 +293,15 @@ impl Store for MemoryStore {
         Ok(claimed)
     }
 
+    async fn keep_alive(&self, _consumer: &str, delivery: &Delivery) -> Result<(), StoreError> {
+        if let Some(n) = entry_number(&delivery.entry)
+            && let Some((_, delivered_at)) = self.state().queue.pending.get_mut(&n)
+        {
+            *delivered_at = Instant::now();
+        }
+        Ok(())
+    }
+
     async fn save_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.state()
             .jobs
@@ -340,6 +349,13 @@ impl Store for MemoryStore {
         }
         if let Some(n) = entry_number(&delivery.entry) {
             state.queue.pending.remove(&n);
+        }
+        Ok(())
+    }
+
+    async fn discard(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        if let Some(n) = entry_number(&delivery.entry) {
+            self.state().queue.pending.remove(&n);
         }
         Ok(())
     }

@@ -141,6 +141,9 @@ pub trait Store: Send + Sync + 'static {
         idle: Duration,
         max: usize,
     ) -> Result<Vec<Delivery>, StoreError>;
+    /// Tells the queue `consumer` is still working on `delivery`, so it is not
+    /// reclaimed while a long job runs.
+    async fn keep_alive(&self, consumer: &str, delivery: &Delivery) -> Result<(), StoreError>;
     /// Saves a job's record (state changes while it runs).
     async fn save_job(&self, job: &JobRecord) -> Result<(), StoreError>;
     /// A job's record, if it exists and has not expired.
@@ -150,6 +153,8 @@ pub trait Store: Send + Sync + 'static {
     /// `worker:last_task`, `worker:last_task_time`); a `Dead` one goes to the
     /// dead-letter stream with its error.
     async fn finish(&self, delivery: &Delivery, job: &JobRecord) -> Result<(), StoreError>;
+    /// Acknowledges a delivery whose job record is gone (expired) or already final.
+    async fn discard(&self, delivery: &Delivery) -> Result<(), StoreError>;
     /// Depth, pending and dead-letter counts of the queue.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
     /// Trims the dead-letter stream to its newest `keep` entries; returns how many went.

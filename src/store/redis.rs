@@ -38,15 +38,24 @@ pub struct RedisStore {
     prefix: String,
 }
 
+/// Whether an operation may run twice (a retry after a dropped connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Safe,
+    Never,
+}
+
 /// The job stream, its consumer group and the dead-letter stream.
 const JOBS: &str = "jobs";
 const GROUP: &str = "workers";
 const DEAD_LETTERS: &str = "jobs:dead";
 
-/// Adds a job unless the stream is full: record and stream entry in one step.
+/// Adds a job unless the stream is full: record and stream entry in one step. A job
+/// whose record exists was added already (this is a retry), so adding is idempotent.
 static ENQUEUE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
-        r"if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+        r"if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+          if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
           redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
           redis.call('XADD', KEYS[1], '*', 'job', ARGV[4])
           return 1",
@@ -122,23 +131,65 @@ impl RedisStore {
         *self.shared.write().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// Runs one command on the shared connection.
+    /// Runs a command that may safely run twice on the shared connection.
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        self.bounded(async {
-            let mut conn = self.shared().await?;
-            cmd.query_async::<T>(&mut conn).await.map_err(classify)
+        self.run(
+            Retry::Safe,
+            |mut c| async move { cmd.query_async(&mut c).await },
+        )
+        .await
+    }
+
+    /// Runs a command that must not run twice (INCR, LPUSH, ...).
+    async fn query_once<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        self.run(Retry::Never, |mut c| async move {
+            cmd.query_async(&mut c).await
         })
         .await
     }
 
-    /// Runs a pipeline on the shared connection.
+    /// Runs a pipeline that may safely run twice.
     async fn query_pipe<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
+        self.run(Retry::Safe, |mut c| async move {
+            pipe.query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// Runs a pipeline that must not run twice.
+    async fn query_pipe_once<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        self.run(Retry::Never, |mut c| async move {
+            pipe.query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// Runs `op` on the shared connection, within [`OP_TIMEOUT`].
+    async fn run<T, F, Fut>(&self, retry: Retry, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         self.bounded(async {
-            let mut conn = self.shared().await?;
-            pipe.query_async::<T>(&mut conn).await.map_err(classify)
+            match op(self.shared().await?).await {
+                // The shared connection died while idle (Redis restarted between two
+                // uses) and nothing noticed yet: a fresh one will do, when running the
+                // operation twice is harmless.
+                Err(e) if retry == Retry::Safe && e.is_connection_dropped() => {
+                    self.drop_shared();
+                    op(self.shared().await?).await.map_err(classify)
+                }
+                result => result.map_err(classify),
+            }
         })
         .await
     }
@@ -208,7 +259,7 @@ impl Store for RedisStore {
     }
 
     async fn incr(&self, key: &str) -> Result<i64, StoreError> {
-        self.query(redis::cmd("INCR").arg(key)).await
+        self.query_once(redis::cmd("INCR").arg(key)).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -283,7 +334,7 @@ impl Store for RedisStore {
             .arg(&key)
             .arg(HISTORY_TTL_SECONDS)
             .ignore();
-        self.query_pipe(&pipe).await
+        self.query_pipe_once(&pipe).await
     }
 
     async fn health_history(
@@ -306,11 +357,13 @@ impl Store for RedisStore {
     }
 
     async fn series_add(&self, series: &str, minute: i64, delta: i64) -> Result<(), StoreError> {
-        self.series_write("HINCRBY", series, minute, delta).await
+        self.series_write("HINCRBY", series, minute, delta, Retry::Never)
+            .await
     }
 
     async fn series_set(&self, series: &str, minute: i64, value: i64) -> Result<(), StoreError> {
-        self.series_write("HSET", series, minute, value).await
+        self.series_write("HSET", series, minute, value, Retry::Safe)
+            .await
     }
 
     async fn series(&self, series: &str, since: i64) -> Result<Vec<(i64, i64)>, StoreError> {
@@ -341,10 +394,10 @@ impl Store for RedisStore {
             .arg(to_json(job)?)
             .arg(RECORD_TTL.as_millis() as u64)
             .arg(&job.id);
+        let invocation = &invocation;
         let added: i64 = self
-            .bounded(async {
-                let mut conn = self.shared().await?;
-                invocation.invoke_async(&mut conn).await.map_err(classify)
+            .run(Retry::Safe, |mut c| async move {
+                invocation.invoke_async(&mut c).await
             })
             .await?;
         Ok(added == 1)
@@ -396,6 +449,20 @@ impl Store for RedisStore {
             .arg(max);
         let reply: StreamAutoClaimReply = self.with_group(&claim, OP_TIMEOUT).await?;
         Ok(reply.claimed.into_iter().filter_map(delivery).collect())
+    }
+
+    async fn keep_alive(&self, consumer: &str, delivery: &Delivery) -> Result<(), StoreError> {
+        // XCLAIM to the same consumer with JUSTID resets the entry's idle time without
+        // counting a delivery.
+        let mut claim = redis::cmd("XCLAIM");
+        claim
+            .arg(self.key(JOBS))
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(&delivery.entry)
+            .arg("JUSTID");
+        self.query::<Vec<String>>(&claim).await.map(drop)
     }
 
     async fn save_job(&self, job: &JobRecord) -> Result<(), StoreError> {
@@ -455,6 +522,21 @@ impl Store for RedisStore {
             }
             JobState::Queued | JobState::Running | JobState::Failed => {}
         }
+        pipe.cmd("XACK")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(&delivery.entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&stream)
+            .arg(&delivery.entry)
+            .ignore();
+        self.query_pipe_once(&pipe).await
+    }
+
+    async fn discard(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        let stream = self.key(JOBS);
+        let mut pipe = redis::pipe();
         pipe.cmd("XACK")
             .arg(&stream)
             .arg(GROUP)
@@ -553,6 +635,7 @@ impl RedisStore {
         series: &str,
         minute: i64,
         value: i64,
+        retry: Retry,
     ) -> Result<(), StoreError> {
         let key = self.key(&format!("series:{series}"));
         let mut pipe = redis::pipe();
@@ -565,6 +648,10 @@ impl RedisStore {
             .arg(&key)
             .arg(HISTORY_TTL_SECONDS)
             .ignore();
-        self.query_pipe(&pipe).await
+        self.run(retry, |mut c| {
+            let pipe = &pipe;
+            async move { pipe.query_async(&mut c).await }
+        })
+        .await
     }
 }

@@ -74,6 +74,8 @@ pub struct RedisServer {
     pub password: String,
     child: Option<Child>,
     dir: PathBuf,
+    /// Append-only file with fsync on every write: a restart keeps every write.
+    persistent: bool,
 }
 
 impl RedisServer {
@@ -82,8 +84,18 @@ impl RedisServer {
         Self::start_on(free_port())
     }
 
+    /// Starts a server that keeps its data across [`RedisServer::stop`] and
+    /// [`RedisServer::resume`].
+    pub fn start_persistent() -> Self {
+        Self::start_with(free_port(), true)
+    }
+
     /// Starts a server on `port`.
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, false)
+    }
+
+    fn start_with(port: u16, persistent: bool) -> Self {
         let dir =
             std::env::temp_dir().join(format!("svc-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create redis dir");
@@ -92,6 +104,7 @@ impl RedisServer {
             password: format!("pw-{port}-{}", std::process::id()),
             child: None,
             dir,
+            persistent,
         };
         server.resume();
         server
@@ -102,14 +115,12 @@ impl RedisServer {
         let binary = require_tool("redis-server", "redis-server");
         let child = Command::new(binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--requirepass",
-                &self.password,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--requirepass", &self.password, "--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             .args(["--enable-debug-command", "local", "--dir"])
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -364,4 +375,81 @@ pub fn svc_command(args: &[&str], env: &[(&str, &str)]) -> Command {
 /// A loopback address with a free port.
 pub fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// A `svc worker` process on loopback backed by `redis`, once ready.
+pub async fn worker_process(redis: &RedisServer, env: &[(&str, &str)]) -> SvcProcess {
+    let address = loopback();
+    let port = address.port().to_string();
+    let url = redis.url();
+    let mut all_env = vec![
+        ("REDIS_URL", url.as_str()),
+        ("DRAIN_DELAY", "0s"),
+        ("API_GATEWAY_URL", "http://127.0.0.1:9"),
+        ("DASHBOARD_URL", "http://127.0.0.1:9"),
+    ];
+    all_env.extend_from_slice(env);
+    let svc = SvcProcess::spawn(
+        &["worker", "--host", "127.0.0.1", "--port", &port],
+        &all_env,
+        address,
+    );
+    svc.wait_ready().await;
+    svc
+}
+
+impl SvcProcess {
+    /// Waits until `/health/ready` answers 200.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        eventually(Duration::from_secs(10), "svc to be ready", || async {
+            let res = client.get(self.url("/health/ready")).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// GET `path` as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(self.url(path))
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+}
+
+impl TestApp {
+    /// POST `body` (raw JSON text) to `path`; returns status and parsed JSON.
+    pub async fn post(&self, path: &str, body: impl Into<String>) -> (u16, serde_json::Value) {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", "application/json")
+            .body(body.into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+        (status, json)
+    }
+
+    /// Submits a job; returns its id.
+    pub async fn submit(&self, job: &str) -> String {
+        let (status, body) = self.post("/api/jobs", job).await;
+        assert_eq!(status, 202, "{body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Waits until job `id` is in `state`; returns its record.
+    pub async fn job_in_state(&self, id: &str, state: &str, within: Duration) -> serde_json::Value {
+        eventually(within, &format!("job {id} to be {state}"), || async {
+            let (status, job) = self.get_json(&format!("/api/jobs/{id}")).await;
+            (status == 200 && job["state"] == state).then_some(job)
+        })
+        .await
+    }
 }

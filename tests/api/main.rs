@@ -9,3 +9,4 @@ mod resilience;
 mod secrets;
 mod shutdown;
 mod store;
+mod worker;

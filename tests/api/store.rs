@@ -219,6 +219,17 @@ async fn queue_contract(store: SharedStore) {
     );
     assert_eq!(store.load_job(&done.id).await.expect("load"), Some(done));
 
+    // A consumer that keeps its delivery alive keeps it.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    store.keep_alive("c1", &first[1]).await.expect("keep alive");
+    assert!(
+        store
+            .reclaim("c2", Duration::from_millis(100), 10)
+            .await
+            .expect("reclaim")
+            .is_empty()
+    );
+
     // Unfinished deliveries come back after the idle time, to another consumer.
     assert!(
         store

@@ -1,0 +1,75 @@
+//! The scheduler: enqueues every periodic task once per interval for the whole
+//! cluster, whatever the replica count.
+//!
+//! Ticks are aligned to the wall clock (multiples of the interval since the Unix
+//! epoch), so every replica agrees on tick numbers. At each tick every replica tries to
+//! claim `tick:<task>:<n>` in the store (set-if-absent with an expiry); the one that
+//! wins enqueues that task. No replica is special: if one dies, the others keep
+//! claiming the next ticks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::http::unix_now;
+use crate::jobs::{JobRecord, JobSpec, TaskType};
+use crate::store::SharedStore;
+use crate::telemetry::names;
+
+/// Runs ticks until `stop` is cancelled; each tick stores its Unix time (ms) in
+/// `last_tick`, which readiness watches.
+pub async fn run(
+    store: SharedStore,
+    interval: Duration,
+    last_tick: Arc<AtomicU64>,
+    stop: CancellationToken,
+) {
+    let period = interval.as_secs_f64();
+    loop {
+        let now = unix_now();
+        let tick = (now / period).floor() as u64 + 1;
+        let planned = tick as f64 * period;
+        let wait = Duration::from_secs_f64((planned - now).max(0.0));
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let lag = (unix_now() - planned).max(0.0);
+        metrics::histogram!(names::WORKER_SCHEDULE_LAG).record(lag);
+        last_tick.store((unix_now() * 1e3) as u64, Ordering::Relaxed);
+        for task in TaskType::ALL {
+            enqueue_once(&store, task, tick, planned, interval).await;
+        }
+        if let Ok(stats) = store.queue_stats().await {
+            metrics::gauge!(names::WORKER_QUEUE_DEPTH).set(stats.depth as f64);
+            metrics::gauge!(names::WORKER_QUEUE_PENDING).set(stats.pending as f64);
+        }
+    }
+}
+
+#[tracing::instrument(level = "debug", skip(store, interval), fields(task = task.as_str()))]
+async fn enqueue_once(
+    store: &SharedStore,
+    task: TaskType,
+    tick: u64,
+    planned: f64,
+    interval: Duration,
+) {
+    let claim = format!("tick:{}:{tick}", task.as_str());
+    // The claim outlives the tick so a replica whose clock lags cannot claim it again.
+    match store.claim(&claim, interval * 3).await {
+        Ok(true) => {
+            let mut job = JobRecord::new(JobSpec::periodic(task), unix_now());
+            job.scheduled_for = Some(planned);
+            match store.enqueue(&job).await {
+                Ok(true) => tracing::debug!(job = %job.id, "enqueued"),
+                Ok(false) => tracing::warn!("job queue full: periodic task skipped"),
+                Err(e) => tracing::debug!(error = %e, "enqueue failed"),
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::debug!(error = %e, "tick claim failed"),
+    }
+}
