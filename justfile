@@ -25,6 +25,10 @@ ci:
 run-gateway *ARGS:
     cargo run --release --locked -- gateway {{ARGS}}
 
+# Run a worker against a Redis (REDIS_URL or REDIS_HOST...)
+run-worker *ARGS:
+    cargo run --release --locked -- worker {{ARGS}}
+
 # Run every role in one process on the embedded store
 run-all *ARGS:
     cargo run --release --locked -- all {{ARGS}}

@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/need.sh redis-server=redis-server nginx=nginx-light wrk=wrk
 cargo build --release --locked
-exec python3 tests/bench.py "$@"
+python3 tests/bench.py "$@"
+python3 tests/bench_worker.py "$@"

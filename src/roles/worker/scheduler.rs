@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::unix_now;
@@ -39,9 +40,8 @@ pub async fn run(
         let lag = (unix_now() - planned).max(0.0);
         metrics::histogram!(names::WORKER_SCHEDULE_LAG).record(lag);
         last_tick.store((unix_now() * 1e3) as u64, Ordering::Relaxed);
-        for task in TaskType::ALL {
-            enqueue_once(&store, task, tick, planned, interval).await;
-        }
+        join_all(TaskType::ALL.map(|task| enqueue_once(&store, task, tick, planned, interval)))
+            .await;
         if let Ok(stats) = store.queue_stats().await {
             metrics::gauge!(names::WORKER_QUEUE_DEPTH).set(stats.depth as f64);
             metrics::gauge!(names::WORKER_QUEUE_PENDING).set(stats.pending as f64);
