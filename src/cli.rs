@@ -28,6 +28,8 @@ pub enum Role {
     All(AllArgs),
     /// Exit 0 when URL answers 2xx within the timeout (the container HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
+    /// Send HTTP load to a URL for a while, e.g. to watch the gateway's HPA scale.
+    Load(LoadArgs),
 }
 
 /// Flags of a role that serves HTTP on one port.
@@ -101,6 +103,28 @@ pub struct HealthcheckArgs {
     /// How long to wait for the answer.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+}
+
+/// Flags of `svc load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// URL to send requests to, e.g. http://127.0.0.1:8080/api/status.
+    pub url: url::Url,
+    /// Requests in flight at once.
+    #[arg(long, short = 'c', default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub concurrency: u16,
+    /// How long to send.
+    #[arg(long, short = 'd', default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Stop after this many requests.
+    #[arg(long, short = 'n')]
+    pub requests: Option<u64>,
+    /// HTTP method.
+    #[arg(long, short = 'X', default_value = "GET")]
+    pub method: reqwest::Method,
+    /// JSON body to send with each request (e.g. a job for POST /api/jobs).
+    #[arg(long)]
+    pub body: Option<String>,
 }
 
 /// Flags every serving role shares: the store, logging, readiness and shutdown.

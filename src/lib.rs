@@ -39,6 +39,9 @@ pub enum Error {
     /// `svc healthcheck` found the target unhealthy.
     #[error("unhealthy: {0}")]
     Unhealthy(#[from] healthcheck::CheckError),
+    /// `svc load` could not send or nothing it sent succeeded.
+    #[error("load: {0}")]
+    Load(String),
     /// Process set-up (signal handlers, logger) failed.
     #[error("{0}")]
     Startup(String),

@@ -7,7 +7,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use svc::cli::{Cli, Role};
 use svc::config::{ConfigError, Settings, listen_addr, worker_config};
-use svc::roles::{all, gateway, worker};
+use svc::roles::{all, gateway, load, worker};
 use svc::{Error, Launch, http};
 
 fn main() -> ExitCode {
@@ -92,6 +92,22 @@ async fn run(role: Role) -> Result<(), Error> {
             .await?;
         }
         Role::Healthcheck(args) => svc::healthcheck::check(&args.url, args.timeout).await?,
+        Role::Load(args) => {
+            let report = load::run(load::LoadConfig {
+                url: args.url,
+                method: args.method,
+                body: args.body,
+                concurrency: usize::from(args.concurrency),
+                duration: args.duration,
+                max_requests: args.requests,
+            })
+            .await
+            .map_err(|e| Error::Load(e.to_string()))?;
+            println!("{report}");
+            if report.ok == 0 {
+                return Err(Error::Load("no request succeeded".into()));
+            }
+        }
     }
     Ok(())
 }

@@ -3,4 +3,5 @@
 
 pub mod all;
 pub mod gateway;
+pub mod load;
 pub mod worker;

@@ -108,3 +108,53 @@ fn healthcheck_of_a_closed_port_fails_quickly() {
     assert_eq!(code, 1);
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn load_sends_the_requests_it_is_asked_for() {
+    let app = TestApp::gateway(test_settings(StoreSettings::Memory)).await;
+    app.wait_ready(200, Duration::from_secs(5)).await;
+    let url = format!("{}/api/status", app.address);
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            &[
+                "load",
+                &url,
+                "--concurrency",
+                "4",
+                "--requests",
+                "50",
+                "--duration",
+                "20s",
+            ],
+            &[],
+        )
+    })
+    .await
+    .expect("svc load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("50 requests in "), "{stdout}");
+    assert!(stdout.contains("50 ok, 0 failed"), "{stdout}");
+    let (_, status) = app.get_json("/api/status").await;
+    assert_eq!(status["total_requests"], 51);
+}
+
+#[test]
+fn load_against_nothing_fails_and_bad_flags_are_usage_errors() {
+    let port = crate::helpers::free_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let (code, stderr) = failure(&run(&["load", &url, "--duration", "300ms"], &[]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no request succeeded"), "{stderr}");
+    let (code, _) = failure(&run(&["load", &url, "--concurrency", "0"], &[]));
+    assert_eq!(code, 64);
+    let (code, _) = failure(&run(&["worker", "--interval", "soon"], &[]));
+    assert_eq!(code, 64);
+    let (code, stderr) = failure(&run(&["worker", "--interval", "10ms"], &[]));
+    assert_eq!(code, 64);
+    assert!(stderr.contains("WORKER_INTERVAL"), "{stderr}");
+}
