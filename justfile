@@ -36,3 +36,23 @@ run-all *ARGS:
 # Benchmark the gateway against nginx (installs redis-server, nginx, wrk when missing)
 bench *ARGS:
     tests/bench.sh {{ARGS}}
+
+# Build the container image (default tag svc:dev, what the dev overlay runs)
+image tag="svc:dev":
+    docker build -t {{tag}} .
+
+# Run Redis, gateway, worker and dashboard with Docker Compose (`just compose-up --profile monitoring` adds Prometheus and Grafana)
+compose-up *args:
+    docker compose {{args}} up --build
+
+# Apply the dev overlay to the current kubectl context (create redis-secret first: deploy/README.md)
+deploy-dev:
+    kubectl apply -k deploy/overlays/dev
+
+# Apply the prod overlay to the current kubectl context (needs the Prometheus Operator CRDs and redis-secret)
+deploy-prod:
+    kubectl apply -k deploy/overlays/prod
+
+# Validate Dockerfile, compose.yaml and deploy/ (add --svc-binary target/release/svc or --build-release to check the binary too)
+validate *args:
+    .ci/validate-deploy {{args}}

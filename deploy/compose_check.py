@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Checks on compose.yaml as docker-compose resolved it (`docker-compose config`).
+
+    docker-compose --env-file .env.example --profile monitoring config > /tmp/compose.yaml
+    python3 deploy/compose_check.py /tmp/compose.yaml deploy/compose/prometheus.yml
+"""
+
+import sys
+
+import yaml
+
+ROLES = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
+
+
+def main(compose_path, prometheus_path):
+    services = yaml.safe_load(open(compose_path))["services"]
+    scrape = yaml.safe_load(open(prometheus_path))["scrape_configs"]
+    targets = {t for job in scrape for sc in job.get("static_configs", []) for t in sc["targets"]}
+    failures = []
+
+    def check(ok, what):
+        if not ok:
+            failures.append(what)
+            print(f"  FAIL {what}")
+
+    redis = services.get("redis", {})
+    command = redis.get("command", [])
+    check("--requirepass" in command and command[command.index("--requirepass") + 1:][:1] != [""],
+          "redis starts with --requirepass and a password")
+    check("healthcheck" in redis, "redis has a healthcheck")
+    password = command[command.index("--requirepass") + 1] if "--requirepass" in command[:-1] else None
+    images = set()
+    for role, port in ROLES.items():
+        s = services.get(role)
+        if s is None:
+            check(False, f"service {role} exists")
+            continue
+        images.add(s.get("image"))
+        check("build" in s, f"{role} is built from the Dockerfile")
+        check((s.get("command") or [None])[0] == role, f"{role} runs `svc {role}`")
+        test = s.get("healthcheck", {}).get("test", [])
+        check(test[:3] == ["CMD", "/svc", "healthcheck"] and f":{port}/" in test[-1],
+              f"{role} healthcheck is `svc healthcheck` on port {port}")
+        check(s.get("depends_on", {}).get("redis", {}).get("condition") == "service_healthy",
+              f"{role} waits for a healthy redis")
+        check(s.get("environment", {}).get("REDIS_PASSWORD") == password, f"{role} gets redis's password as REDIS_PASSWORD")
+        check(s.get("user") == "1000:1000" and s.get("read_only") is True, f"{role} runs as 1000:1000, read-only")
+        check(f"{role}:{port}" in targets, f"prometheus scrapes {role}:{port}")
+    check(len(images) == 1, f"gateway, worker and dashboard share one image (have {sorted(map(str, images))})")
+    for name in ("prometheus", "grafana"):
+        check(services.get(name, {}).get("profiles") == ["monitoring"], f"{name} is in the monitoring profile")
+    print(f"compose: {'ok' if not failures else f'{len(failures)} failed'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))

@@ -1,0 +1,632 @@
+#!/usr/bin/env python3
+"""Policy checks on built manifests (the output of `kubectl kustomize DIR`).
+
+Static checks, on each FILE: Pod Security "restricted" on every container, resources
+and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
+and ports, the Prometheus Operator objects by structure, and every metric name in
+the alerts and the Grafana dashboard owned by a role (or listed as external).
+
+With --svc-binary PATH it also starts `PATH all` and asks the running binary: every
+probe path answers 200 on the role that serves it, every metric name appears in
+that role's /metrics, and every request the dashboard page makes, routed through
+the Ingress rules, lands on a role that answers it.
+
+    python3 deploy/policy_check.py build/base.yaml build/prod.yaml
+    python3 deploy/policy_check.py --svc-binary target/release/svc build/prod.yaml
+"""
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import yaml
+
+NAMESPACE = "microservices-demo"
+INGRESS_HOST = "microservices-demo.local"
+ROLES = ("gateway", "worker", "dashboard")
+DEFAULT_PORTS = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
+# Which role exports a metric, by name prefix.
+METRIC_OWNERS = {"api_gateway_": "gateway", "worker_": "worker", "dashboard_": "dashboard"}
+# Metrics that come from elsewhere in the cluster, not from svc.
+EXTERNAL_METRICS = {"kube_pod_container_status_restarts_total": "kube-state-metrics"}
+# Secrets created by hand (deploy/README.md), never committed.
+EXTERNAL_SECRETS = {"redis-secret"}
+CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+SEVERITIES = {"critical", "warning", "info"}
+# Requests a browser makes, and the role the Ingress must send each one to.
+INGRESS_EXPECTATIONS = [
+    ("/", "dashboard"),
+    ("/static/app.css", "dashboard"),
+    ("/partials/services", "dashboard"),
+    ("/health/ready", "dashboard"),
+    ("/api", "gateway"),
+    ("/api/status", "gateway"),
+    ("/api/info", "gateway"),
+    ("/api/jobs/42", "gateway"),
+    ("/apiary", "dashboard"),
+]
+# Of those, the ones the running binary must also answer with 2xx.
+INGRESS_FETCH = ["/", "/api/status", "/api/info"]
+PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+    "unless", "offset", "bool", "inf", "nan", "le",
+}
+
+
+class Report:
+    """Counts checks and prints each failure with its context."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, ok, what):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print(f"  FAIL {what}")
+        return ok
+
+    def section(self, title):
+        print(f"== {title}")
+
+
+# ---------------------------------------------------------------- manifest helpers
+
+
+def load(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def name_of(obj):
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def matches(selector, labels):
+    """A label selector (matchLabels/matchExpressions, or a plain map) against labels."""
+    if selector is None:
+        return False
+    if "matchLabels" not in selector and "matchExpressions" not in selector:
+        selector = {"matchLabels": selector}
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        have, op, vals = labels.get(e["key"]), e["operator"], e.get("values", [])
+        if op == "In" and have not in vals:
+            return False
+        if op == "NotIn" and have in vals:
+            return False
+        if op == "Exists" and have is None:
+            return False
+        if op == "DoesNotExist" and have is not None:
+            return False
+    return True
+
+
+def pod_spec(workload):
+    return workload["spec"]["template"]["spec"]
+
+
+def pod_labels(workload):
+    return workload["spec"]["template"]["metadata"].get("labels", {})
+
+
+def containers(workload):
+    spec = pod_spec(workload)
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def role_of(container):
+    """The svc role a container runs (its first argument), or None for other images."""
+    args = container.get("args") or []
+    return args[0] if args and args[0] in ROLES else None
+
+
+def port_number(container, port):
+    """A probe's or Service's port (name or number) as a containerPort number, or None."""
+    for p in container.get("ports", []):
+        if port in (p.get("name"), p["containerPort"]):
+            return p["containerPort"]
+    return None
+
+
+def duration_seconds(text):
+    """`5s`, `1m30s`, `250ms` (humantime's common forms) in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+# ---------------------------------------------------------------- static checks
+
+
+def check_namespace(objs, r):
+    ns = [o for o in objs if o["kind"] == "Namespace" and o["metadata"]["name"] == NAMESPACE]
+    if r.check(ns, f"Namespace {NAMESPACE} is in the build"):
+        labels = ns[0]["metadata"].get("labels", {})
+        r.check(labels.get("pod-security.kubernetes.io/enforce") == "restricted",
+                f"Namespace {NAMESPACE} enforces Pod Security 'restricted'")
+    for o in objs:
+        if o["kind"] != "Namespace":
+            r.check(o["metadata"].get("namespace") == NAMESPACE,
+                    f"{name_of(o)} is in namespace {NAMESPACE}")
+
+
+def check_container(w, c, config, r):
+    where = f"{name_of(w)} container {c['name']}"
+    res = c.get("resources", {})
+    for kind in ("requests", "limits"):
+        for what in ("cpu", "memory"):
+            r.check(what in res.get(kind, {}), f"{where}: resources.{kind}.{what} is set")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        p = c.get(probe)
+        if r.check(p, f"{where}: has a {probe}"):
+            action = p.get("httpGet") or p.get("tcpSocket") or p.get("grpc")
+            if action:
+                r.check(port_number(c, action["port"]) is not None,
+                        f"{where}: {probe} port {action['port']!r} is a containerPort")
+
+    pod_sc = pod_spec(w).get("securityContext", {})
+    sc = c.get("securityContext", {})
+    eff = {k: sc.get(k, pod_sc.get(k)) for k in ("runAsNonRoot", "runAsUser", "runAsGroup", "seccompProfile")}
+    r.check(eff["runAsNonRoot"] is True, f"{where}: runAsNonRoot")
+    r.check(eff["runAsUser"] == 1000, f"{where}: runAsUser 1000 (is {eff['runAsUser']})")
+    r.check(eff["runAsGroup"] == 1000, f"{where}: runAsGroup 1000 (is {eff['runAsGroup']})")
+    r.check((eff["seccompProfile"] or {}).get("type") == "RuntimeDefault", f"{where}: seccomp RuntimeDefault")
+    r.check(sc.get("readOnlyRootFilesystem") is True, f"{where}: readOnlyRootFilesystem")
+    r.check(sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation false")
+    r.check(sc.get("capabilities", {}).get("drop") == ["ALL"], f"{where}: capabilities drop ALL")
+    r.check(not sc.get("capabilities", {}).get("add"), f"{where}: adds no capabilities")
+    r.check(not sc.get("privileged"), f"{where}: not privileged")
+
+    if role_of(c):
+        drain = duration_seconds(config.get("DRAIN_DELAY", "5s")) + duration_seconds(config.get("GRACE_PERIOD", "20s"))
+        grace = pod_spec(w).get("terminationGracePeriodSeconds", 30)
+        r.check(grace > drain, f"{where}: terminationGracePeriodSeconds {grace} > drain + grace {drain:g}s")
+
+
+def check_workloads(objs, r):
+    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+    secrets = {o["metadata"]["name"] for o in objs if o["kind"] == "Secret"}
+    for o in objs:
+        if o["kind"] == "Secret":
+            r.check(not o.get("data") and not o.get("stringData"),
+                    f"{name_of(o)} carries no secret value in git")
+    workloads = [o for o in objs if o["kind"] in WORKLOAD_KINDS]
+    r.check(workloads, "the build has workloads")
+    for w in workloads:
+        spec = pod_spec(w)
+        r.check(not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC"),
+                f"{name_of(w)}: no host namespaces")
+        r.check(not any("hostPath" in v for v in spec.get("volumes", [])), f"{name_of(w)}: no hostPath volumes")
+        r.check(spec.get("automountServiceAccountToken") is False, f"{name_of(w)}: no service account token")
+        config = {}
+        for c in containers(w):
+            for ref in c.get("envFrom", []):
+                if "configMapRef" in ref:
+                    cm = ref["configMapRef"]["name"]
+                    if r.check(cm in configmaps, f"{name_of(w)}: ConfigMap {cm} exists"):
+                        config.update(configmaps[cm])
+            for env in c.get("env", []):
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    r.check(ref["name"] in secrets | EXTERNAL_SECRETS,
+                            f"{name_of(w)}: Secret {ref['name']} exists or is documented as created by hand")
+        for c in containers(w):
+            check_container(w, c, config, r)
+        if w["kind"] == "Deployment" and any(role_of(c) for c in spec["containers"]):
+            ru = w["spec"].get("strategy", {}).get("rollingUpdate", {})
+            r.check(ru.get("maxSurge") == 1 and ru.get("maxUnavailable") == 0,
+                    f"{name_of(w)}: rolling update maxSurge 1 / maxUnavailable 0")
+
+
+def check_one_image(objs, r):
+    """The three roles run one image; only their arguments differ."""
+    images = {c["image"] for w in objs if w["kind"] in WORKLOAD_KINDS for c in pod_spec(w)["containers"] if role_of(c)}
+    r.check(len(images) == 1, f"every role runs the same image (found {sorted(images)})")
+
+
+def workloads_selected(objs, selector):
+    return [w for w in objs if w["kind"] in WORKLOAD_KINDS and matches(selector, pod_labels(w))]
+
+
+def check_services(objs, r):
+    for s in (o for o in objs if o["kind"] == "Service"):
+        targets = workloads_selected(objs, s["spec"].get("selector"))
+        if not r.check(targets, f"{name_of(s)}: selector {s['spec'].get('selector')} matches a workload's pod labels"):
+            continue
+        for p in s["spec"]["ports"]:
+            tp = p.get("targetPort", p["port"])
+            for w in targets:
+                r.check(any(port_number(c, tp) for c in w["spec"]["template"]["spec"]["containers"]),
+                        f"{name_of(s)}: targetPort {tp!r} is a containerPort of {name_of(w)}")
+
+
+def check_references(objs, r):
+    by_kind = {}
+    for o in objs:
+        by_kind.setdefault(o["kind"], {})[o["metadata"]["name"]] = o
+    for h in by_kind.get("HorizontalPodAutoscaler", {}).values():
+        ref = h["spec"]["scaleTargetRef"]
+        r.check(ref["name"] in by_kind.get(ref["kind"], {}), f"{name_of(h)}: scale target {ref['kind']}/{ref['name']} exists")
+    for p in by_kind.get("PodDisruptionBudget", {}).values():
+        r.check(workloads_selected(objs, p["spec"]["selector"]), f"{name_of(p)}: selector matches a workload")
+    for n in by_kind.get("NetworkPolicy", {}).values():
+        sel = n["spec"]["podSelector"]
+        r.check(sel == {} or workloads_selected(objs, sel), f"{name_of(n)}: podSelector matches a workload")
+    for ing in by_kind.get("Ingress", {}).values():
+        r.check(ing["spec"].get("ingressClassName") == "nginx", f"{name_of(ing)}: ingressClassName nginx")
+        r.check("nginx.ingress.kubernetes.io/rewrite-target" not in ing["metadata"].get("annotations", {}),
+                f"{name_of(ing)}: no rewrite-target (paths reach the roles unchanged)")
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                svc = path["backend"]["service"]
+                s = by_kind.get("Service", {}).get(svc["name"])
+                if r.check(s, f"{name_of(ing)}: backend Service {svc['name']} exists"):
+                    r.check(any(svc["port"].get("number") in (p["port"], None) and
+                                svc["port"].get("name") in (p.get("name"), None) for p in s["spec"]["ports"]),
+                            f"{name_of(ing)}: backend port {svc['port']} is a port of Service {svc['name']}")
+
+
+def route(objs, path, host=INGRESS_HOST):
+    """The Service an Ingress sends `path` to: longest matching path, Exact before Prefix."""
+    best = None
+    for ing in (o for o in objs if o["kind"] == "Ingress"):
+        for rule in ing["spec"]["rules"]:
+            if rule.get("host", host) != host:
+                continue
+            for p in rule["http"]["paths"]:
+                want, kind = p["path"], p["pathType"]
+                if kind == "Exact":
+                    hit = path == want
+                else:
+                    stem = want.rstrip("/")
+                    hit = stem == "" or path == stem or path.startswith(stem + "/")
+                if hit:
+                    rank = (len(want), kind == "Exact")
+                    if best is None or rank > best[0]:
+                        best = (rank, p["backend"]["service"]["name"])
+    return best and best[1]
+
+
+def role_behind(objs, service_name):
+    """The svc role (first container argument) of the workloads behind a Service."""
+    svc = next((o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == service_name), None)
+    if not svc:
+        return None
+    roles = {role_of(c) for w in workloads_selected(objs, svc["spec"]["selector"]) for c in pod_spec(w)["containers"]}
+    return roles.pop() if len(roles) == 1 else None
+
+
+def check_ingress_routes(objs, r):
+    if not any(o["kind"] == "Ingress" for o in objs):
+        return
+    for path, role in INGRESS_EXPECTATIONS:
+        got = role_behind(objs, route(objs, path))
+        r.check(got == role, f"Ingress routes {path} to the {role} (goes to {got or 'nothing'})")
+
+
+def check_crds(objs, r):
+    services = [o for o in objs if o["kind"] == "Service"]
+    for o in objs:
+        kind = o["kind"]
+        if kind == "ServiceMonitor":
+            selected = [s for s in services if matches(o["spec"]["selector"], s["metadata"].get("labels", {}))]
+            r.check(selected, f"{name_of(o)}: selector matches a Service")
+            for ep in o["spec"].get("endpoints", []):
+                r.check(ep.get("path", "/metrics").startswith("/"), f"{name_of(o)}: endpoint path is absolute")
+                for s in selected:
+                    r.check(any(p.get("name") == ep.get("port") for p in s["spec"]["ports"]),
+                            f"{name_of(o)}: port {ep.get('port')!r} is a named port of {name_of(s)}")
+        elif kind == "PodMonitor":
+            pods = workloads_selected(objs, o["spec"]["selector"])
+            r.check(pods, f"{name_of(o)}: selector matches a workload")
+            for ep in o["spec"].get("podMetricsEndpoints", []):
+                r.check(all(any(port_number(c, ep.get("port")) for c in pod_spec(w)["containers"]) for w in pods),
+                        f"{name_of(o)}: port {ep.get('port')!r} is a container port")
+        elif kind == "PrometheusRule":
+            groups = o["spec"].get("groups", [])
+            r.check(groups, f"{name_of(o)}: has rule groups")
+            names = [g.get("name") for g in groups]
+            r.check(len(set(names)) == len(names), f"{name_of(o)}: group names are unique")
+            for g in groups:
+                for rule in g.get("rules", []):
+                    label = rule.get("alert") or rule.get("record")
+                    r.check(("alert" in rule) != ("record" in rule), f"{name_of(o)} {label}: exactly one of alert/record")
+                    r.check(isinstance(rule.get("expr"), str) and rule["expr"].strip(), f"{name_of(o)} {label}: has an expr")
+                    if "for" in rule:
+                        r.check(re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", rule["for"]), f"{name_of(o)} {label}: `for` is a duration")
+                    if "alert" in rule:
+                        r.check(rule.get("labels", {}).get("severity") in SEVERITIES, f"{name_of(o)} {label}: severity label")
+                        r.check(rule.get("annotations", {}).get("summary"), f"{name_of(o)} {label}: summary annotation")
+        elif kind == "ConfigMap" and "grafana_dashboard" in o["metadata"].get("labels", {}):
+            for key, text in o.get("data", {}).items():
+                try:
+                    dash = json.loads(text)
+                except ValueError as e:
+                    r.check(False, f"{name_of(o)} {key}: dashboard JSON parses ({e})")
+                    continue
+                r.check(dash.get("uid") and dash.get("title"), f"{name_of(o)} {key}: dashboard has uid and title")
+                for p in dash.get("panels", []):
+                    if p.get("type") != "row":
+                        r.check(p.get("targets") and all(t.get("expr") for t in p["targets"]),
+                                f"{name_of(o)} {key}: panel {p.get('title')!r} has queries")
+
+
+# ---------------------------------------------------------------- metric names
+
+
+def promql_metric_names(expr):
+    """Metric names in a PromQL expression (no full parser: strips strings, label
+    matchers, grouping clauses and ranges, then keeps identifiers not called as functions)."""
+    expr = re.sub(r'"(?:\\.|[^"\\])*"', "", expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\$\w+", "", expr)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        word = m.group()
+        if word.lower() in PROMQL_WORDS or re.match(r"\s*\(", expr[m.end():]):
+            continue
+        names.add(word)
+    return names
+
+
+def used_metrics(objs):
+    """{metric name: [where it is used]} over PrometheusRules and Grafana dashboards."""
+    used = {}
+    for o in objs:
+        exprs = []
+        if o["kind"] == "PrometheusRule":
+            exprs = [(f"rule {rule.get('alert') or rule.get('record')}", rule["expr"])
+                     for g in o["spec"]["groups"] for rule in g["rules"]]
+        elif o["kind"] == "ConfigMap" and "grafana_dashboard" in o["metadata"].get("labels", {}):
+            for text in o.get("data", {}).values():
+                for p in json.loads(text).get("panels", []):
+                    exprs += [(f"panel {p.get('title')!r}", t["expr"]) for t in p.get("targets", [])]
+        for where, expr in exprs:
+            for name in promql_metric_names(expr):
+                used.setdefault(name, []).append(where)
+    return used
+
+
+def owner(metric):
+    for prefix, role in METRIC_OWNERS.items():
+        if metric.startswith(prefix):
+            return role
+    return None
+
+
+def check_metric_owners(used, r):
+    for name, where in sorted(used.items()):
+        r.check(owner(name) or name in EXTERNAL_METRICS,
+                f"metric {name} (in {where[0]}) is exported by a role or listed as external")
+
+
+# ---------------------------------------------------------------- live checks
+
+
+def http_get(url, timeout=3.0, method="GET", body=None):
+    """(status, body text); status 0 when nothing answers."""
+    req = urllib.request.Request(url, method=method, data=body,
+                                 headers={"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def exposed_names(text):
+    """Sample names in Prometheus text format, plus histogram/summary series names."""
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()[:4]
+            if kind in ("histogram", "summary"):
+                names |= {name + s for s in ("_bucket", "_sum", "_count")}
+            names.add(name)
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{\s]", line, maxsplit=1)[0])
+    return names
+
+
+def page_urls(html):
+    """Same-origin URLs a page makes the browser request: links, assets, htmx and fetch calls."""
+    found = re.findall(r'\b(?:href|src|action|hx-get|hx-post|data-url|data-src)\s*=\s*"(/[^"/][^"]*|/)"', html)
+    found += re.findall(r"fetch\(\s*['\"`](/[^'\"`]*)", html)
+    return sorted({u.split("#")[0] for u in found})
+
+
+class Binary:
+    """`svc all` running in the background, its logs in a temporary file."""
+
+    def __init__(self, path, ports, extra_args):
+        self.ports = ports
+        self.log = tempfile.NamedTemporaryFile(prefix="svc-all-", suffix=".log", delete=False)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_") and k not in ("PORT", "HOST")}
+        env.update(APP_ENV="development", LOG_LEVEL="info", WORKER_INTERVAL="1s", REFRESH_PERIOD="1s", DRAIN_DELAY="1s")
+        argv = [path, "all", *extra_args]
+        print(f"   starting {' '.join(argv)} (log: {self.log.name})")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def url(self, role, path):
+        return f"http://127.0.0.1:{self.ports[role]}{path}"
+
+    def wait_up(self, seconds=30):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if http_get(self.url("gateway", "/health/live"))[0] == 200:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def log_tail(self, lines=30):
+        with open(self.log.name, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+
+
+def port_in_use(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def poll(fn, seconds):
+    """Call fn() until it returns a falsy 'missing' value or the deadline passes; return the last value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        missing = fn()
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(0.5)
+
+
+def live_checks(manifests, svc, used, r, wait):
+    r.section(f"live: {' '.join(svc.proc.args)}")
+    if not r.check(svc.wait_up(), "svc all starts and the gateway answers /health/live"):
+        return
+
+    # Probe paths, per role, from every manifest given.
+    probes = {}
+    for objs in manifests.values():
+        for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
+            for c in pod_spec(w)["containers"]:
+                role = role_of(c)
+                for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    get = (c.get(kind) or {}).get("httpGet")
+                    if role and get:
+                        probes.setdefault((role, get["path"]), set()).add(f"{name_of(w)} {kind}")
+    not_200 = poll(lambda: {k: s for k in probes if (s := http_get(svc.url(*k))[0]) != 200}, wait)
+    for (role, path), users in sorted(probes.items()):
+        status = not_200.get((role, path), 200)
+        r.check(status == 200, f"{role} answers {path} with 200 (got {status or 'no answer'}); used by {', '.join(sorted(users))}")
+
+    # Traffic, so that per-request and per-task series exist.
+    for path in ("/", "/api/status", "/api/info", "/no-such-path"):
+        http_get(svc.url("gateway", path))
+    http_get(svc.url("gateway", "/api/jobs"), method="POST", body=b'{"task_type":"data_processing"}')
+
+    def missing_metrics():
+        seen = {role: exposed_names(http_get(svc.url(role, "/metrics"))[1]) for role in ROLES}
+        return {n: owner(n) for n in used if owner(n) and n not in seen[owner(n)]}
+    missing = poll(missing_metrics, wait)
+    for name, where in sorted(used.items()):
+        if owner(name):
+            r.check(name not in missing, f"{owner(name)} /metrics has {name} (used in {', '.join(sorted(set(where)))})")
+        else:
+            print(f"   skip {name}: from {EXTERNAL_METRICS[name]}, not svc")
+    if missing:
+        by_role = {}
+        for name, role in missing.items():
+            by_role.setdefault(role, []).append(name)
+        for role, names in sorted(by_role.items()):
+            print(f"   missing on {role} /metrics: {' '.join(sorted(names))}")
+
+    # Ingress: every request the dashboard page makes lands on a role that answers it.
+    # Builds whose Ingress and Services are the same are checked once.
+    groups = {}
+    for path, objs in manifests.items():
+        routing = [o for o in objs if o["kind"] in ("Ingress", "Service")]
+        if any(o["kind"] == "Ingress" for o in routing):
+            key = json.dumps([(o["kind"], o["metadata"]["name"], o["spec"]) for o in routing], sort_keys=True)
+            groups.setdefault(key, (objs, []))[1].append(os.path.basename(path))
+    for objs, paths in groups.values():
+        label = ", ".join(paths)
+        status, html = http_get(svc.url(role_behind(objs, route(objs, "/")) or "dashboard", "/"))
+        urls = page_urls(html) if status == 200 else []
+        r.check(status == 200, f"[{label}] the page behind Ingress / answers 200 (got {status or 'no answer'})")
+        if urls:
+            print(f"   [{label}] the page requests: {' '.join(urls)}")
+        for path in sorted(set(INGRESS_FETCH) | set(urls)):
+            role = role_behind(objs, route(objs, path.split("?")[0]))
+            got = http_get(svc.url(role, path))[0] if role else 0
+            r.check(200 <= got < 300, f"[{label}] Ingress sends {path} to {role or 'nothing'}, which answers {got or 'nothing'}")
+
+    r.check(svc.proc.poll() is None, "svc all is still running after the checks")
+
+
+def run_live(args, manifests, ports, used, r):
+    svc = Binary(args.svc_binary, ports, args.svc_arg)
+    before = r.failed
+    try:
+        live_checks(manifests, svc, used, r, args.wait)
+    finally:
+        svc.stop()
+    if r.failed > before:
+        print(f"   last lines of the svc log ({svc.log.name}):\n{svc.log_tail()}")
+    else:
+        os.unlink(svc.log.name)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("manifests", nargs="+", help="built manifests, e.g. from `kubectl kustomize deploy/overlays/prod`")
+    ap.add_argument("--svc-binary", metavar="PATH", help="also check against `PATH all` running on this machine")
+    ap.add_argument("--ports", default=",".join(f"{k}={v}" for k, v in DEFAULT_PORTS.items()),
+                    help="where `svc all` serves each role (default: %(default)s)")
+    ap.add_argument("--svc-arg", action="append", default=[], metavar="ARG",
+                    help="extra argument for `svc all`, e.g. --svc-arg=--gateway-port=18080 (repeatable)")
+    ap.add_argument("--wait", type=float, default=30, help="seconds to wait for probes and metrics to appear")
+    args = ap.parse_args()
+
+    r = Report()
+    manifests = {path: load(path) for path in args.manifests}
+    used = {}
+    for path, objs in manifests.items():
+        r.section(f"static: {path} ({len(objs)} objects)")
+        before = r.failed
+        check_namespace(objs, r)
+        check_workloads(objs, r)
+        check_one_image(objs, r)
+        check_services(objs, r)
+        check_references(objs, r)
+        check_ingress_routes(objs, r)
+        check_crds(objs, r)
+        for name, where in used_metrics(objs).items():
+            used.setdefault(name, []).extend(where)
+        print(f"   {'ok' if r.failed == before else 'failures above'}")
+    r.section("metric names in alerts and dashboards")
+    check_metric_owners(used, r)
+    print(f"   {len(used)} names: {' '.join(sorted(used))}")
+
+    if args.svc_binary:
+        ports = {k: int(v) for k, v in (p.split("=") for p in args.ports.split(","))}
+        busy = [f"{role}:{port}" for role, port in ports.items() if port_in_use(port)]
+        if r.check(not busy, f"the ports of `svc all` are free (in use: {' '.join(busy)})"):
+            run_live(args, manifests, ports, used, r)
+
+    print(f"policy: {r.passed} passed, {r.failed} failed")
+    return 1 if r.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
