@@ -66,3 +66,35 @@ fn help_does_not_show_the_password_from_the_environment() {
     assert!(text.contains("REDIS_PASSWORD"));
     assert!(!text.contains("hunter2-help"));
 }
+
+#[tokio::test]
+async fn production_logs_are_json_lines_with_one_access_line_per_request() {
+    let redis = RedisServer::start();
+    let mut svc = gateway_process(&redis, &[("APP_ENV", "production")]).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        client
+            .get(svc.url("/api/status"))
+            .send()
+            .await
+            .expect("status");
+    }
+    svc.signal("TERM");
+    assert_eq!(svc.wait_exit(Duration::from_secs(10)), Some(0));
+    let logs = svc.output();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "request" && l["route"] == "/api/status")
+        .collect();
+    assert_eq!(access.len(), 3, "{logs}");
+    for line in access {
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["status"], 200);
+        assert!(line["duration_ms"].is_f64(), "{line}");
+        assert_eq!(line["level"], "INFO");
+    }
+}
