@@ -38,6 +38,32 @@ pub struct RedisStore {
     prefix: String,
 }
 
+/// A command or a pipeline.
+trait Request: Sync {
+    fn send<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send;
+}
+
+impl Request for redis::Cmd {
+    fn send<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send {
+        self.query_async(conn)
+    }
+}
+
+impl Request for redis::Pipeline {
+    fn send<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send {
+        self.query_async(conn)
+    }
+}
+
 /// Whether an operation may run twice (a retry after a dropped connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retry {
@@ -131,46 +157,19 @@ impl RedisStore {
         *self.shared.write().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// Runs a command that may safely run twice on the shared connection.
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        self.run(
-            Retry::Safe,
-            |mut c| async move { cmd.query_async(&mut c).await },
-        )
-        .await
+    /// Runs a command or pipeline that may safely run twice on the shared connection.
+    async fn query<T: redis::FromRedisValue>(&self, req: &impl Request) -> Result<T, StoreError> {
+        self.run(Retry::Safe, |mut c| async move { req.send(&mut c).await })
+            .await
     }
 
-    /// Runs a command that must not run twice (INCR, LPUSH, ...).
+    /// Runs a command or pipeline that must not run twice (INCR, LPUSH, ...).
     async fn query_once<T: redis::FromRedisValue>(
         &self,
-        cmd: &redis::Cmd,
+        req: &impl Request,
     ) -> Result<T, StoreError> {
-        self.run(Retry::Never, |mut c| async move {
-            cmd.query_async(&mut c).await
-        })
-        .await
-    }
-
-    /// Runs a pipeline that may safely run twice.
-    async fn query_pipe<T: redis::FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        self.run(Retry::Safe, |mut c| async move {
-            pipe.query_async(&mut c).await
-        })
-        .await
-    }
-
-    /// Runs a pipeline that must not run twice.
-    async fn query_pipe_once<T: redis::FromRedisValue>(
-        &self,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        self.run(Retry::Never, |mut c| async move {
-            pipe.query_async(&mut c).await
-        })
-        .await
+        self.run(Retry::Never, |mut c| async move { req.send(&mut c).await })
+            .await
     }
 
     /// Runs `op` on the shared connection, within [`OP_TIMEOUT`].
@@ -303,7 +302,7 @@ impl Store for RedisStore {
             .arg(&key)
             .arg(HISTORY_TTL_SECONDS)
             .ignore();
-        self.query_pipe(&pipe).await
+        self.query(&pipe).await
     }
 
     async fn instances(&self) -> Result<Vec<Instance>, StoreError> {
@@ -334,7 +333,7 @@ impl Store for RedisStore {
             .arg(&key)
             .arg(HISTORY_TTL_SECONDS)
             .ignore();
-        self.query_pipe_once(&pipe).await
+        self.query_once(&pipe).await
     }
 
     async fn health_history(
@@ -531,7 +530,7 @@ impl Store for RedisStore {
             .arg(&stream)
             .arg(&delivery.entry)
             .ignore();
-        self.query_pipe_once(&pipe).await
+        self.query_once(&pipe).await
     }
 
     async fn discard(&self, delivery: &Delivery) -> Result<(), StoreError> {
@@ -546,7 +545,7 @@ impl Store for RedisStore {
             .arg(&stream)
             .arg(&delivery.entry)
             .ignore();
-        self.query_pipe(&pipe).await
+        self.query(&pipe).await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
@@ -558,7 +557,7 @@ impl Store for RedisStore {
             .arg(self.key(DEAD_LETTERS))
             .cmd("EXISTS")
             .arg(&stream);
-        let (len, dead, exists): (u64, u64, bool) = self.query_pipe(&pipe).await?;
+        let (len, dead, exists): (u64, u64, bool) = self.query(&pipe).await?;
         let pending = if exists {
             let summary: Result<StreamPendingReply, _> = self
                 .query(redis::cmd("XPENDING").arg(&stream).arg(GROUP))
