@@ -1,6 +1,7 @@
 //! The shutdown signal: SIGTERM (what Kubernetes sends when it stops a pod) or SIGINT
 //! (Ctrl-C on a laptop). The handlers are installed when [`signal`] is called, before
 //! anything is served, so an early SIGTERM still drains instead of killing the process.
+//! A second signal exits at once, for a person at a terminal who does not want to wait.
 
 use std::future::Future;
 
@@ -32,5 +33,14 @@ pub fn signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
             _ = int.recv() => "SIGINT",
         };
         tracing::info!(signal = name, "shutdown requested");
+        // A second signal (Ctrl-C again on a laptop) skips the drain.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        });
     })
 }

@@ -87,3 +87,20 @@ async fn sigint_also_stops_cleanly() {
         svc.output()
     );
 }
+
+#[tokio::test]
+async fn a_second_signal_skips_the_drain() {
+    let redis = RedisServer::start();
+    let mut svc = gateway_process(&redis, &[("DRAIN_DELAY", "30s")]).await;
+    svc.signal("INT");
+    let client = reqwest::Client::new();
+    crate::helpers::eventually(Duration::from_secs(5), "draining", || async {
+        let res = client.get(svc.url("/health/ready")).send().await.ok()?;
+        (res.status() == 503).then_some(())
+    })
+    .await;
+    let start = Instant::now();
+    svc.signal("INT");
+    assert_eq!(svc.wait_exit(Duration::from_secs(5)), Some(130));
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
