@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Role {
     /// REST API gateway: health, status, info and Prometheus metrics (default port 8080).
     Gateway(ServeArgs),
+    /// Web dashboard: live state of every service, its history and replicas (default port 3000).
+    Dashboard(DashboardArgs),
     /// Every role in one process, for a laptop; embedded store unless Redis is configured.
     All(AllArgs),
     /// Exit 0 when URL answers 2xx within the timeout (the container HEALTHCHECK).
@@ -41,6 +43,26 @@ pub struct ServeArgs {
     pub common: CommonArgs,
 }
 
+/// Flags of `svc dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Base URL of the API gateway, probed at /health/ready.
+    #[arg(long, env = "API_GATEWAY_URL", default_value = "http://localhost:8080")]
+    pub gateway_url: url::Url,
+    /// Base URL of the worker service, probed at /health/ready.
+    #[arg(
+        long,
+        env = "WORKER_SERVICE_URL",
+        default_value = "http://localhost:8081"
+    )]
+    pub worker_url: url::Url,
+    /// How often the page refreshes and the services are probed.
+    #[arg(long, env = "REFRESH_PERIOD", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub refresh: Duration,
+}
+
 /// Flags of `svc all`.
 #[derive(Debug, Args)]
 pub struct AllArgs {
@@ -50,6 +72,12 @@ pub struct AllArgs {
     /// Port of the gateway.
     #[arg(long, default_value_t = crate::roles::gateway::DEFAULT_PORT)]
     pub gateway_port: u16,
+    /// Port of the dashboard.
+    #[arg(long, default_value_t = crate::roles::dashboard::DEFAULT_PORT)]
+    pub dashboard_port: u16,
+    /// How often the dashboard refreshes and probes the other roles.
+    #[arg(long, env = "REFRESH_PERIOD", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub refresh: Duration,
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -6,7 +6,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use svc::cli::{Cli, Role};
 use svc::config::{Settings, listen_addr};
-use svc::roles::{all, gateway};
+use svc::roles::{all, dashboard, gateway};
 use svc::{Error, Launch, http};
 
 fn main() -> ExitCode {
@@ -48,13 +48,38 @@ async fn run(role: Role) -> Result<(), Error> {
             let launch = Launch::start(settings, &args.common)?;
             gateway::run(&launch.settings, launch.store, listener, launch.shutdown).await?;
         }
+        Role::Dashboard(args) => {
+            let serve = &args.serve;
+            let settings = Settings::from_args(&serve.common, true)?;
+            let config = dashboard::Config::new(args.gateway_url, args.worker_url, args.refresh)?;
+            let addr = listen_addr(serve.host, serve.port, dashboard::DEFAULT_PORT);
+            let listener = http::bind(addr)?;
+            let launch = Launch::start(settings, &serve.common)?;
+            dashboard::run(
+                &launch.settings,
+                &config,
+                launch.store,
+                listener,
+                launch.shutdown,
+            )
+            .await?;
+        }
         Role::All(args) => {
             let settings = Settings::from_args(&args.common, false)?;
+            let dashboard = all::dashboard_config(args.host, args.gateway_port, args.refresh)?;
             let listeners = all::Listeners {
                 gateway: http::bind((args.host, args.gateway_port).into())?,
+                dashboard: http::bind((args.host, args.dashboard_port).into())?,
             };
             let launch = Launch::start(settings, &args.common)?;
-            all::run(&launch.settings, launch.store, listeners, launch.shutdown).await?;
+            all::run(
+                &launch.settings,
+                &dashboard,
+                launch.store,
+                listeners,
+                launch.shutdown,
+            )
+            .await?;
         }
         Role::Healthcheck(args) => svc::healthcheck::check(&args.url, args.timeout).await?,
     }

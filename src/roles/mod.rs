@@ -2,4 +2,5 @@
 //! need lives beside this module (`http`, `store`, `config`, `telemetry`).
 
 pub mod all;
+pub mod dashboard;
 pub mod gateway;

@@ -2,6 +2,7 @@
 //! real `svc` binary where a test needs a process (signals, exit codes, output).
 
 mod cli;
+mod dashboard;
 mod gateway;
 mod helpers;
 mod metrics;

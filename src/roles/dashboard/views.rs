@@ -1,0 +1,344 @@
+//! The page, as maud markup: plain functions, one [`layout`], small components.
+//!
+//! [`page`] is the whole document; [`live`] is the part the script fetches again every
+//! refresh period (`/partials/status`) and swaps in. Every value from the network or the
+//! store goes through maud's `(...)`, which escapes it. States are shown by a word and a
+//! symbol, never by colour alone.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::assets;
+use super::probe::{Probe, state_name, title};
+use super::snapshot::{History, Snapshot};
+use crate::cli::Environment;
+use crate::store::{Instance, ServiceState};
+
+/// What one rendering needs.
+pub struct View<'a> {
+    /// The newest snapshot.
+    pub snapshot: &'a Snapshot,
+    /// Unix seconds now, for ages.
+    pub now: f64,
+    /// Deployment environment.
+    pub environment: Environment,
+    /// How often the page refreshes.
+    pub refresh: Duration,
+}
+
+/// The document around `body`: the same head on every page.
+pub fn layout(title: &str, refresh: Duration, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) }
+                link rel="icon" href="data:,";
+                link rel="stylesheet" href=(assets::CSS.path);
+                script src=(assets::JS.path) defer {}
+                // Without JavaScript the whole page reloads instead.
+                noscript { meta http-equiv="refresh" content=(refresh.as_secs().max(1)); }
+            }
+            body { (body) }
+        }
+    }
+}
+
+/// The whole dashboard page.
+pub fn page(view: &View) -> Markup {
+    let millis = view.refresh.as_millis();
+    layout(
+        "svc dashboard",
+        view.refresh,
+        html! {
+            header.top {
+                h1 { "svc " span.muted { "system health" } }
+                p #conn .conn role="status" hidden { "Connection lost, retrying…" }
+            }
+            main #live data-src="/partials/status" data-refresh=(millis) { (live(view)) }
+            footer.muted {
+                "Refreshes every " (view.refresh.as_secs_f64()) " s · "
+                a href="/api/health-check" { "health JSON" } " · "
+                a href="/api/system-info" { "system JSON" }
+            }
+        },
+    )
+}
+
+/// The live part of the page: system state, service cards, replicas, figures.
+pub fn live(view: &View) -> Markup {
+    let snap = view.snapshot;
+    let stale = snap.history_stale(view.now);
+    html! {
+        section.system data-state=(state_name(snap.system.status)) {
+            h2 { "System " (badge(snap.system.status)) }
+            p #reason { (snap.system.reason) }
+        }
+        @if stale {
+            p.notice #stale role="note" {
+                "History is stale: "
+                @match snap.newest_sample() {
+                    Some(t) => { "the newest health sample is " (ago(view.now - t)) " old." }
+                    None => { "no health samples recorded yet." }
+                }
+                " Is the worker running? Uptime and charts are hidden until it records again."
+            }
+        }
+        section.cards aria-label="Services" {
+            @for (i, probe) in snap.services.iter().enumerate() {
+                (card(probe, snap.history.get(i), stale))
+            }
+        }
+        div.panels {
+            (replicas(&snap.instances, view.now))
+            (figures(view, stale))
+        }
+        p.muted.checked {
+            "Checked " (ago(view.now - snap.taken_at)) " ago, at "
+            time { (clock(snap.taken_at)) " UTC" }
+        }
+    }
+}
+
+fn badge(state: ServiceState) -> Markup {
+    let symbol = match state {
+        ServiceState::Healthy => "✔",
+        ServiceState::Degraded => "▲",
+        ServiceState::Down => "✖",
+    };
+    html! {
+        span class={ "badge " (state_name(state)) } {
+            span aria-hidden="true" { (symbol) } " " (state_name(state))
+        }
+    }
+}
+
+fn card(probe: &Probe, history: Option<&History>, stale: bool) -> Markup {
+    let fresh = history.filter(|_| !stale);
+    html! {
+        article.card data-service=(probe.name) data-state=(state_name(probe.status)) {
+            header {
+                h3 { (title(probe.name)) }
+                (badge(probe.status))
+            }
+            dl.facts {
+                div { dt { "Response" } dd.response { (millis(probe.response_time_ms)) } }
+                div { dt { "Uptime 1 h" } dd { (percent(fresh.and_then(|h| h.uptime_1h), stale)) } }
+                div { dt { "Uptime 24 h" } dd { (percent(fresh.and_then(|h| h.uptime_24h), stale)) } }
+            }
+            @if let Some(error) = &probe.error {
+                p.error { (error) }
+            }
+            @match fresh {
+                Some(h) if h.response_ms.iter().flatten().count() > 1 => {
+                    (sparkline(&h.response_ms))
+                }
+                _ if stale => { p.muted.spark-note { "History stale" } }
+                _ => { p.muted.spark-note { "No history yet" } }
+            }
+        }
+    }
+}
+
+fn replicas(instances: &[Instance], now: f64) -> Markup {
+    html! {
+        section.panel aria-labelledby="replicas-title" {
+            h2 #replicas-title { "Replicas " span.muted { "(" (instances.len()) ")" } }
+            @if instances.is_empty() {
+                p.muted { "No live instances: no heartbeats in the store." }
+            } @else {
+                div.scroll {
+                    table #replicas {
+                        thead { tr { th { "Role" } th { "Instance" } th { "Version" } th { "Age" } } }
+                        tbody {
+                            @for i in instances {
+                                tr {
+                                    td { (i.role) }
+                                    td.id { (i.id) }
+                                    td { (i.version) }
+                                    td { (ago(now - i.started_at)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn figures(view: &View, stale: bool) -> Markup {
+    let snap = view.snapshot;
+    let f = &snap.figures;
+    // The last entry is the minute under way; the one before is the last full minute.
+    let last_minute = f
+        .requests_per_minute
+        .len()
+        .checked_sub(2)
+        .and_then(|i| f.requests_per_minute.get(i));
+    html! {
+        section.panel aria-labelledby="system-title" {
+            h2 #system-title { "System" }
+            dl.facts {
+                div { dt { "Environment" } dd { (view.environment.as_str()) } }
+                div {
+                    dt { "Redis" }
+                    dd { @if snap.redis_connected { "connected" } @else { "not connected" } }
+                }
+                div { dt { "Gateway requests" } dd #total-requests { (count(f.total_requests)) } }
+                div {
+                    dt { "Requests / min" }
+                    dd #request-rate {
+                        @match last_minute {
+                            Some(n) if !stale => { (n) }
+                            _ if stale => { "stale" }
+                            _ => { "—" }
+                        }
+                    }
+                }
+                div {
+                    dt { "Last task" }
+                    dd {
+                        @match (&f.last_task, f.last_task_at) {
+                            (kind, Some(at)) => {
+                                (kind.as_deref().unwrap_or("task")) ", " (ago(view.now - at)) " ago"
+                            }
+                            _ => { "none yet" }
+                        }
+                    }
+                }
+                div {
+                    dt { "Queue" }
+                    dd #queue {
+                        @if let Some(q) = f.queue {
+                            (q.depth) " queued · " (q.pending) " pending · " (q.dead_letters) " dead"
+                        } @else { "—" }
+                    }
+                }
+            }
+            @if !stale && f.requests_per_minute.iter().any(|n| *n > 0) {
+                (bars(&f.requests_per_minute))
+            }
+            div.scroll {
+                table #tasks {
+                    thead { tr { th { "Task" } th.num { "Total" } th.num { "Last min" } } }
+                    tbody {
+                        @for (task, total, last) in &f.tasks {
+                            tr { td { (task) } td.num { (total) } td.num { (last) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Response times as an inline SVG line; an unanswered probe breaks the line.
+fn sparkline(points: &[Option<f64>]) -> Markup {
+    let answered = || points.iter().flatten().copied();
+    let max = answered().fold(1.0, f64::max);
+    let min = answered().fold(f64::INFINITY, f64::min);
+    let step = 100.0 / points.len().saturating_sub(1).max(1) as f64;
+    let mut path = String::with_capacity(points.len() * 12);
+    let mut drawing = false;
+    for (i, point) in points.iter().enumerate() {
+        match point {
+            Some(ms) => {
+                let pen = if drawing { 'L' } else { 'M' };
+                let y = 29.0 - ms / max * 27.0;
+                let _ = write!(path, "{pen}{:.1} {y:.1}", i as f64 * step);
+                drawing = true;
+            }
+            None => drawing = false,
+        }
+    }
+    let label = format!(
+        "Response time of the last {} probes: {} to {}",
+        points.len(),
+        millis(Some(min)),
+        millis(Some(max))
+    );
+    html! {
+        svg.spark viewBox="0 0 100 30" preserveAspectRatio="none" role="img" aria-label=(label) {
+            path d=(path) vector-effect="non-scaling-stroke" {}
+        }
+    }
+}
+
+/// Requests per minute as an inline SVG bar chart.
+fn bars(per_minute: &[i64]) -> Markup {
+    let max = per_minute.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let label = format!("Gateway requests per minute over the last hour, at most {max}");
+    html! {
+        svg.bars viewBox="0 0 60 20" preserveAspectRatio="none" role="img" aria-label=(label) {
+            @for (i, n) in per_minute.iter().enumerate() {
+                @if *n > 0 {
+                    @let h = *n as f64 / max * 20.0;
+                    rect x=(i) y=(format!("{:.2}", 20.0 - h)) width="0.8" height=(format!("{h:.2}")) {}
+                }
+            }
+        }
+    }
+}
+
+fn millis(ms: Option<f64>) -> String {
+    match ms {
+        Some(ms) if ms < 10.0 => format!("{ms:.1} ms"),
+        Some(ms) => format!("{ms:.0} ms"),
+        None => "—".into(),
+    }
+}
+
+fn percent(value: Option<f64>, stale: bool) -> String {
+    match value {
+        Some(p) => format!("{p:.1} %"),
+        None if stale => "stale".into(),
+        None => "—".into(),
+    }
+}
+
+fn count(value: Option<i64>) -> String {
+    value.map_or_else(|| "—".into(), |n| n.to_string())
+}
+
+/// A duration in seconds as "12 s", "3 min", "5 h", "2 d".
+pub fn ago(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86400),
+    }
+}
+
+/// Unix seconds as HH:MM:SS (UTC).
+fn clock(unix: f64) -> String {
+    let s = unix.max(0.0) as u64 % 86400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_clock() {
+        assert_eq!(ago(-3.0), "0 s");
+        assert_eq!(ago(59.9), "59 s");
+        assert_eq!(ago(61.0), "1 min");
+        assert_eq!(ago(7300.0), "2 h");
+        assert_eq!(clock(3661.5), "01:01:01");
+    }
+
+    #[test]
+    fn sparkline_breaks_at_unanswered_probes() {
+        let svg = sparkline(&[Some(1.0), Some(2.0), None, Some(2.0)]).into_string();
+        assert!(svg.contains(r#"d="M0.0 15.5L33.3 2.0M100.0 2.0""#), "{svg}");
+    }
+}
