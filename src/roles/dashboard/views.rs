@@ -14,7 +14,7 @@ use super::assets;
 use super::probe::{Probe, state_name, title};
 use super::snapshot::{History, Snapshot};
 use crate::cli::Environment;
-use crate::store::{Instance, ServiceState};
+use crate::store::{Instance, QueueStats, ServiceState};
 
 /// What one rendering needs.
 pub struct View<'a> {
@@ -138,7 +138,8 @@ fn card(probe: &Probe, history: Option<&History>, stale: bool) -> Markup {
                 Some(h) if h.response_ms.iter().flatten().count() > 1 => {
                     (sparkline(&h.response_ms))
                 }
-                _ if stale => { p.muted.spark-note { "History stale" } }
+                // Stale: the uptime figures say so already.
+                _ if stale => {}
                 _ => { p.muted.spark-note { "No history yet" } }
             }
         }
@@ -212,17 +213,14 @@ fn figures(view: &View, stale: bool) -> Markup {
                         }
                     }
                 }
-                div {
-                    dt { "Queue" }
-                    dd #queue {
-                        @if let Some(q) = f.queue {
-                            (q.depth) " queued · " (q.pending) " pending · " (q.dead_letters) " dead"
-                        } @else { "—" }
-                    }
-                }
+                @let queue = |n: fn(&QueueStats) -> u64| f.queue.as_ref().map(|q| n(q) as i64);
+                div { dt { "Queued jobs" } dd #queue-depth { (count(queue(|q| q.depth))) } }
+                div { dt { "Pending" } dd { (count(queue(|q| q.pending))) } }
+                div { dt { "Dead-lettered" } dd { (count(queue(|q| q.dead_letters))) } }
             }
             @if !stale && f.requests_per_minute.iter().any(|n| *n > 0) {
                 (bars(&f.requests_per_minute))
+                p.muted.caption { "Gateway requests per minute, last hour" }
             }
             div.scroll {
                 table #tasks {
