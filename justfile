@@ -13,7 +13,7 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets --locked -- -D warnings
 
-# Run the tests (installs redis-server and promtool when missing)
+# Run the tests (installs redis-server, promtool, chromium and chromedriver when missing)
 test *ARGS:
     tests/run.sh {{ARGS}}
 

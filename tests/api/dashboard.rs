@@ -99,17 +99,17 @@ fn service<'a>(check: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} in {check}"))
 }
 
-/// Health samples for every service as the worker records them, the newest `age`
-/// seconds old.
-async fn record_history(store: &SharedStore, age: f64) {
+/// `samples` health samples for every service as the worker records them, one per
+/// 10 s, the newest `age` seconds old; and 3 of 4 probes up in the last full minute.
+pub async fn record_history(store: &SharedStore, age: f64, samples: u32) {
     let now = unix_now();
     for name in services::ALL {
-        for i in (0..5).rev() {
+        for i in (0..samples).rev() {
             let sample = HealthSample {
                 service: name.into(),
                 timestamp: now - age - 10.0 * f64::from(i),
                 status: ServiceState::Healthy,
-                response_time_ms: Some(2.0 + f64::from(i)),
+                response_time_ms: Some(2.0 + f64::from(i * 7 % 11) * 0.6),
                 error: None,
             };
             store.record_health(&sample, 100).await.expect("record");
@@ -254,7 +254,7 @@ async fn a_gateway_that_never_answers_is_down_after_the_probe_timeout_and_pages_
 async fn system_info_and_the_page_show_what_the_worker_wrote() {
     let (gateway, worker) = (Upstream::healthy().await, Upstream::healthy().await);
     let store = memory();
-    record_history(&store, 2.0).await;
+    record_history(&store, 2.0, 5).await;
     let now = unix_now();
     store.set(keys::TOTAL_REQUESTS, "42").await.expect("set");
     store
@@ -316,7 +316,7 @@ async fn system_info_and_the_page_show_what_the_worker_wrote() {
 async fn stale_history_is_labelled_not_shown_as_live() {
     let (gateway, worker) = (Upstream::healthy().await, Upstream::healthy().await);
     let store = memory();
-    record_history(&store, 120.0).await;
+    record_history(&store, 120.0, 5).await;
     store
         .series_add(series::REQUESTS, minute_of(unix_now()) - 1, 30)
         .await
