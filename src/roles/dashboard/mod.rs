@@ -126,8 +126,11 @@ pub async fn run(
         presence::describe(ROLE, listener.local_addr()?),
     );
     let sources = Sources {
+        // A fresh connection per probe: a pooled one the service closed while idle
+        // would fail the probe, and the connect time is part of the answer anyway.
         client: reqwest::Client::builder()
             .timeout(probe::PROBE_TIMEOUT)
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(std::io::Error::other)?,
         gateway: target(services::API_GATEWAY, &config.gateway_url)?,
@@ -273,12 +276,7 @@ async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
         })
         .collect();
     let history_stale = snapshot.history_stale(now);
-    let requests_last_minute = f
-        .requests_per_minute
-        .len()
-        .checked_sub(2)
-        .and_then(|i| f.requests_per_minute.get(i))
-        .filter(|_| !history_stale);
+    let requests_last_minute = f.requests_last_minute().filter(|_| !history_stale);
     HttpResponse::Ok()
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
         .json(json!({

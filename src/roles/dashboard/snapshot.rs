@@ -62,6 +62,14 @@ pub struct Figures {
     pub last_task_at: Option<f64>,
 }
 
+impl Figures {
+    /// Gateway requests in the last full minute (the one before the minute under way).
+    pub fn requests_last_minute(&self) -> Option<i64> {
+        let last_full = self.requests_per_minute.len().checked_sub(2)?;
+        self.requests_per_minute.get(last_full).copied()
+    }
+}
+
 /// What the page shows at one moment.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

@@ -89,7 +89,8 @@ pub fn live(view: &View) -> Markup {
                 " Is the worker running? Uptime and charts are hidden until it records again."
             }
         }
-        section.cards aria-label="Services" {
+        section.cards aria-labelledby="services-title" {
+            h2 #services-title .sr-only { "Services" }
             @for (i, probe) in snap.services.iter().enumerate() {
                 (card(probe, snap.history.get(i), stale))
             }
@@ -100,7 +101,7 @@ pub fn live(view: &View) -> Markup {
         }
         p.muted.checked {
             "Checked " (ago(view.now - snap.taken_at)) " ago, at "
-            time { (clock(snap.taken_at)) " UTC" }
+            time datetime=(clock(snap.taken_at)) { (clock(snap.taken_at)) " UTC" }
         }
     }
 }
@@ -176,15 +177,9 @@ fn replicas(instances: &[Instance], now: f64) -> Markup {
 fn figures(view: &View, stale: bool) -> Markup {
     let snap = view.snapshot;
     let f = &snap.figures;
-    // The last entry is the minute under way; the one before is the last full minute.
-    let last_minute = f
-        .requests_per_minute
-        .len()
-        .checked_sub(2)
-        .and_then(|i| f.requests_per_minute.get(i));
     html! {
         section.panel aria-labelledby="system-title" {
-            h2 #system-title { "System" }
+            h2 #system-title { "System information" }
             dl.facts {
                 div { dt { "Environment" } dd { (view.environment.as_str()) } }
                 div {
@@ -195,7 +190,7 @@ fn figures(view: &View, stale: bool) -> Markup {
                 div {
                     dt { "Requests / min" }
                     dd #request-rate {
-                        @match last_minute {
+                        @match f.requests_last_minute() {
                             Some(n) if !stale => { (n) }
                             _ if stale => { "stale" }
                             _ => { "—" }
