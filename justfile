@@ -25,10 +25,14 @@ ci:
 run-gateway *ARGS:
     cargo run --release --locked -- gateway {{ARGS}}
 
-# Run every role in one process on the embedded store
+# Run the dashboard on 3000 against a Redis, probing API_GATEWAY_URL and WORKER_SERVICE_URL
+run-dashboard *ARGS:
+    cargo run --release --locked -- dashboard {{ARGS}}
+
+# Run every role in one process on the embedded store; open http://localhost:3000
 run-all *ARGS:
     cargo run --release --locked -- all {{ARGS}}
 
-# Benchmark the gateway against nginx (installs redis-server, nginx, wrk when missing)
+# Benchmark the gateway and the dashboard against nginx (installs redis-server, nginx, wrk when missing)
 bench *ARGS:
     tests/bench.sh {{ARGS}}
