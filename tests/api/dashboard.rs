@@ -529,6 +529,7 @@ async fn losing_redis_makes_the_dashboard_unready_but_the_page_still_answers() {
     let (status, page) = app.get("/").await;
     assert_eq!(status, 200);
     assert!(page.contains("not connected"), "{page}");
+    assert!(page.contains("the store is unreachable"), "{page}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use super::assets;
 use super::probe::{Probe, state_name, title};
 use super::snapshot::{History, Snapshot};
 use crate::cli::Environment;
-use crate::store::{Instance, QueueStats, ServiceState};
+use crate::store::{QueueStats, ServiceState};
 
 /// What one rendering needs.
 pub struct View<'a> {
@@ -79,7 +79,11 @@ pub fn live(view: &View) -> Markup {
             h2 { "System " (badge(snap.system.status)) }
             p #reason { (snap.system.reason) }
         }
-        @if stale {
+        @if !snap.redis_connected {
+            p.notice #stale role="note" {
+                "History and replicas are unavailable: the store is unreachable."
+            }
+        } @else if stale {
             p.notice #stale role="note" {
                 "History is stale: "
                 @match snap.newest_sample() {
@@ -96,7 +100,7 @@ pub fn live(view: &View) -> Markup {
             }
         }
         div.panels {
-            (replicas(&snap.instances, view.now))
+            (replicas(snap, view.now))
             (figures(view, stale))
         }
         p.muted.checked {
@@ -147,11 +151,14 @@ fn card(probe: &Probe, history: Option<&History>, stale: bool) -> Markup {
     }
 }
 
-fn replicas(instances: &[Instance], now: f64) -> Markup {
+fn replicas(snap: &Snapshot, now: f64) -> Markup {
+    let instances = &snap.instances;
     html! {
         section.panel aria-labelledby="replicas-title" {
             h2 #replicas-title { "Replicas " span.muted { "(" (instances.len()) ")" } }
-            @if instances.is_empty() {
+            @if !snap.redis_connected {
+                p.muted { "Unknown: the store is unreachable." }
+            } @else if instances.is_empty() {
                 p.muted { "No live instances: no heartbeats in the store." }
             } @else {
                 div.scroll {
