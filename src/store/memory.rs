@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{HealthSample, Instance, QueueStats, Store, StoreError};
+use super::{HealthSample, Instance, Store, StoreError};
 use crate::http::unix_now;
 
 /// In-process store. Its lock is never held across an `.await`.
@@ -173,11 +173,6 @@ impl Store for MemoryStore {
             .get(series)
             .map(|points| points.range(since..).map(|(m, v)| (*m, *v)).collect())
             .unwrap_or_default())
-    }
-
-    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        // No job queue yet: an empty one.
-        Ok(QueueStats::default())
     }
 
     async fn series_trim(&self, series: &str, before: i64) -> Result<usize, StoreError> {

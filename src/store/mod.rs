@@ -120,20 +120,6 @@ pub trait Store: Send + Sync + 'static {
     async fn series(&self, series: &str, since: i64) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Removes the points of `series` before minute `before`; returns how many.
     async fn series_trim(&self, series: &str, before: i64) -> Result<usize, StoreError>;
-
-    /// Depth, pending and dead-lettered entries of the job queue.
-    async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
-}
-
-/// The job queue at a glance.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueStats {
-    /// Entries not yet delivered to any worker.
-    pub depth: u64,
-    /// Entries delivered and not yet acknowledged.
-    pub pending: u64,
-    /// Entries moved to the dead-letter stream after too many deliveries.
-    pub dead_letters: u64,
 }
 
 /// A running instance of a role, as its heartbeat announces it.

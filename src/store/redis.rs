@@ -19,7 +19,7 @@ use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, AsyncConnectionConfig, IntoConnectionInfo};
 use deadpool_redis::{Connection, Manager, Pool, Runtime};
 
-use super::{HealthSample, Instance, QueueStats, Store, StoreError};
+use super::{HealthSample, Instance, Store, StoreError};
 use crate::config::RedisSettings;
 use crate::http::unix_now;
 
@@ -291,11 +291,6 @@ impl Store for RedisStore {
         let mut points: Vec<_> = all.into_iter().filter(|(m, _)| *m >= since).collect();
         points.sort_unstable();
         Ok(points)
-    }
-
-    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        // No job queue yet: an empty one.
-        Ok(QueueStats::default())
     }
 
     async fn series_trim(&self, series: &str, before: i64) -> Result<usize, StoreError> {
