@@ -13,7 +13,7 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets --locked -- -D warnings
 
-# Run the tests (installs redis-server and promtool when missing)
+# Run the tests (installs redis-server, promtool, chromium and chromedriver when missing)
 test *ARGS:
     tests/run.sh {{ARGS}}
 
@@ -29,11 +29,15 @@ run-gateway *ARGS:
 run-worker *ARGS:
     cargo run --release --locked -- worker {{ARGS}}
 
-# Run every role in one process on the embedded store
+# Run the dashboard on 3000 against a Redis, probing API_GATEWAY_URL and WORKER_SERVICE_URL
+run-dashboard *ARGS:
+    cargo run --release --locked -- dashboard {{ARGS}}
+
+# Run every role in one process on the embedded store; open http://localhost:3000
 run-all *ARGS:
     cargo run --release --locked -- all {{ARGS}}
 
-# Benchmark the gateway against nginx (installs redis-server, nginx, wrk when missing)
+# Benchmark the gateway and the dashboard against nginx (installs redis-server, nginx, wrk when missing)
 bench *ARGS:
     tests/bench.sh {{ARGS}}
 

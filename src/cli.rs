@@ -24,6 +24,8 @@ pub enum Role {
     Gateway(ServeArgs),
     /// Periodic tasks and the job queue; health, status and metrics on port 8081.
     Worker(WorkerArgs),
+    /// Web dashboard: live state of every service, its history and replicas (default port 3000).
+    Dashboard(DashboardArgs),
     /// Every role in one process, for a laptop; embedded store unless Redis is configured.
     All(AllArgs),
     /// Exit 0 when URL answers 2xx within the timeout (the container HEALTHCHECK).
@@ -77,6 +79,26 @@ pub struct WorkerFlags {
     pub concurrency: usize,
 }
 
+/// Flags of `svc dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Base URL of the API gateway, probed at /health/ready.
+    #[arg(long, env = "API_GATEWAY_URL", default_value = "http://localhost:8080")]
+    pub gateway_url: url::Url,
+    /// Base URL of the worker service, probed at /health/ready.
+    #[arg(
+        long,
+        env = "WORKER_SERVICE_URL",
+        default_value = "http://localhost:8081"
+    )]
+    pub worker_url: url::Url,
+    /// How often the page refreshes and the services are probed.
+    #[arg(long, env = "REFRESH_PERIOD", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub refresh: Duration,
+}
+
 /// Flags of `svc all`.
 #[derive(Debug, Args)]
 pub struct AllArgs {
@@ -91,6 +113,12 @@ pub struct AllArgs {
     pub worker_port: u16,
     #[command(flatten)]
     pub worker: WorkerFlags,
+    /// Port of the dashboard.
+    #[arg(long, default_value_t = crate::roles::dashboard::DEFAULT_PORT)]
+    pub dashboard_port: u16,
+    /// How often the dashboard refreshes and probes the other roles.
+    #[arg(long, env = "REFRESH_PERIOD", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub refresh: Duration,
     #[command(flatten)]
     pub common: CommonArgs,
 }

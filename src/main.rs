@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Parser;
 use clap::error::ErrorKind;
 use svc::cli::{Cli, Role};
-use svc::config::{ConfigError, Settings, listen_addr, worker_config};
-use svc::roles::{all, gateway, load, worker};
+use svc::config::{Settings, listen_addr, worker_config};
+use svc::roles::{all, dashboard, gateway, load, worker};
 use svc::{Error, Launch, http};
 
 fn main() -> ExitCode {
@@ -54,12 +54,28 @@ async fn run(role: Role) -> Result<(), Error> {
             gateway::run(&launch.settings, launch.store, listener, launch.shutdown).await?;
         }
         Role::Worker(args) => {
-            let settings = Settings::from_args(&args.serve.common, true)?;
+            let serve = &args.serve;
+            let settings = Settings::from_args(&serve.common, true)?;
             let config = worker_config(&args.worker, args.gateway_url, args.dashboard_url)?;
-            let addr = listen_addr(args.serve.host, args.serve.port, worker::DEFAULT_PORT);
-            let listener = http::bind(addr)?;
-            let launch = Launch::start(settings, &args.serve.common)?;
+            let listener = http::bind(listen_addr(serve.host, serve.port, worker::DEFAULT_PORT))?;
+            let launch = Launch::start(settings, &serve.common)?;
             worker::run(
+                &launch.settings,
+                &config,
+                launch.store,
+                listener,
+                launch.shutdown,
+            )
+            .await?;
+        }
+        Role::Dashboard(args) => {
+            let serve = &args.serve;
+            let settings = Settings::from_args(&serve.common, true)?;
+            let config = dashboard::Config::new(args.gateway_url, args.worker_url, args.refresh)?;
+            let addr = listen_addr(serve.host, serve.port, dashboard::DEFAULT_PORT);
+            let listener = http::bind(addr)?;
+            let launch = Launch::start(settings, &serve.common)?;
+            dashboard::run(
                 &launch.settings,
                 &config,
                 launch.store,
@@ -70,21 +86,21 @@ async fn run(role: Role) -> Result<(), Error> {
         }
         Role::All(args) => {
             let settings = Settings::from_args(&args.common, false)?;
-            let local = |port| url::Url::parse(&format!("http://{}:{port}", args.host));
-            let worker = worker_config(
-                &args.worker,
-                local(args.gateway_port).map_err(|e| invalid_host(&e))?,
-                // The dashboard is not part of `svc all` yet: its probe reports it down.
-                local(3000).map_err(|e| invalid_host(&e))?,
-            )?;
+            let ports = all::Ports {
+                gateway: args.gateway_port,
+                worker: args.worker_port,
+                dashboard: args.dashboard_port,
+            };
+            let config = all::Config::new(args.host, ports, &args.worker, args.refresh)?;
             let listeners = all::Listeners {
-                gateway: http::bind((args.host, args.gateway_port).into())?,
-                worker: http::bind((args.host, args.worker_port).into())?,
+                gateway: http::bind((args.host, ports.gateway).into())?,
+                worker: http::bind((args.host, ports.worker).into())?,
+                dashboard: http::bind((args.host, ports.dashboard).into())?,
             };
             let launch = Launch::start(settings, &args.common)?;
             all::run(
                 &launch.settings,
-                &worker,
+                &config,
                 launch.store,
                 listeners,
                 launch.shutdown,
@@ -110,11 +126,4 @@ async fn run(role: Role) -> Result<(), Error> {
         }
     }
     Ok(())
-}
-
-fn invalid_host(e: &url::ParseError) -> ConfigError {
-    ConfigError::Invalid {
-        flag: "HOST",
-        reason: e.to_string(),
-    }
 }

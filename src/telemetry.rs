@@ -46,6 +46,16 @@ pub mod names {
     pub const WORKER_JOB_DURATION: &str = "worker_job_duration_seconds";
     /// How late a scheduler tick ran after its planned time.
     pub const WORKER_SCHEDULE_LAG: &str = "worker_schedule_lag_seconds";
+    /// Dashboard HTTP requests by `method`, `endpoint` (route pattern) and `status`.
+    pub const DASHBOARD_REQUESTS: &str = "dashboard_requests_total";
+    /// Dashboard request latency by `method` and `endpoint`.
+    pub const DASHBOARD_REQUEST_DURATION: &str = "dashboard_request_duration_seconds";
+    /// Dashboard requests being served right now.
+    pub const DASHBOARD_IN_PROGRESS: &str = "dashboard_requests_in_progress";
+    /// 1 when the dashboard's last store check succeeded, else 0.
+    pub const DASHBOARD_REDIS_STATUS: &str = "dashboard_redis_connection_status";
+    /// Probes the dashboard made, by `service` and `result` (healthy, degraded, down).
+    pub const DASHBOARD_PROBES: &str = "dashboard_probes_total";
 }
 
 /// Upper bounds of the request-latency histogram buckets, in seconds: fine-grained
@@ -64,22 +74,18 @@ pub const JOB_BUCKETS: &[f64] = &[
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full(names::GATEWAY_REQUEST_DURATION.into()),
-                LATENCY_BUCKETS,
-            )
-            .expect("LATENCY_BUCKETS is not empty")
-            .set_buckets_for_metric(
-                Matcher::Full(names::WORKER_JOB_DURATION.into()),
-                JOB_BUCKETS,
-            )
-            .expect("JOB_BUCKETS is not empty")
-            .set_buckets_for_metric(
-                Matcher::Full(names::WORKER_SCHEDULE_LAG.into()),
-                LATENCY_BUCKETS,
-            )
-            .expect("LATENCY_BUCKETS is not empty");
+        let builder = [
+            (names::GATEWAY_REQUEST_DURATION, LATENCY_BUCKETS),
+            (names::DASHBOARD_REQUEST_DURATION, LATENCY_BUCKETS),
+            (names::WORKER_SCHEDULE_LAG, LATENCY_BUCKETS),
+            (names::WORKER_JOB_DURATION, JOB_BUCKETS),
+        ]
+        .into_iter()
+        .fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+            builder
+                .set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+                .expect("bucket lists are not empty")
+        });
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Fails only when another recorder is installed already, and then metrics
@@ -148,6 +154,27 @@ fn describe() {
         WORKER_SCHEDULE_LAG,
         Unit::Seconds,
         "Delay of a scheduler tick after its planned time"
+    );
+    describe_counter!(
+        DASHBOARD_REQUESTS,
+        "Total HTTP requests handled by the dashboard"
+    );
+    describe_histogram!(
+        DASHBOARD_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request latency of the dashboard"
+    );
+    describe_gauge!(
+        DASHBOARD_IN_PROGRESS,
+        "HTTP requests the dashboard is serving now"
+    );
+    describe_gauge!(
+        DASHBOARD_REDIS_STATUS,
+        "Redis connection status of the dashboard (1 connected, 0 not)"
+    );
+    describe_counter!(
+        DASHBOARD_PROBES,
+        "Health probes the dashboard made of the other services, by result"
     );
 }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need when missing, builds the release binary, then
-# runs tests/bench.py. Extra arguments go to bench.py.
+# runs tests/bench.py (gateway) and tests/bench_dashboard.py. Extra arguments go to both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/need.sh redis-server=redis-server nginx=nginx-light wrk=wrk
 cargo build --release --locked
 python3 tests/bench.py "$@"
 python3 tests/bench_worker.py "$@"
+python3 tests/bench_dashboard.py "$@"

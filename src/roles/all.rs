@@ -2,16 +2,29 @@
 //! signal drains them all, and a role that fails stops the others.
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::cli::WorkerFlags;
+use crate::config::{ConfigError, Settings, worker_config};
 use crate::http::ServeError;
 use crate::store::SharedStore;
 
-use super::gateway;
 use super::worker::{self, WorkerConfig};
+use super::{dashboard, gateway};
+
+/// The ports of the roles.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// The gateway's.
+    pub gateway: u16,
+    /// The worker's health server's.
+    pub worker: u16,
+    /// The dashboard's.
+    pub dashboard: u16,
+}
 
 /// The listeners of the roles, bound by the caller.
 #[derive(Debug)]
@@ -20,18 +33,59 @@ pub struct Listeners {
     pub gateway: TcpListener,
     /// The worker's health server's.
     pub worker: TcpListener,
+    /// The dashboard's.
+    pub dashboard: TcpListener,
+}
+
+/// What the worker and the dashboard of `svc all` need: each other's and the
+/// gateway's address in this process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The worker's.
+    pub worker: WorkerConfig,
+    /// The dashboard's.
+    pub dashboard: dashboard::Config,
+}
+
+impl Config {
+    /// The roles of this process watch each other on `host` (loopback when it listens
+    /// on every address).
+    pub fn new(
+        host: IpAddr,
+        ports: Ports,
+        worker: &WorkerFlags,
+        refresh: Duration,
+    ) -> Result<Self, ConfigError> {
+        let host = if host.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            host
+        };
+        let url = |port: u16| {
+            url::Url::parse(&format!("http://{}", SocketAddr::new(host, port))).map_err(|e| {
+                ConfigError::Invalid {
+                    flag: "HOST",
+                    reason: e.to_string(),
+                }
+            })
+        };
+        Ok(Config {
+            worker: worker_config(worker, url(ports.gateway)?, url(ports.dashboard)?)?,
+            dashboard: dashboard::Config::new(url(ports.gateway)?, url(ports.worker)?, refresh)?,
+        })
+    }
 }
 
 /// Runs every role until `shutdown` resolves; returns the first error.
 pub async fn run(
     settings: &Settings,
-    worker: &WorkerConfig,
+    config: &Config,
     store: SharedStore,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let stop = crate::http::shutdown::cancel_on(shutdown);
-    let (gateway, worker) = tokio::join!(
+    let (gateway, worker, dashboard) = tokio::join!(
         stop_all_on_error(
             &stop,
             gateway::run(
@@ -45,15 +99,25 @@ pub async fn run(
             &stop,
             worker::run(
                 settings,
-                worker,
+                &config.worker,
                 store.clone(),
                 listeners.worker,
                 stop.clone().cancelled_owned()
             ),
         ),
+        stop_all_on_error(
+            &stop,
+            dashboard::run(
+                settings,
+                &config.dashboard,
+                store.clone(),
+                listeners.dashboard,
+                stop.clone().cancelled_owned()
+            ),
+        ),
     );
     stop.cancel();
-    gateway.and(worker)
+    gateway.and(worker).and(dashboard)
 }
 
 async fn stop_all_on_error<T>(

@@ -2,6 +2,7 @@
 //! need lives beside this module (`http`, `store`, `config`, `telemetry`).
 
 pub mod all;
+pub mod dashboard;
 pub mod gateway;
 pub mod load;
 pub mod worker;

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use svc::config::{RedisSettings, Settings, StoreSettings};
-use svc::roles::gateway;
+use svc::http::ServeError;
+use svc::roles::{dashboard, gateway};
 use svc::store::{self, SharedStore};
 use tokio::sync::oneshot;
 
@@ -198,7 +199,10 @@ pub fn test_settings(store: StoreSettings) -> Settings {
     }
 }
 
-/// A gateway running in this test process; stopped on drop.
+/// Resolves when a [`TestApp`] is dropped.
+type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A role running in this test process; stopped on drop.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -208,18 +212,40 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the gateway on 127.0.0.1:0 with `settings`.
     pub async fn gateway(settings: Settings) -> Self {
-        init_test_logs();
         let store: SharedStore =
             store::open(&settings.store, &settings.key_prefix).expect("open store");
+        Self::start(move |listener, shutdown| async move {
+            gateway::run(&settings, store, listener, shutdown).await
+        })
+    }
+
+    /// Starts the dashboard on 127.0.0.1:0 over `store`, which the test may fill.
+    pub async fn dashboard(
+        settings: Settings,
+        config: dashboard::Config,
+        store: SharedStore,
+    ) -> Self {
+        Self::start(move |listener, shutdown| async move {
+            dashboard::run(&settings, &config, store, listener, shutdown).await
+        })
+    }
+
+    /// Runs `role` on a listener of its own until the app is dropped.
+    fn start<R, F>(role: R) -> Self
+    where
+        R: FnOnce(TcpListener, Shutdown) -> F + Send + 'static,
+        F: std::future::Future<Output = Result<(), ServeError>> + Send + 'static,
+    {
+        init_test_logs();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            let shutdown = async {
+            let shutdown = Box::pin(async move {
                 let _ = stopped.await;
-            };
-            if let Err(e) = gateway::run(&settings, store, listener, shutdown).await {
-                panic!("gateway failed: {e}");
+            });
+            if let Err(e) = role(listener, shutdown).await {
+                panic!("role failed: {e}");
             }
         });
         TestApp {

@@ -1,7 +1,9 @@
 //! Integration tests: real servers on loopback, a real `redis-server` per test, and the
 //! real `svc` binary where a test needs a process (signals, exit codes, output).
 
+mod browser;
 mod cli;
+mod dashboard;
 mod gateway;
 mod helpers;
 mod metrics;

@@ -443,6 +443,8 @@ async fn svc_all_runs_jobs_on_the_embedded_store() {
             &gateway_addr.port().to_string(),
             "--worker-port",
             &worker_addr.port().to_string(),
+            "--dashboard-port",
+            &loopback().port().to_string(),
             "--interval",
             "300ms",
         ],

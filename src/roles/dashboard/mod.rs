@@ -1,0 +1,301 @@
+//! The dashboard: a live, server-rendered page of the whole system.
+//!
+//! Routes (besides the shared health and metrics surface of [`crate::http`]):
+//! - `GET /`: the page; `GET /partials/status`: its live part, which the script fetches
+//!   again every refresh period (never under `/api`: the Ingress sends that to the gateway);
+//! - `GET /static/{file}`: the stylesheet and script, cached for a year by content hash;
+//! - `GET /api/health-check`, `GET /api/system-info`: the same data as JSON, for direct
+//!   clients.
+//!
+//! Every answer comes from the newest [`snapshot::Snapshot`], gathered once per refresh
+//! period in the background, so no request waits on a probe. Readiness depends only on
+//! the dashboard's own store check: it stays ready while the gateway is down, which is
+//! when it is needed most.
+
+mod assets;
+pub mod probe;
+pub mod snapshot;
+pub mod views;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use serde_json::json;
+use url::Url;
+
+use crate::cli::Environment;
+use crate::config::{ConfigError, Settings};
+use crate::http::{self, Drain, Health, RequestMetrics, ServeError, unix_now};
+use crate::presence;
+use crate::store::{SharedStore, services};
+use crate::telemetry::names;
+
+use snapshot::{Latest, Snapshot, Sources};
+use views::View;
+
+/// Port the dashboard listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 3000;
+/// The role's name in heartbeats.
+pub const ROLE: &str = "dashboard";
+
+const METRICS: RequestMetrics = RequestMetrics {
+    requests: names::DASHBOARD_REQUESTS,
+    duration: names::DASHBOARD_REQUEST_DURATION,
+    in_progress: names::DASHBOARD_IN_PROGRESS,
+};
+
+/// Scripts and styles from this origin only, no framing: nothing injected can run.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Upper bound of a request's wait for the first snapshot after start-up.
+const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+
+/// What the dashboard watches and how often.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URL of the gateway.
+    pub gateway_url: Url,
+    /// Base URL of the worker.
+    pub worker_url: Url,
+    /// Refresh period of the page and of the probes.
+    pub refresh: Duration,
+}
+
+impl Config {
+    /// Validates the flags of `svc dashboard`.
+    pub fn new(gateway_url: Url, worker_url: Url, refresh: Duration) -> Result<Self, ConfigError> {
+        for (flag, url) in [
+            ("API_GATEWAY_URL", &gateway_url),
+            ("WORKER_SERVICE_URL", &worker_url),
+        ] {
+            // No TLS client is built in (in-cluster URLs are plain http), and the URL
+            // is shown on the page, so it must carry no credentials.
+            if url.scheme() != "http" || url.host_str().is_none() || url.password().is_some() {
+                return Err(ConfigError::Invalid {
+                    flag,
+                    reason: format!("{url} is not an http://host[:port] URL"),
+                });
+            }
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&refresh) {
+            return Err(ConfigError::Invalid {
+                flag: "REFRESH_PERIOD",
+                reason: format!("{refresh:?} is not between 1s and 1h"),
+            });
+        }
+        Ok(Config {
+            gateway_url,
+            worker_url,
+            refresh,
+        })
+    }
+}
+
+struct Dashboard {
+    latest: Latest,
+    environment: Environment,
+    config: Config,
+}
+
+/// Serves the dashboard on `listener` until `shutdown` resolves, then drains.
+pub async fn run(
+    settings: &Settings,
+    config: &Config,
+    store: SharedStore,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    crate::telemetry::metrics();
+    metrics::gauge!(names::DASHBOARD_IN_PROGRESS).set(0.0);
+    let health = Health::new(services::DASHBOARD, settings.ready_without_store);
+    let checker = health.spawn_store_check(
+        store.clone(),
+        settings.store_check_period,
+        names::DASHBOARD_REDIS_STATUS,
+    );
+    let heartbeat = presence::spawn_heartbeat(
+        store.clone(),
+        presence::describe(ROLE, listener.local_addr()?),
+    );
+    let sources = Sources {
+        // A fresh connection per probe: a pooled one the service closed while idle
+        // would fail the probe, and the connect time is part of the answer anyway.
+        client: reqwest::Client::builder()
+            .timeout(probe::PROBE_TIMEOUT)
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(std::io::Error::other)?,
+        gateway: target(services::API_GATEWAY, &config.gateway_url)?,
+        worker: target(services::WORKER, &config.worker_url)?,
+        store,
+        health: health.clone(),
+    };
+    let (latest, gatherer) = snapshot::spawn(sources, config.refresh);
+    let state = web::Data::new(Dashboard {
+        latest,
+        environment: settings.environment,
+        config: config.clone(),
+    });
+    let routes = move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(state.clone()).service(
+            web::scope("")
+                .wrap(
+                    DefaultHeaders::new()
+                        .add((header::CONTENT_SECURITY_POLICY, CSP))
+                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                        .add((header::REFERRER_POLICY, "no-referrer"))
+                        .add((header::X_FRAME_OPTIONS, "DENY")),
+                )
+                .service(http::resource("/").route(web::get().to(page)))
+                .service(http::resource("/partials/status").route(web::get().to(partial)))
+                .service(http::resource("/static/{file}").route(web::get().to(assets::serve)))
+                .service(http::resource("/api/health-check").route(web::get().to(health_check)))
+                .service(http::resource("/api/system-info").route(web::get().to(system_info))),
+        );
+    };
+    let drain = Drain {
+        delay: settings.drain_delay,
+        grace: settings.grace_period,
+    };
+    let served = http::serve(listener, health, Some(METRICS), drain, routes, shutdown).await;
+    checker.abort();
+    heartbeat.abort();
+    gatherer.abort();
+    served
+}
+
+fn target(name: &'static str, base: &Url) -> std::io::Result<probe::Target> {
+    probe::Target::new(name, base).map_err(std::io::Error::other)
+}
+
+/// The newest snapshot; right after start-up, waits (boundedly) for the first one.
+async fn latest(dashboard: &Dashboard) -> Result<Arc<Snapshot>, HttpResponse> {
+    if let Some(snapshot) = dashboard.latest.borrow().as_ref() {
+        return Ok(snapshot.clone());
+    }
+    let mut latest = dashboard.latest.clone();
+    let first = tokio::time::timeout(FIRST_SNAPSHOT_WAIT, async {
+        latest.wait_for(Option::is_some).await.ok()?.clone()
+    })
+    .await;
+    first.ok().flatten().ok_or_else(|| {
+        http::error::body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: the first probes have not finished",
+        )
+    })
+}
+
+fn html(markup: maud::Markup) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .body(markup.into_string())
+}
+
+async fn render(
+    dashboard: web::Data<Dashboard>,
+    markup: fn(&View) -> maud::Markup,
+) -> HttpResponse {
+    match latest(&dashboard).await {
+        Ok(snapshot) => html(markup(&View {
+            snapshot: &snapshot,
+            now: unix_now(),
+            environment: dashboard.environment,
+            refresh: dashboard.config.refresh,
+        })),
+        Err(starting) => starting,
+    }
+}
+
+async fn page(dashboard: web::Data<Dashboard>) -> HttpResponse {
+    render(dashboard, views::page).await
+}
+
+async fn partial(dashboard: web::Data<Dashboard>) -> HttpResponse {
+    render(dashboard, views::live).await
+}
+
+/// Body of `GET /api/health-check`, the original's fields plus the reason.
+#[derive(Serialize)]
+struct HealthCheck<'a> {
+    system_status: crate::store::ServiceState,
+    reason: &'a str,
+    timestamp: f64,
+    checked_at: f64,
+    services: &'a [probe::Probe],
+}
+
+async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
+    let snapshot = match latest(&dashboard).await {
+        Ok(snapshot) => snapshot,
+        Err(starting) => return starting,
+    };
+    HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(HealthCheck {
+            system_status: snapshot.system.status,
+            reason: &snapshot.system.reason,
+            timestamp: unix_now(),
+            checked_at: snapshot.taken_at,
+            services: &snapshot.services,
+        })
+}
+
+async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
+    let snapshot = match latest(&dashboard).await {
+        Ok(snapshot) => snapshot,
+        Err(starting) => return starting,
+    };
+    let now = unix_now();
+    let f = &snapshot.figures;
+    let task_stats: serde_json::Map<String, serde_json::Value> = f
+        .tasks
+        .iter()
+        .map(|(task, total, _)| ((*task).to_owned(), json!(total)))
+        .collect();
+    let instances: Vec<_> = snapshot
+        .instances
+        .iter()
+        .map(|i| {
+            json!({
+                "role": i.role,
+                "id": i.id,
+                "version": i.version,
+                "address": i.address,
+                "age_seconds": (now - i.started_at).max(0.0),
+            })
+        })
+        .collect();
+    let history_stale = snapshot.history_stale(now);
+    let requests_last_minute = f.requests_last_minute().filter(|_| !history_stale);
+    HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(json!({
+            "service": services::DASHBOARD,
+            "version": env!("CARGO_PKG_VERSION"),
+            "environment": dashboard.environment.as_str(),
+            "redis_connected": snapshot.redis_connected,
+            "total_requests": f.total_requests,
+            "requests_last_minute": requests_last_minute,
+            "task_stats": task_stats,
+            "last_task": f.last_task,
+            "last_task_seconds_ago": f.last_task_at.map(|t| (now - t).max(0.0)),
+            "queue": f.queue,
+            "instances": instances,
+            "history_stale": history_stale,
+            "gateway_url": dashboard.config.gateway_url.as_str(),
+            "worker_url": dashboard.config.worker_url.as_str(),
+            "refresh_seconds": dashboard.config.refresh.as_secs_f64(),
+            "checked_at": snapshot.taken_at,
+            "timestamp": now,
+        }))
+}

@@ -1,0 +1,348 @@
+//! The page, as maud markup: plain functions, one [`layout`], small components.
+//!
+//! [`page`] is the whole document; [`live`] is the part the script fetches again every
+//! refresh period (`/partials/status`) and swaps in. Every value from the network or the
+//! store goes through maud's `(...)`, which escapes it. States are shown by a word and a
+//! symbol, never by colour alone.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::assets;
+use super::probe::{Probe, state_name, title};
+use super::snapshot::{History, Snapshot};
+use crate::cli::Environment;
+use crate::store::{QueueStats, ServiceState};
+
+/// What one rendering needs.
+pub struct View<'a> {
+    /// The newest snapshot.
+    pub snapshot: &'a Snapshot,
+    /// Unix seconds now, for ages.
+    pub now: f64,
+    /// Deployment environment.
+    pub environment: Environment,
+    /// How often the page refreshes.
+    pub refresh: Duration,
+}
+
+/// The document around `body`: the same head on every page.
+pub fn layout(title: &str, refresh: Duration, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) }
+                link rel="icon" href="data:,";
+                link rel="stylesheet" href=(assets::CSS.path);
+                script src=(assets::JS.path) defer {}
+                // Without JavaScript the whole page reloads instead.
+                noscript { meta http-equiv="refresh" content=(refresh.as_secs().max(1)); }
+            }
+            body { (body) }
+        }
+    }
+}
+
+/// The whole dashboard page.
+pub fn page(view: &View) -> Markup {
+    let millis = view.refresh.as_millis();
+    layout(
+        "svc dashboard",
+        view.refresh,
+        html! {
+            header.top {
+                h1 { "svc " span.muted { "system health" } }
+                p #conn .conn role="status" hidden { "Connection lost, retrying…" }
+            }
+            main #live data-src="/partials/status" data-refresh=(millis) { (live(view)) }
+            footer.muted {
+                "Refreshes every " (view.refresh.as_secs_f64()) " s · "
+                a href="/api/health-check" { "health JSON" } " · "
+                a href="/api/system-info" { "system JSON" }
+            }
+        },
+    )
+}
+
+/// The live part of the page: system state, service cards, replicas, figures.
+pub fn live(view: &View) -> Markup {
+    let snap = view.snapshot;
+    let stale = snap.history_stale(view.now);
+    html! {
+        section.system data-state=(state_name(snap.system.status)) {
+            h2 { "System " (badge(snap.system.status)) }
+            p #reason { (snap.system.reason) }
+        }
+        @if !snap.redis_connected {
+            p.notice #stale role="note" {
+                "History and replicas are unavailable: the store is unreachable."
+            }
+        } @else if stale {
+            p.notice #stale role="note" {
+                "History is stale: "
+                @match snap.newest_sample() {
+                    Some(t) => { "the newest health sample is " (ago(view.now - t)) " old." }
+                    None => { "no health samples recorded yet." }
+                }
+                " Is the worker running? Uptime and charts are hidden until it records again."
+            }
+        }
+        section.cards aria-labelledby="services-title" {
+            h2 #services-title .sr-only { "Services" }
+            @for (i, probe) in snap.services.iter().enumerate() {
+                (card(probe, snap.history.get(i), stale))
+            }
+        }
+        div.panels {
+            (replicas(snap, view.now))
+            (figures(view, stale))
+        }
+        p.muted.checked {
+            "Checked " (ago(view.now - snap.taken_at)) " ago, at "
+            time datetime=(clock(snap.taken_at)) { (clock(snap.taken_at)) " UTC" }
+        }
+    }
+}
+
+fn badge(state: ServiceState) -> Markup {
+    let symbol = match state {
+        ServiceState::Healthy => "✔",
+        ServiceState::Degraded => "▲",
+        ServiceState::Down => "✖",
+    };
+    html! {
+        span class={ "badge " (state_name(state)) } {
+            span aria-hidden="true" { (symbol) } " " (state_name(state))
+        }
+    }
+}
+
+fn card(probe: &Probe, history: Option<&History>, stale: bool) -> Markup {
+    let fresh = history.filter(|_| !stale);
+    html! {
+        article.card data-service=(probe.name) data-state=(state_name(probe.status)) {
+            header {
+                h3 { (title(probe.name)) }
+                (badge(probe.status))
+            }
+            dl.facts {
+                div { dt { "Response" } dd.response { (millis(probe.response_time_ms)) } }
+                div { dt { "Uptime 1 h" } dd { (percent(fresh.and_then(|h| h.uptime_1h), stale)) } }
+                div { dt { "Uptime 24 h" } dd { (percent(fresh.and_then(|h| h.uptime_24h), stale)) } }
+            }
+            @if let Some(error) = &probe.error {
+                p.error { (error) }
+            }
+            @match fresh {
+                Some(h) if h.response_ms.iter().flatten().count() > 1 => {
+                    (sparkline(&h.response_ms))
+                }
+                // Stale: the uptime figures say so already.
+                _ if stale => {}
+                _ => { p.muted.spark-note { "No history yet" } }
+            }
+        }
+    }
+}
+
+fn replicas(snap: &Snapshot, now: f64) -> Markup {
+    let instances = &snap.instances;
+    html! {
+        section.panel aria-labelledby="replicas-title" {
+            h2 #replicas-title { "Replicas " span.muted { "(" (instances.len()) ")" } }
+            @if !snap.redis_connected {
+                p.muted { "Unknown: the store is unreachable." }
+            } @else if instances.is_empty() {
+                p.muted { "No live instances: no heartbeats in the store." }
+            } @else {
+                div.scroll {
+                    table #replicas {
+                        thead { tr { th { "Role" } th { "Instance" } th { "Version" } th { "Age" } } }
+                        tbody {
+                            @for i in instances {
+                                tr {
+                                    td { (i.role) }
+                                    td.id { (i.id) }
+                                    td { (i.version) }
+                                    td { (ago(now - i.started_at)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn figures(view: &View, stale: bool) -> Markup {
+    let snap = view.snapshot;
+    let f = &snap.figures;
+    html! {
+        section.panel aria-labelledby="system-title" {
+            h2 #system-title { "System information" }
+            dl.facts {
+                div { dt { "Environment" } dd { (view.environment.as_str()) } }
+                div {
+                    dt { "Redis" }
+                    dd { @if snap.redis_connected { "connected" } @else { "not connected" } }
+                }
+                div { dt { "Gateway requests" } dd #total-requests { (count(f.total_requests)) } }
+                div {
+                    dt { "Requests / min" }
+                    dd #request-rate {
+                        @match f.requests_last_minute() {
+                            Some(n) if !stale => { (n) }
+                            _ if stale => { "stale" }
+                            _ => { "—" }
+                        }
+                    }
+                }
+                div {
+                    dt { "Last task" }
+                    dd {
+                        @match (&f.last_task, f.last_task_at) {
+                            (kind, Some(at)) => {
+                                (kind.as_deref().unwrap_or("task")) ", " (ago(view.now - at)) " ago"
+                            }
+                            _ => { "none yet" }
+                        }
+                    }
+                }
+                @let queue = |n: fn(&QueueStats) -> u64| f.queue.as_ref().map(|q| n(q) as i64);
+                div { dt { "Queued jobs" } dd #queue-depth { (count(queue(|q| q.depth))) } }
+                div { dt { "Pending" } dd { (count(queue(|q| q.pending))) } }
+                div { dt { "Dead-lettered" } dd { (count(queue(|q| q.dead_letters))) } }
+            }
+            @if !stale && f.requests_per_minute.iter().any(|n| *n > 0) {
+                (bars(&f.requests_per_minute))
+                p.muted.caption { "Gateway requests per minute, last hour" }
+            }
+            div.scroll {
+                table #tasks {
+                    thead { tr { th { "Task" } th.num { "Total" } th.num { "Last min" } } }
+                    tbody {
+                        @for (task, total, last) in &f.tasks {
+                            tr { td { (task) } td.num { (total) } td.num { (last) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Response times as an inline SVG line; an unanswered probe breaks the line.
+/// Coordinates are whole numbers on a 1000 x 300 grid: as sharp as any screen shows a
+/// chart this small, and integers format several times faster than floats, which is most
+/// of the cost of a render.
+fn sparkline(points: &[Option<f64>]) -> Markup {
+    let answered = || points.iter().flatten().copied();
+    let max = answered().fold(1.0, f64::max);
+    let min = answered().fold(f64::INFINITY, f64::min);
+    let last = points.len().saturating_sub(1).max(1);
+    let mut path = String::with_capacity(points.len() * 10);
+    let mut drawing = false;
+    for (i, point) in points.iter().enumerate() {
+        match point {
+            Some(ms) => {
+                let pen = if drawing { 'L' } else { 'M' };
+                let x = i * 1000 / last;
+                let y = 290 - (ms / max * 270.0).round() as i64;
+                let _ = write!(path, "{pen}{x} {y}");
+                drawing = true;
+            }
+            None => drawing = false,
+        }
+    }
+    let label = format!(
+        "Response time of the last {} probes: {} to {}",
+        points.len(),
+        millis(Some(min)),
+        millis(Some(max))
+    );
+    html! {
+        svg.spark viewBox="0 0 1000 300" preserveAspectRatio="none" role="img" aria-label=(label) {
+            path d=(path) vector-effect="non-scaling-stroke" {}
+        }
+    }
+}
+
+/// Requests per minute as an inline SVG bar chart, on a 600 x 200 grid.
+fn bars(per_minute: &[i64]) -> Markup {
+    let max = per_minute.iter().copied().max().unwrap_or(0).max(1);
+    let label = format!("Gateway requests per minute over the last hour, at most {max}");
+    html! {
+        svg.bars viewBox="0 0 600 200" preserveAspectRatio="none" role="img" aria-label=(label) {
+            @for (i, n) in per_minute.iter().enumerate() {
+                @if *n > 0 {
+                    @let h = (n * 200 / max).max(1);
+                    rect x=(i * 10) y=(200 - h) width="8" height=(h) {}
+                }
+            }
+        }
+    }
+}
+
+fn millis(ms: Option<f64>) -> String {
+    match ms {
+        Some(ms) if ms < 10.0 => format!("{ms:.1} ms"),
+        Some(ms) => format!("{ms:.0} ms"),
+        None => "—".into(),
+    }
+}
+
+fn percent(value: Option<f64>, stale: bool) -> String {
+    match value {
+        Some(p) => format!("{p:.1} %"),
+        None if stale => "stale".into(),
+        None => "—".into(),
+    }
+}
+
+fn count(value: Option<i64>) -> String {
+    value.map_or_else(|| "—".into(), |n| n.to_string())
+}
+
+/// A duration in seconds as "12 s", "3 min", "5 h", "2 d".
+pub fn ago(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86400),
+    }
+}
+
+/// Unix seconds as HH:MM:SS (UTC).
+fn clock(unix: f64) -> String {
+    let s = unix.max(0.0) as u64 % 86400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_clock() {
+        assert_eq!(ago(-3.0), "0 s");
+        assert_eq!(ago(59.9), "59 s");
+        assert_eq!(ago(61.0), "1 min");
+        assert_eq!(ago(7300.0), "2 h");
+        assert_eq!(clock(3661.5), "01:01:01");
+    }
+
+    #[test]
+    fn sparkline_breaks_at_unanswered_probes() {
+        let svg = sparkline(&[Some(1.0), Some(2.0), None, Some(2.0)]).into_string();
+        assert!(svg.contains(r#"d="M0 155L333 20M1000 20""#), "{svg}");
+    }
+}

@@ -1,0 +1,440 @@
+//! The dashboard in a real headless Chromium, driven by chromedriver over the W3C
+//! WebDriver protocol: the DOM after the script ran, a refresh without a reload, console
+//! errors, an outage seen by the browser, and screenshots (light, dark, 360 px wide)
+//! under `target/screenshots/` to look at.
+//!
+//! Needs `chromium` and `chromedriver` (Debian `chromium`, `chromium-driver`): a test
+//! that cannot find them fails and says how to install them.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use svc::config::StoreSettings;
+use svc::http::unix_now;
+use svc::store::{minute_of, series};
+
+use crate::dashboard::record_history;
+use crate::helpers::{RedisServer, SvcProcess, eventually, free_port, loopback, require_tool};
+use crate::metrics::gateway_process;
+
+/// Refresh period the dashboards under test run with.
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// One Chromium session behind its own chromedriver; both end on drop.
+struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+    client: reqwest::Client,
+    profile: PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let chromium = require_tool("chromium", "chromium");
+        let chromedriver = require_tool("chromedriver", "chromium-driver");
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let status = format!("http://127.0.0.1:{port}/status");
+        eventually(Duration::from_secs(10), "chromedriver to start", || async {
+            let res = client.get(&status).send().await.ok()?;
+            let body: Value = res.json().await.ok()?;
+            (body["value"]["ready"] == true).then_some(())
+        })
+        .await;
+        let profile =
+            std::env::temp_dir().join(format!("svc-chromium-{port}-{}", std::process::id()));
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--no-first-run", "--disable-sync", "--disable-quic",
+                    "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        }}});
+        let mut browser = Browser {
+            driver,
+            port,
+            session: String::new(),
+            client,
+            profile,
+        };
+        let created = browser.command("POST", "/session", capabilities).await;
+        browser.session = created["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_owned();
+        browser
+    }
+
+    /// Sends one WebDriver command; returns its `value`, panics on an error answer.
+    async fn command(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let request = match method {
+            "GET" => self.client.get(&url),
+            _ => self.client.post(&url).json(&body),
+        };
+        let res = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let ok = res.status().is_success();
+        let answer: Value = res.json().await.expect("WebDriver answers JSON");
+        assert!(ok, "{method} {path} failed: {answer}");
+        answer["value"].clone()
+    }
+
+    async fn session(&self, method: &str, path: &str, body: Value) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        self.command(method, &path, body).await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.session("POST", "/url", json!({ "url": url })).await;
+    }
+
+    /// The value of the JavaScript expression `expr` in the page.
+    async fn eval(&self, expr: &str) -> Value {
+        let script = format!("return {expr}");
+        self.session(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// Polls `expr` until it is `true`; returns how long that took.
+    async fn wait_for(&self, within: Duration, what: &str, expr: &str) -> Duration {
+        let start = Instant::now();
+        eventually(within, what, || async {
+            (self.eval(expr).await == true).then_some(())
+        })
+        .await;
+        start.elapsed()
+    }
+
+    /// Console messages logged at error level since the last call.
+    async fn console_errors(&self) -> Vec<String> {
+        let log = self
+            .session("POST", "/se/log", json!({"type": "browser"}))
+            .await;
+        log.as_array()
+            .expect("log entries")
+            .iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].to_string())
+            .collect()
+    }
+
+    /// A Chrome DevTools command.
+    async fn devtools(&self, cmd: &str, params: Value) {
+        self.session(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": cmd, "params": params}),
+        )
+        .await;
+    }
+
+    /// Saves a PNG of the viewport as `target/screenshots/<name>.png`.
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let encoded = self.session("GET", "/screenshot", Value::Null).await;
+        let png = base64_decode(encoded.as_str().expect("base64 string"));
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("target dir")
+            .join("screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+}
+
+impl Drop for Browser {
+    /// Ends the session (which closes Chromium) with a plain blocking request, since
+    /// drop cannot await, then stops chromedriver.
+    fn drop(&mut self) {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n",
+                self.session
+            );
+            let _ = s.write_all(request.as_bytes());
+            let _ = s.read_to_end(&mut Vec::new());
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|c| *c != b'=').map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, d)| n | u32::from(*d) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// `svc <args>` serving the dashboard on `dashboard`, once its page answers.
+async fn dashboard_process(
+    args: &[&str],
+    env: &[(&str, &str)],
+    dashboard: std::net::SocketAddr,
+) -> SvcProcess {
+    let svc = SvcProcess::spawn(args, env, dashboard);
+    let client = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(15),
+        "the dashboard to serve",
+        || async {
+            let res = client.get(svc.url("/")).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        },
+    )
+    .await;
+    svc
+}
+
+fn text_of(id: &str) -> String {
+    format!("document.getElementById('{id}').textContent")
+}
+
+#[tokio::test]
+async fn the_page_works_in_chromium_against_svc_all() {
+    // On Redis rather than the embedded store, so the test can write history as a
+    // worker would: the page then has charts to draw.
+    let redis = RedisServer::start();
+    let store = svc::store::open(&StoreSettings::Redis(redis.settings()), "svc:").expect("store");
+    record_history(&store, 1.0, 60).await;
+    let minute = minute_of(unix_now());
+    for ago in 1..60 {
+        store
+            .series_add(series::REQUESTS, minute - ago, 40 + ago * 13 % 29)
+            .await
+            .expect("series");
+    }
+    let (gateway_port, worker_port, dashboard) = (free_port(), free_port(), loopback());
+    let (gateway_port, worker_port) = (gateway_port.to_string(), worker_port.to_string());
+    let dashboard_port = dashboard.port().to_string();
+    let refresh = format!("{}s", REFRESH.as_secs());
+    let url = redis.url();
+    let svc = dashboard_process(
+        &[
+            "all",
+            "--gateway-port",
+            &gateway_port,
+            "--worker-port",
+            &worker_port,
+            "--dashboard-port",
+            &dashboard_port,
+            "--refresh",
+            &refresh,
+            // The history is the test's: no scheduled health check writes over it.
+            "--interval",
+            "24h",
+        ],
+        &[("DRAIN_DELAY", "0s"), ("REDIS_URL", &url)],
+        dashboard,
+    )
+    .await;
+    let browser = Browser::start().await;
+    browser.goto(&svc.url("/")).await;
+    browser
+        .wait_for(
+            Duration::from_secs(10),
+            "four service cards",
+            "document.querySelectorAll('article.card[data-service]').length === 4",
+        )
+        .await;
+    let charts = "document.querySelectorAll('svg.spark').length";
+    assert_eq!(browser.eval(charts).await, 4);
+    assert_eq!(browser.eval(&text_of("total-requests")).await, "0");
+
+    // The gateway counts /api/status; the next refresh must show it without a reload.
+    browser.eval("(window.sameDocument = true)").await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let res = client
+            .get(format!("http://127.0.0.1:{gateway_port}/api/status"))
+            .send()
+            .await
+            .expect("gateway");
+        assert_eq!(res.status(), 200);
+    }
+    browser
+        .wait_for(
+            2 * REFRESH + Duration::from_secs(2),
+            "the request count to reach 3",
+            &format!("{} === '3'", text_of("total-requests")),
+        )
+        .await;
+    assert_eq!(
+        browser.eval("window.sameDocument === true").await,
+        true,
+        "the page reloaded"
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('conn').hidden").await,
+        true
+    );
+
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    // The console is really being read: an error logged now must show up.
+    browser.eval("console.error('canary')").await;
+    let errors = browser.console_errors().await;
+    assert!(errors.iter().any(|e| e.contains("canary")), "{errors:?}");
+
+    let light = browser.screenshot("dashboard-light").await;
+    let background = "getComputedStyle(document.body).backgroundColor";
+    let light_bg = browser.eval(background).await;
+    browser
+        .devtools(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+        )
+        .await;
+    assert_ne!(browser.eval(background).await, light_bg, "no dark theme");
+    let dark = browser.screenshot("dashboard-dark").await;
+
+    browser
+        .devtools(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 360, "height": 780, "deviceScaleFactor": 1, "mobile": true}),
+        )
+        .await;
+    let width = browser.eval("document.documentElement.scrollWidth").await;
+    assert!(
+        width.as_u64().is_some_and(|w| w <= 360),
+        "page is {width} px wide at 360"
+    );
+    let phone = browser.screenshot("dashboard-phone-dark").await;
+    eprintln!(
+        "screenshots: {}, {}, {}",
+        light.display(),
+        dark.display(),
+        phone.display()
+    );
+}
+
+#[tokio::test]
+async fn chromium_shows_a_stopped_gateway_as_down_and_a_lost_dashboard_as_retrying() {
+    let redis = RedisServer::start();
+    let mut gateway = gateway_process(&redis, &[]).await;
+    let dashboard = loopback();
+    let port = dashboard.port().to_string();
+    let gateway_url = format!("http://{}", gateway.address);
+    let worker_url = format!("http://127.0.0.1:{}", free_port());
+    let refresh = format!("{}s", REFRESH.as_secs());
+    let args = [
+        "dashboard",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--gateway-url",
+        &gateway_url,
+        "--worker-url",
+        &worker_url,
+        "--refresh",
+        &refresh,
+    ];
+    let url = redis.url();
+    let env = [("REDIS_URL", url.as_str()), ("DRAIN_DELAY", "0s")];
+    let mut svc = dashboard_process(&args, &env, dashboard).await;
+    let browser = Browser::start().await;
+    browser.goto(&svc.url("/")).await;
+    let gateway_state = "document.querySelector('[data-service=\"api-gateway\"]').dataset.state";
+    browser
+        .wait_for(
+            Duration::from_secs(10),
+            "the gateway shown healthy",
+            &format!("{gateway_state} === 'healthy'"),
+        )
+        .await;
+
+    gateway.child.kill().expect("kill the gateway");
+    let took = browser
+        .wait_for(
+            2 * REFRESH + Duration::from_secs(3),
+            "the gateway shown down",
+            &format!(
+                "{gateway_state} === 'down' && \
+                 document.querySelector('section.system').dataset.state === 'down'"
+            ),
+        )
+        .await;
+    // Two periods: one until the next probe, one until the page fetches it; the
+    // rest is the browser and this polling.
+    assert!(
+        took <= 2 * REFRESH + Duration::from_millis(500),
+        "took {took:?}"
+    );
+    let reason = browser.eval(&text_of("reason")).await;
+    assert!(
+        reason
+            .as_str()
+            .is_some_and(|r| r.starts_with("API gateway down")),
+        "{reason}"
+    );
+
+    // The dashboard itself goes away: the page says so, then recovers by itself.
+    svc.child.kill().expect("kill the dashboard");
+    let _ = svc.child.wait();
+    let notice = "!document.getElementById('conn').hidden";
+    browser
+        .wait_for(3 * REFRESH, "the connection-lost notice", notice)
+        .await;
+    let text = browser.eval(&text_of("conn")).await;
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("Connection lost, retrying")),
+        "{text}"
+    );
+    let _svc = dashboard_process(&args, &env, dashboard).await;
+    browser
+        .wait_for(
+            3 * REFRESH,
+            "the notice to go",
+            "document.getElementById('conn').hidden",
+        )
+        .await;
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Dashboard benchmark: page and fragment renders per second, and the page's weight.
+
+Starts its own redis-server, fills it with an hour of history as the worker would
+(health samples, per-minute series, counters), runs `svc all` on it (release build),
+then drives the dashboard's page (/) and live fragment (/partials/status) with wrk,
+alternating with nginx serving the same bytes as static files: the ceiling of this
+machine. Prints medians, the svc/nginx ratio, and the full page's size (HTML + CSS + JS).
+
+Targets: >= 10,000 fragment renders/s; page under 50 KB uncompressed.
+
+Usage: tests/bench_dashboard.py [--rounds N] [--duration SECONDS] [--connections N]
+Needs: target/release/svc, redis-server, nginx, wrk (tests/bench.sh installs them).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from bench import SVC, free_port, start_redis, stop, wait_http, wrk
+
+SERVICES = ("api-gateway", "worker-service", "redis", "dashboard")
+TASKS = ("data_processing", "cleanup", "health_check", "metrics_collection")
+
+
+def redis_commands(url, commands):
+    """Sends `commands` (lists of strings) over RESP; returns the raw replies."""
+    m = re.match(r"redis://:([^@]*)@([^:]+):(\d+)/", url)
+    password, host, port = m.group(1), m.group(2), int(m.group(3))
+    out = bytearray()
+    for cmd in [["AUTH", password]] + commands:
+        out += f"*{len(cmd)}\r\n".encode()
+        for arg in cmd:
+            b = str(arg).encode()
+            out += f"${len(b)}\r\n".encode() + b + b"\r\n"
+    with socket.create_connection((host, port)) as s:
+        s.sendall(out + b"*1\r\n$4\r\nQUIT\r\n")
+        while s.recv(65536):
+            pass
+
+
+def samples(now, ages):
+    """LPUSH commands of one health sample per service for each age (seconds), oldest first."""
+    cmds = []
+    for svc in SERVICES:
+        for i, age in enumerate(ages):
+            sample = {"service": svc, "timestamp": now - age, "status": "healthy",
+                      "response_time_ms": 1.5 + (i * 7 % 11) * 0.4, "error": None}
+            cmds.append(["LPUSH", f"svc:health:{svc}", json.dumps(sample)])
+        cmds.append(["LTRIM", f"svc:health:{svc}", 0, 59])
+    return cmds
+
+
+def keep_fresh(url, stop_event):
+    """Records a sample per service every 5 s, as a worker would, so the history the
+    page shows never turns stale (which would make it lighter) during the runs."""
+    while not stop_event.wait(5):
+        redis_commands(url, samples(time.time(), [0]))
+
+
+def fill(url):
+    """An hour of what the worker writes, so the page is as heavy as in real use."""
+    now = time.time()
+    minute = int(now // 60)
+    cmds = samples(now, range(590, -1, -10))
+    for svc in SERVICES:
+        for m in range(minute - 60, minute):
+            cmds.append(["HSET", f"svc:series:checks:{svc}", m, 6])
+            cmds.append(["HSET", f"svc:series:up:{svc}", m, 6])
+    for m in range(minute - 60, minute + 1):
+        cmds.append(["HSET", "svc:series:requests", m, 900 + m % 37])
+    for task in TASKS:
+        cmds.append(["SET", f"worker:tasks:{task}", 360])
+    cmds.append(["SET", "worker:last_task", "cleanup"])
+    cmds.append(["SET", "worker:last_task_time", now])
+    redis_commands(url, cmds)
+
+
+def fetch(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as res:
+        return res.read()
+
+
+def start_nginx(tmp, files):
+    """nginx serving `files` ({name: bytes}) from a directory."""
+    root = os.path.join(tmp, "www")
+    os.makedirs(root)
+    for name, body in files.items():
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(body)
+    port = free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes auto;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+  server {{ listen 127.0.0.1:{port}; root {root}; default_type text/html; }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
+    wait_http(port, "/" + next(iter(files)))
+    return proc, port
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    for tool in ("redis-server", "nginx", "wrk"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found: run tests/bench.sh, which installs it")
+    if not os.path.exists(SVC):
+        sys.exit("target/release/svc not found: cargo build --release --locked")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        redis, redis_url = start_redis(tmp)
+        svc = nginx = None
+        fresh = threading.Event()
+        try:
+            fill(redis_url)
+            threading.Thread(target=keep_fresh, args=(redis_url, fresh), daemon=True).start()
+            port, gateway_port = free_port(), free_port()
+            env = {"PATH": os.environ["PATH"], "REDIS_URL": redis_url, "DRAIN_DELAY": "0s",
+                   "LOG_LEVEL": "warn"}
+            svc = subprocess.Popen(
+                [SVC, "all", "--gateway-port", str(gateway_port), "--dashboard-port", str(port)],
+                env=env, stdout=subprocess.DEVNULL,
+            )
+            wait_http(port, "/health/ready")
+            page = fetch(port, "/")
+            fragment = fetch(port, "/partials/status")
+            assets = re.findall(rb'(?:href|src)="(/static/[^"]+)"', page)
+            weight = len(page) + sum(len(fetch(port, a.decode())) for a in assets)
+            nginx, nginx_port = start_nginx(tmp, {"page.html": page, "fragment.html": fragment})
+
+            print(f"wrk: 2 threads, {args.connections} connections, {args.duration}s, "
+                  f"{args.rounds} rounds alternating svc and nginx (same bytes, static); medians\n")
+            print(f"{'endpoint':<18} {'svc req/s':>10} {'p50 ms':>7} {'p99 ms':>7}   "
+                  f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}  target")
+            for path, static, target in (("/partials/status", "/fragment.html", 10_000),
+                                         ("/", "/page.html", None)):
+                svc_runs, nginx_runs = [], []
+                for _ in range(args.rounds):
+                    svc_runs.append(wrk(f"http://127.0.0.1:{port}{path}",
+                                        args.duration, args.connections))
+                    nginx_runs.append(wrk(f"http://127.0.0.1:{nginx_port}{static}",
+                                          args.duration, args.connections))
+                s = [statistics.median(x) for x in zip(*svc_runs)]
+                n = [statistics.median(x) for x in zip(*nginx_runs)]
+                verdict = "-" if target is None else (
+                    f">= {target} {'ok' if s[0] >= target else 'MISSED'}")
+                print(f"{path:<18} {s[0]:>10.0f} {s[1]:>7.2f} {s[2]:>7.2f}   "
+                      f"{n[0]:>11.0f} {n[1]:>7.2f} {n[2]:>7.2f}   {s[0] / n[0]:>5.2f}  {verdict}")
+            if b'class="spark"' not in fetch(port, "/partials/status"):
+                sys.exit("the history went stale during the runs: the numbers are not comparable")
+        finally:
+            fresh.set()
+            for proc in (svc, nginx, redis):
+                if proc:
+                    stop(proc)
+
+    print(f"\nfragment {len(fragment)} bytes; page {len(page)} bytes HTML + "
+          f"{weight - len(page)} bytes CSS and JS = {weight} bytes "
+          f"(target < 50000: {'ok' if weight < 50_000 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
