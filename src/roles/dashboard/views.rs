@@ -63,8 +63,9 @@ pub fn page(view: &View) -> Markup {
             main #live data-src="/partials/status" data-refresh=(millis) { (live(view)) }
             footer.muted {
                 "Refreshes every " (view.refresh.as_secs_f64()) " s · "
-                a href="/api/health-check" { "health JSON" } " · "
-                a href="/api/system-info" { "system JSON" }
+                // Not links: behind the Ingress every /api path goes to the gateway.
+                "JSON on the dashboard service itself: "
+                code { "/api/health-check" } ", " code { "/api/system-info" }
             }
         },
     )
