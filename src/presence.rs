@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::http::unix_now;
+use crate::http::{Health, unix_now};
 use crate::store::{Instance, SharedStore};
 
 /// How often an instance announces itself.
@@ -57,4 +57,35 @@ pub fn spawn_heartbeat(store: SharedStore, instance: Instance) -> tokio::task::J
             }
         }
     })
+}
+
+/// What every serving role runs beside its routes: the store check behind its
+/// readiness and its heartbeat. Both stop when this is dropped.
+pub struct Upkeep {
+    checker: tokio::task::JoinHandle<()>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Upkeep {
+    /// Starts checking `store` for `health` every `check_period` (mirrored in the
+    /// `gauge` metric) and announcing `instance`.
+    pub fn start(
+        health: &Health,
+        store: &SharedStore,
+        check_period: Duration,
+        gauge: &'static str,
+        instance: Instance,
+    ) -> Self {
+        Upkeep {
+            checker: health.spawn_store_check(store.clone(), check_period, gauge),
+            heartbeat: spawn_heartbeat(store.clone(), instance),
+        }
+    }
+}
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        self.checker.abort();
+        self.heartbeat.abort();
+    }
 }

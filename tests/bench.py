@@ -140,7 +140,8 @@ def stop(proc):
         proc.kill()
 
 
-def main():
+def arguments():
+    """The benchmarks' common flags, after checking their tools are here."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
@@ -151,6 +152,34 @@ def main():
             sys.exit(f"{tool} not found: run tests/bench.sh, which installs it")
     if not os.path.exists(SVC):
         sys.exit("target/release/svc not found: cargo build --release --locked")
+    return args
+
+
+def side_by_side(rows, args):
+    """Drives each (label, svc URL, nginx URL, verdict) row with wrk, alternating svc
+    and nginx for args.rounds rounds; prints medians and verdict(svc req/s, ratio)."""
+    print(f"wrk: 2 threads, {args.connections} connections, {args.duration}s, "
+          f"{args.rounds} rounds alternating svc and nginx; medians\n")
+    print(f"{'endpoint':<18} {'svc req/s':>10} {'p50 ms':>7} {'p99 ms':>7}   "
+          f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}  target")
+    for label, svc_url, nginx_url, verdict in rows:
+        svc_runs, nginx_runs = [], []
+        for _ in range(args.rounds):
+            svc_runs.append(wrk(svc_url, args.duration, args.connections))
+            nginx_runs.append(wrk(nginx_url, args.duration, args.connections))
+        s = [statistics.median(x) for x in zip(*svc_runs)]
+        n = [statistics.median(x) for x in zip(*nginx_runs)]
+        ratio = s[0] / n[0]
+        print(f"{label:<18} {s[0]:>10.0f} {s[1]:>7.2f} {s[2]:>7.2f}   "
+              f"{n[0]:>11.0f} {n[1]:>7.2f} {n[2]:>7.2f}   {ratio:>5.2f}  {verdict(s[0], ratio)}")
+
+
+def at_least_ratio(target):
+    return lambda _, ratio: f">= {target} {'ok' if ratio >= target else 'MISSED'}"
+
+
+def main():
+    args = arguments()
 
     with tempfile.TemporaryDirectory() as tmp:
         redis, redis_url = start_redis(tmp)
@@ -165,25 +194,10 @@ def main():
             time.sleep(1)
             idle_rss = rss_kib(svc.pid)
 
-            print(f"wrk: 2 threads, {args.connections} connections, {args.duration}s, "
-                  f"{args.rounds} rounds alternating svc and nginx; medians\n")
-            print(f"{'endpoint':<14} {'svc req/s':>10} {'p50 ms':>7} {'p99 ms':>7}   "
-                  f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}  target")
             targets = {"/health/live": 0.8, "/api/status": 0.35, "/metrics": 0.2}
-            for path, target in targets.items():
-                svc_runs, nginx_runs = [], []
-                for _ in range(args.rounds):
-                    svc_runs.append(wrk(f"http://127.0.0.1:{svc_port}{path}",
-                                        args.duration, args.connections))
-                    nginx_runs.append(wrk(f"http://127.0.0.1:{nginx_port}/",
-                                          args.duration, args.connections))
-                s = [statistics.median(x) for x in zip(*svc_runs)]
-                n = [statistics.median(x) for x in zip(*nginx_runs)]
-                ratio = s[0] / n[0]
-                verdict = "ok" if ratio >= target else "MISSED"
-                print(f"{path:<14} {s[0]:>10.0f} {s[1]:>7.2f} {s[2]:>7.2f}   "
-                      f"{n[0]:>11.0f} {n[1]:>7.2f} {n[2]:>7.2f}   {ratio:>5.2f}  "
-                      f">= {target} {verdict}")
+            side_by_side([(path, f"http://127.0.0.1:{svc_port}{path}",
+                           f"http://127.0.0.1:{nginx_port}/", at_least_ratio(target))
+                          for path, target in targets.items()], args)
             loaded_rss = rss_kib(svc.pid)
             stop(svc)
         finally:

@@ -13,13 +13,10 @@ Usage: tests/bench_dashboard.py [--rounds N] [--duration SECONDS] [--connections
 Needs: target/release/svc, redis-server, nginx, wrk (tests/bench.sh installs them).
 """
 
-import argparse
 import json
 import os
 import re
-import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +24,7 @@ import threading
 import time
 import urllib.request
 
-from bench import SVC, free_port, start_redis, stop, wait_http, wrk
+from bench import SVC, arguments, free_port, side_by_side, start_redis, stop, wait_http
 
 SERVICES = ("api-gateway", "worker-service", "redis", "dashboard")
 TASKS = ("data_processing", "cleanup", "health_check", "metrics_collection")
@@ -120,16 +117,7 @@ http {{
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--connections", type=int, default=32)
-    args = ap.parse_args()
-    for tool in ("redis-server", "nginx", "wrk"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} not found: run tests/bench.sh, which installs it")
-    if not os.path.exists(SVC):
-        sys.exit("target/release/svc not found: cargo build --release --locked")
+    args = arguments()
 
     with tempfile.TemporaryDirectory() as tmp:
         redis, redis_url = start_redis(tmp)
@@ -142,7 +130,8 @@ def main():
             env = {"PATH": os.environ["PATH"], "REDIS_URL": redis_url, "DRAIN_DELAY": "0s",
                    "LOG_LEVEL": "warn"}
             svc = subprocess.Popen(
-                [SVC, "all", "--gateway-port", str(gateway_port), "--dashboard-port", str(port)],
+                [SVC, "all", "--gateway-port", str(gateway_port),
+                 "--worker-port", str(free_port()), "--dashboard-port", str(port)],
                 env=env, stdout=subprocess.DEVNULL,
             )
             wait_http(port, "/health/ready")
@@ -152,24 +141,16 @@ def main():
             weight = len(page) + sum(len(fetch(port, a.decode())) for a in assets)
             nginx, nginx_port = start_nginx(tmp, {"page.html": page, "fragment.html": fragment})
 
-            print(f"wrk: 2 threads, {args.connections} connections, {args.duration}s, "
-                  f"{args.rounds} rounds alternating svc and nginx (same bytes, static); medians\n")
-            print(f"{'endpoint':<18} {'svc req/s':>10} {'p50 ms':>7} {'p99 ms':>7}   "
-                  f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}  target")
-            for path, static, target in (("/partials/status", "/fragment.html", 10_000),
-                                         ("/", "/page.html", None)):
-                svc_runs, nginx_runs = [], []
-                for _ in range(args.rounds):
-                    svc_runs.append(wrk(f"http://127.0.0.1:{port}{path}",
-                                        args.duration, args.connections))
-                    nginx_runs.append(wrk(f"http://127.0.0.1:{nginx_port}{static}",
-                                          args.duration, args.connections))
-                s = [statistics.median(x) for x in zip(*svc_runs)]
-                n = [statistics.median(x) for x in zip(*nginx_runs)]
-                verdict = "-" if target is None else (
-                    f">= {target} {'ok' if s[0] >= target else 'MISSED'}")
-                print(f"{path:<18} {s[0]:>10.0f} {s[1]:>7.2f} {s[2]:>7.2f}   "
-                      f"{n[0]:>11.0f} {n[1]:>7.2f} {n[2]:>7.2f}   {s[0] / n[0]:>5.2f}  {verdict}")
+            print("nginx serves the same bytes as static files")
+            fragment_target = 10_000
+            side_by_side([
+                ("/partials/status", f"http://127.0.0.1:{port}/partials/status",
+                 f"http://127.0.0.1:{nginx_port}/fragment.html",
+                 lambda rps, _: f">= {fragment_target} "
+                                f"{'ok' if rps >= fragment_target else 'MISSED'}"),
+                ("/", f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{nginx_port}/page.html",
+                 lambda _, __: "-"),
+            ], args)
             if b'class="spark"' not in fetch(port, "/partials/status"):
                 sys.exit("the history went stale during the runs: the numbers are not comparable")
         finally:

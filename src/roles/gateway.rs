@@ -56,13 +56,11 @@ pub async fn run(
     // Present from the first scrape, before any request has been counted.
     metrics::gauge!(names::GATEWAY_IN_PROGRESS).set(0.0);
     let health = Health::new(SERVICE, settings.ready_without_store);
-    let checker = health.spawn_store_check(
-        store.clone(),
+    let _upkeep = presence::Upkeep::start(
+        &health,
+        &store,
         settings.store_check_period,
         names::GATEWAY_REDIS_STATUS,
-    );
-    let heartbeat = presence::spawn_heartbeat(
-        store.clone(),
         presence::describe(ROLE, listener.local_addr()?),
     );
     let state = web::Data::new(Gateway {
@@ -90,10 +88,7 @@ pub async fn run(
         delay: settings.drain_delay,
         grace: settings.grace_period,
     };
-    let served = http::serve(listener, health, Some(METRICS), drain, routes, shutdown).await;
-    checker.abort();
-    heartbeat.abort();
-    served
+    http::serve(listener, health, Some(METRICS), drain, routes, shutdown).await
 }
 
 async fn index() -> HttpResponse {

@@ -116,13 +116,11 @@ pub async fn run(
     crate::telemetry::metrics();
     metrics::gauge!(names::DASHBOARD_IN_PROGRESS).set(0.0);
     let health = Health::new(services::DASHBOARD, settings.ready_without_store);
-    let checker = health.spawn_store_check(
-        store.clone(),
+    let _upkeep = presence::Upkeep::start(
+        &health,
+        &store,
         settings.store_check_period,
         names::DASHBOARD_REDIS_STATUS,
-    );
-    let heartbeat = presence::spawn_heartbeat(
-        store.clone(),
         presence::describe(ROLE, listener.local_addr()?),
     );
     let sources = Sources {
@@ -166,8 +164,6 @@ pub async fn run(
         grace: settings.grace_period,
     };
     let served = http::serve(listener, health, Some(METRICS), drain, routes, shutdown).await;
-    checker.abort();
-    heartbeat.abort();
     gatherer.abort();
     served
 }

@@ -92,12 +92,13 @@ pub async fn run(
             config.interval,
         )),
     );
-    let checker = health.spawn_store_check(
-        store.clone(),
+    let _upkeep = presence::Upkeep::start(
+        &health,
+        &store,
         settings.store_check_period,
         names::WORKER_REDIS_STATUS,
+        instance.clone(),
     );
-    let heartbeat = presence::spawn_heartbeat(store.clone(), instance.clone());
     let scheduler = tokio::spawn(scheduler::run(
         store.clone(),
         config.interval,
@@ -154,8 +155,6 @@ pub async fn run(
     // The HTTP side has drained; the consumer bounds its own wait by the grace period.
     stop.cancel();
     let _ = tokio::join!(consumer, scheduler);
-    checker.abort();
-    heartbeat.abort();
     served
 }
 
