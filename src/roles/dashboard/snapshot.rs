@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::probe::{self, Probe, System, Target};
 use crate::http::{Health, unix_now};
+use crate::jobs::TaskType;
 use crate::store::{
     HealthSample, Instance, QueueStats, ServiceState, SharedStore, StoreError, keys, minute_of,
     series, services,
@@ -23,13 +24,6 @@ pub const SPARK_POINTS: usize = 60;
 /// History older than this is stale: three worker intervals of 10 s have passed
 /// without a new health sample.
 pub const STALE_AFTER: f64 = 30.0;
-/// The task types the worker runs, in display order.
-pub const TASK_TYPES: [&str; 4] = [
-    "data_processing",
-    "cleanup",
-    "health_check",
-    "metrics_collection",
-];
 
 /// One service's recorded history.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -237,8 +231,8 @@ async fn read_figures(store: &SharedStore, now: f64) -> Result<Figures, StoreErr
             *slot = v;
         }
     }
-    let mut tasks = Vec::with_capacity(TASK_TYPES.len());
-    for task in TASK_TYPES {
+    let mut tasks = Vec::with_capacity(TaskType::ALL.len());
+    for task in TaskType::ALL.map(TaskType::as_str) {
         let total = number(store.get(&keys::worker_tasks(task)).await?).unwrap_or(0);
         let last_minute = store
             .series(&series::tasks(task), minute - 1)
