@@ -21,9 +21,12 @@ use crate::store::{
 
 /// Health samples behind a sparkline (one per worker interval: ten minutes at 10 s).
 pub const SPARK_POINTS: usize = 60;
-/// History older than this is stale: three worker intervals of 10 s have passed
-/// without a new health sample.
-pub const STALE_AFTER: f64 = 30.0;
+/// History is stale when three worker intervals have passed without a new health
+/// sample; the interval is read off the samples' spacing, and never taken below 10 s.
+pub const STALE_INTERVALS: f64 = 3.0;
+/// The shortest interval assumed (the worker's default), so a quick worker does not
+/// make a page that refreshes less often than it probes flicker "stale".
+pub const MIN_INTERVAL: f64 = 10.0;
 
 /// One service's recorded history.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,6 +39,8 @@ pub struct History {
     pub response_ms: Vec<Option<f64>>,
     /// Unix seconds of the newest sample.
     pub newest: Option<f64>,
+    /// Median seconds between consecutive samples: the worker's interval.
+    pub interval: Option<f64>,
 }
 
 /// Counters and gauges of the whole system, from the store.
@@ -94,7 +99,17 @@ impl Snapshot {
 
     /// Whether the history is too old to show as live at `now`.
     pub fn history_stale(&self, now: f64) -> bool {
-        self.newest_sample().is_none_or(|t| now - t > STALE_AFTER)
+        self.newest_sample()
+            .is_none_or(|t| now - t > STALE_INTERVALS * self.sample_interval())
+    }
+
+    /// The worker's interval as the samples show it (at least [`MIN_INTERVAL`]).
+    pub fn sample_interval(&self) -> f64 {
+        self.history
+            .iter()
+            .filter_map(|h| h.interval)
+            .max_by(f64::total_cmp)
+            .map_or(MIN_INTERVAL, |i| i.max(MIN_INTERVAL))
     }
 }
 
@@ -203,7 +218,18 @@ async fn read_history(store: &SharedStore, service: &str, now: f64) -> Result<Hi
         uptime_24h: uptime(&checks, &up, day_ago),
         response_ms: samples.iter().rev().map(|s| s.response_time_ms).collect(),
         newest: samples.first().map(|s| s.timestamp),
+        interval: median_gap(&samples),
     })
+}
+
+/// Median time between consecutive samples (newest first), if there are two.
+fn median_gap(samples: &[HealthSample]) -> Option<f64> {
+    let mut gaps: Vec<f64> = samples
+        .windows(2)
+        .map(|pair| pair[0].timestamp - pair[1].timestamp)
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    gaps.get(gaps.len() / 2).copied()
 }
 
 /// Percent of probes from minute `since` on that found the service up.
@@ -269,5 +295,49 @@ mod tests {
         assert_eq!(uptime(&checks, &up, 11), Some(50.0));
         assert_eq!(uptime(&checks, &up, 0), Some(25.0));
         assert_eq!(uptime(&checks, &up, 71), None);
+    }
+
+    fn sampled_every(gap: f64, newest: f64) -> History {
+        let samples: Vec<HealthSample> = (0..5)
+            .map(|i| HealthSample {
+                service: services::REDIS.into(),
+                timestamp: newest - f64::from(i) * gap,
+                status: ServiceState::Healthy,
+                response_time_ms: Some(1.0),
+                error: None,
+            })
+            .collect();
+        History {
+            newest: Some(newest),
+            interval: median_gap(&samples),
+            ..History::default()
+        }
+    }
+
+    fn stale(history: History, now: f64) -> bool {
+        Snapshot {
+            taken_at: now,
+            services: Vec::new(),
+            system: probe::system(&[]),
+            history: vec![history],
+            instances: Vec::new(),
+            figures: Figures::default(),
+            redis_connected: true,
+        }
+        .history_stale(now)
+    }
+
+    #[test]
+    fn staleness_follows_the_workers_interval() {
+        // The default 10 s interval: stale after 30 s.
+        assert!(!stale(sampled_every(10.0, 1000.0), 1025.0));
+        assert!(stale(sampled_every(10.0, 1000.0), 1035.0));
+        // A 60 s interval: 100 s without a sample is not yet stale.
+        assert!(!stale(sampled_every(60.0, 1000.0), 1100.0));
+        assert!(stale(sampled_every(60.0, 1000.0), 1190.0));
+        // A quick worker never makes it stricter than 30 s.
+        assert!(!stale(sampled_every(0.2, 1000.0), 1020.0));
+        // No sample at all is stale.
+        assert!(stale(History::default(), 1000.0));
     }
 }
