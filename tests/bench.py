@@ -95,8 +95,11 @@ def start_redis(tmp):
     return proc, f"redis://:{password}@127.0.0.1:{port}/0"
 
 
-def start_nginx(tmp):
+def start_nginx(tmp, server=None, probe="/"):
+    """nginx on a free port; `server` is the body of its server block (default: a fixed
+    small JSON body at every path). Returns the process and the port."""
     port = free_port()
+    server = server or f"location / {{ default_type application/json; return 200 '{BODY}'; }}"
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
         f.write(f"""
@@ -109,14 +112,11 @@ http {{
   access_log off;
   client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
   uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{ default_type application/json; return 200 '{BODY}'; }}
-  }}
+  server {{ listen 127.0.0.1:{port}; {server} }}
 }}
 """)
     proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
-    wait_http(port, "/")
+    wait_http(port, probe)
     return proc, port
 
 

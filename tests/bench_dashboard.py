@@ -24,7 +24,8 @@ import threading
 import time
 import urllib.request
 
-from bench import SVC, arguments, free_port, side_by_side, start_redis, stop, wait_http
+from bench import (SVC, arguments, free_port, side_by_side, start_nginx, start_redis, stop,
+                   wait_http)
 
 SERVICES = ("api-gateway", "worker-service", "redis", "dashboard")
 TASKS = ("data_processing", "cleanup", "health_check", "metrics_collection")
@@ -88,32 +89,14 @@ def fetch(port, path):
         return res.read()
 
 
-def start_nginx(tmp, files):
+def serve_files(tmp, files):
     """nginx serving `files` ({name: bytes}) from a directory."""
     root = os.path.join(tmp, "www")
     os.makedirs(root)
     for name, body in files.items():
         with open(os.path.join(root, name), "wb") as f:
             f.write(body)
-    port = free_port()
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes auto;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
-  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
-  server {{ listen 127.0.0.1:{port}; root {root}; default_type text/html; }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
-    wait_http(port, "/" + next(iter(files)))
-    return proc, port
+    return start_nginx(tmp, f"root {root}; default_type text/html;", "/" + next(iter(files)))
 
 
 def main():
@@ -139,7 +122,7 @@ def main():
             fragment = fetch(port, "/partials/status")
             assets = re.findall(rb'(?:href|src)="(/static/[^"]+)"', page)
             weight = len(page) + sum(len(fetch(port, a.decode())) for a in assets)
-            nginx, nginx_port = start_nginx(tmp, {"page.html": page, "fragment.html": fragment})
+            nginx, nginx_port = serve_files(tmp, {"page.html": page, "fragment.html": fragment})
 
             print("nginx serves the same bytes as static files")
             fragment_target = 10_000

@@ -483,7 +483,6 @@ impl Store for RedisStore {
     }
 
     async fn finish(&self, delivery: &Delivery, job: &JobRecord) -> Result<(), StoreError> {
-        let stream = self.key(JOBS);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SET")
@@ -521,30 +520,13 @@ impl Store for RedisStore {
             }
             JobState::Queued | JobState::Running | JobState::Failed => {}
         }
-        pipe.cmd("XACK")
-            .arg(&stream)
-            .arg(GROUP)
-            .arg(&delivery.entry)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&stream)
-            .arg(&delivery.entry)
-            .ignore();
+        self.acknowledge(&mut pipe, delivery);
         self.query_once(&pipe).await
     }
 
     async fn discard(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        let stream = self.key(JOBS);
         let mut pipe = redis::pipe();
-        pipe.cmd("XACK")
-            .arg(&stream)
-            .arg(GROUP)
-            .arg(&delivery.entry)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&stream)
-            .arg(&delivery.entry)
-            .ignore();
+        self.acknowledge(&mut pipe, delivery);
         self.query(&pipe).await
     }
 
@@ -626,6 +608,21 @@ impl RedisStore {
         tokio::time::timeout(limit, run)
             .await
             .unwrap_or(Err(StoreError::Timeout(limit)))
+    }
+
+    /// Adds to `pipe` what ends a delivery: acknowledged, and deleted from the stream so
+    /// it holds only unfinished work.
+    fn acknowledge(&self, pipe: &mut redis::Pipeline, delivery: &Delivery) {
+        let stream = self.key(JOBS);
+        pipe.cmd("XACK")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(&delivery.entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&stream)
+            .arg(&delivery.entry)
+            .ignore();
     }
 
     async fn series_write(
