@@ -215,3 +215,25 @@ async fn status(worker: web::Data<Worker>) -> HttpResponse {
         "timestamp": now,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_while_consuming_and_ticking() {
+        let interval = Duration::from_secs(10);
+        let now_ms = (unix_now() * 1e3) as u64;
+        let consuming = Arc::new(AtomicBool::new(false));
+        let last_tick = Arc::new(AtomicU64::new(now_ms));
+        let check = readiness(consuming.clone(), last_tick.clone(), interval);
+        assert_eq!(check(), Err("consumer not running"));
+        consuming.store(true, Ordering::Relaxed);
+        assert_eq!(check(), Ok(()));
+        // Two intervals without a tick is still fine, three and a bit is not.
+        last_tick.store(now_ms - 20_000, Ordering::Relaxed);
+        assert_eq!(check(), Ok(()));
+        last_tick.store(now_ms - 31_000, Ordering::Relaxed);
+        assert_eq!(check(), Err("scheduler stalled"));
+    }
+}
