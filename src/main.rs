@@ -1,11 +1,12 @@
 //! `svc`: parse the command line, start the chosen role, map errors to exit codes.
 
+use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use svc::cli::{Cli, Role};
+use svc::cli::{Cli, Role, ServeArgs};
 use svc::config::{Settings, listen_addr, worker_config};
 use svc::roles::{all, dashboard, gateway, load, worker};
 use svc::{Error, Launch, http};
@@ -48,17 +49,12 @@ fn main() -> ExitCode {
 async fn run(role: Role) -> Result<(), Error> {
     match role {
         Role::Gateway(args) => {
-            let settings = Settings::from_args(&args.common, true)?;
-            let listener = http::bind(listen_addr(args.host, args.port, gateway::DEFAULT_PORT))?;
-            let launch = Launch::start(settings, &args.common)?;
+            let (launch, listener) = start(&args, gateway::DEFAULT_PORT)?;
             gateway::run(&launch.settings, launch.store, listener, launch.shutdown).await?;
         }
         Role::Worker(args) => {
-            let serve = &args.serve;
-            let settings = Settings::from_args(&serve.common, true)?;
             let config = worker_config(&args.worker, args.gateway_url, args.dashboard_url)?;
-            let listener = http::bind(listen_addr(serve.host, serve.port, worker::DEFAULT_PORT))?;
-            let launch = Launch::start(settings, &serve.common)?;
+            let (launch, listener) = start(&args.serve, worker::DEFAULT_PORT)?;
             worker::run(
                 &launch.settings,
                 &config,
@@ -69,12 +65,8 @@ async fn run(role: Role) -> Result<(), Error> {
             .await?;
         }
         Role::Dashboard(args) => {
-            let serve = &args.serve;
-            let settings = Settings::from_args(&serve.common, true)?;
             let config = dashboard::Config::new(args.gateway_url, args.worker_url, args.refresh)?;
-            let addr = listen_addr(serve.host, serve.port, dashboard::DEFAULT_PORT);
-            let listener = http::bind(addr)?;
-            let launch = Launch::start(settings, &serve.common)?;
+            let (launch, listener) = start(&args.serve, dashboard::DEFAULT_PORT)?;
             dashboard::run(
                 &launch.settings,
                 &config,
@@ -126,4 +118,13 @@ async fn run(role: Role) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Validates a single-role command's flags, binds its port (`default_port` unless one
+/// is given), then sets the process up: a bad flag or a taken port is reported before
+/// anything else happens.
+fn start(args: &ServeArgs, default_port: u16) -> Result<(Launch, TcpListener), Error> {
+    let settings = Settings::from_args(&args.common, true)?;
+    let listener = http::bind(listen_addr(args.host, args.port, default_port))?;
+    Ok((Launch::start(settings, &args.common)?, listener))
 }
