@@ -19,8 +19,8 @@ use svc::http::unix_now;
 use svc::store::{minute_of, series};
 
 use crate::dashboard::record_history;
+use crate::helpers::gateway_process;
 use crate::helpers::{RedisServer, SvcProcess, eventually, free_port, loopback, require_tool};
-use crate::metrics::gateway_process;
 
 /// Refresh period the dashboards under test run with.
 const REFRESH: Duration = Duration::from_secs(1);

@@ -403,8 +403,9 @@ pub fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
-/// A `svc worker` process on loopback backed by `redis`, once ready.
-pub async fn worker_process(redis: &RedisServer, env: &[(&str, &str)]) -> SvcProcess {
+/// A `svc <role>` process on loopback backed by `redis`, once ready. `env` comes
+/// after the defaults (no drain delay; probe targets that refuse at once) and wins.
+pub async fn role_process(role: &str, redis: &RedisServer, env: &[(&str, &str)]) -> SvcProcess {
     let address = loopback();
     let port = address.port().to_string();
     let url = redis.url();
@@ -416,12 +417,22 @@ pub async fn worker_process(redis: &RedisServer, env: &[(&str, &str)]) -> SvcPro
     ];
     all_env.extend_from_slice(env);
     let svc = SvcProcess::spawn(
-        &["worker", "--host", "127.0.0.1", "--port", &port],
+        &[role, "--host", "127.0.0.1", "--port", &port],
         &all_env,
         address,
     );
     svc.wait_ready().await;
     svc
+}
+
+/// A `svc gateway` process backed by `redis`, once ready.
+pub async fn gateway_process(redis: &RedisServer, env: &[(&str, &str)]) -> SvcProcess {
+    role_process("gateway", redis, env).await
+}
+
+/// A `svc worker` process backed by `redis`, once ready.
+pub async fn worker_process(redis: &RedisServer, env: &[(&str, &str)]) -> SvcProcess {
+    role_process("worker", redis, env).await
 }
 
 impl SvcProcess {

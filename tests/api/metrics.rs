@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{RedisServer, SvcProcess, eventually, loopback, require_tool};
+use crate::helpers::{RedisServer, eventually, gateway_process, require_tool};
 
 /// Runs `promtool check metrics` on `text`; panics with its complaints.
 pub fn promtool_check(text: &str) {
@@ -36,31 +36,6 @@ pub fn promtool_check(text: &str) {
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
-/// A gateway process on loopback backed by `redis`, once ready.
-pub async fn gateway_process(redis: &RedisServer, env: &[(&str, &str)]) -> SvcProcess {
-    let address = loopback();
-    let port = address.port().to_string();
-    let url = redis.url();
-    let mut all_env = vec![("REDIS_URL", url.as_str()), ("DRAIN_DELAY", "0s")];
-    all_env.extend_from_slice(env);
-    let svc = SvcProcess::spawn(
-        &["gateway", "--host", "127.0.0.1", "--port", &port],
-        &all_env,
-        address,
-    );
-    let client = reqwest::Client::new();
-    eventually(
-        Duration::from_secs(10),
-        "svc gateway to be ready",
-        || async {
-            let res = client.get(svc.url("/health/ready")).send().await.ok()?;
-            (res.status() == 200).then_some(())
-        },
-    )
-    .await;
-    svc
 }
 
 #[tokio::test]

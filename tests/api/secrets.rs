@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::helpers::gateway_process;
 use crate::helpers::{RedisServer, svc_command};
-use crate::metrics::gateway_process;
 
 async fn everything_it_serves(svc: &crate::helpers::SvcProcess) -> String {
     let client = reqwest::Client::new();

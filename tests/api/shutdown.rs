@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::RedisServer;
-use crate::metrics::gateway_process;
+use crate::helpers::gateway_process;
 
 #[tokio::test]
 async fn sigterm_drains_without_failing_a_request() {
