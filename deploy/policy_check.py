@@ -36,7 +36,7 @@ DEFAULT_PORTS = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
 # Which role exports a metric, by name prefix.
 METRIC_OWNERS = {"api_gateway_": "gateway", "worker_": "worker", "dashboard_": "dashboard"}
 # Metrics that come from elsewhere in the cluster, not from svc.
-EXTERNAL_METRICS = {"kube_pod_container_status_restarts_total": "kube-state-metrics"}
+EXTERNAL_METRICS = {"kube_pod_container_status_restarts_total": "kube-state-metrics", "up": "Prometheus (scrape status)"}
 # Secrets created by hand (deploy/README.md), never committed.
 EXTERNAL_SECRETS = {"redis-secret"}
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
@@ -320,6 +320,17 @@ def check_ingress_routes(objs, r):
         r.check(got == role, f"Ingress routes {path} to the {role} (goes to {got or 'nothing'})")
 
 
+def scraped_jobs(objs):
+    """The `job` label values of the targets the ServiceMonitors in objs create."""
+    jobs = set()
+    for m in (o for o in objs if o["kind"] == "ServiceMonitor"):
+        for s in (o for o in objs if o["kind"] == "Service"):
+            if matches(m["spec"]["selector"], s["metadata"].get("labels", {})):
+                label = m["spec"].get("jobLabel")
+                jobs.add(s["metadata"].get("labels", {}).get(label) if label else s["metadata"]["name"])
+    return jobs
+
+
 def check_crds(objs, r):
     services = [o for o in objs if o["kind"] == "Service"]
     for o in objs:
@@ -341,6 +352,14 @@ def check_crds(objs, r):
         elif kind == "PrometheusRule":
             groups = o["spec"].get("groups", [])
             r.check(groups, f"{name_of(o)}: has rule groups")
+            # `up{job="X"}`: the Operator names a ServiceMonitor target's job after its
+            # Service (unless jobLabel says otherwise), so X must be a scraped Service.
+            jobs = scraped_jobs(objs)
+            for g in groups:
+                for rule in g.get("rules", []):
+                    for job in re.findall(r'\bup\{[^}]*\bjob\s*=\s*"([^"]*)"', rule.get("expr", "")):
+                        r.check(job in jobs, f"{name_of(o)} {rule.get('alert') or rule.get('record')}: "
+                                             f"job {job!r} is a Service a ServiceMonitor scrapes (scraped: {sorted(jobs)})")
             names = [g.get("name") for g in groups]
             r.check(len(set(names)) == len(names), f"{name_of(o)}: group names are unique")
             for g in groups:
