@@ -1,0 +1,114 @@
+{{/*
+Shared pieces of the chart. Object names are fixed, as in deploy/base: the roles'
+config and the alerts name the Services.
+*/}}
+
+{{- define "svc.chart" -}}
+{{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "svc.labels" -}}
+app.kubernetes.io/part-of: microservices-demo
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "svc.chart" . }}
+{{- end }}
+
+{{/* Labels on pod templates: no chart version, so a chart upgrade alone rolls no pod. */}}
+{{- define "svc.podLabels" -}}
+app.kubernetes.io/part-of: microservices-demo
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The one image every role runs. */}}
+{{- define "svc.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+{{- end }}
+
+{{/* Where the roles find Redis. */}}
+{{- define "svc.redisHost" -}}
+{{ .Values.redis.host | default "redis-service" }}
+{{- end }}
+
+{{/*
+The three roles: object name, Service, port and arguments. One image; only the
+arguments differ. `key` is the role's section in values.yaml.
+*/}}
+{{- define "svc.roles" -}}
+roles:
+  - key: gateway
+    name: api-gateway
+    service: api-gateway-service
+    port: 8080
+    args: ["gateway"]
+  - key: worker
+    name: worker
+    service: worker-service
+    port: 8081
+    args: ["worker", "--interval", {{ .Values.worker.interval | quote }}]
+  - key: dashboard
+    name: dashboard
+    service: dashboard-service
+    port: 3000
+    args: ["dashboard"]
+{{- end }}
+
+{{/*
+Pod Security "restricted", fixed here rather than in values so no setting weakens it:
+UID/GID 1000, non-root, seccomp RuntimeDefault; per container no privilege
+escalation, read-only root filesystem, every capability dropped.
+*/}}
+{{- define "svc.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+fsGroup: 1000
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "svc.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end }}
+
+{{/* The Redis password, from the hand-made Secret. */}}
+{{- define "svc.redisPasswordEnv" -}}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.existingSecret }}
+      key: {{ .Values.redis.secretKey }}
+{{- end }}
+
+{{/* The fewest pods a role runs: minReplicas under an HPA, else replicas. */}}
+{{- define "svc.minPods" -}}
+{{- if .v.autoscaling.enabled }}{{ .v.autoscaling.minReplicas }}{{ else }}{{ .v.replicas }}{{ end }}
+{{- end }}
+
+{{/*
+Egress to Redis: the chart's own Redis pods, or, with redis.enabled false, any
+address on Redis's port (a managed Redis has no pod label to select).
+*/}}
+{{- define "svc.redisEgress" -}}
+{{- if .Values.redis.enabled -}}
+- to:
+    - podSelector:
+        matchLabels:
+          app: redis
+  ports:
+    - protocol: TCP
+      port: 6379
+{{- else -}}
+- ports:
+    - protocol: TCP
+      port: {{ .Values.redis.port }}
+{{- end }}
+{{- end }}
