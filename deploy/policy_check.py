@@ -3,8 +3,10 @@
 
 Static checks, on each FILE: Pod Security "restricted" on every container, resources
 and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
-and ports, the Prometheus Operator objects by structure, and every metric name in
-the alerts and the Grafana dashboard owned by a role (or listed as external).
+and ports, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
+sentinel pods, the Prometheus Operator objects by structure (alert job names are
+scraped Services), and every metric name in the alerts and the Grafana dashboard
+owned by a role (or listed as external).
 
 With --svc-binary PATH it also starts `PATH all` and asks the running binary: every
 probe path answers 200 on the role that serves it, every metric name appears in
@@ -280,6 +282,54 @@ def check_references(objs, r):
                     r.check(any(svc["port"].get("number") in (p["port"], None) and
                                 svc["port"].get("name") in (p.get("name"), None) for p in s["spec"]["ports"]),
                             f"{name_of(ing)}: backend port {svc['port']} is a port of Service {svc['name']}")
+
+
+def selector_apps(selector):
+    """The `app` label values a pod selector admits, or None when it admits any."""
+    apps = None
+    if "app" in (selector.get("matchLabels") or {}):
+        apps = {selector["matchLabels"]["app"]}
+    for e in selector.get("matchExpressions") or []:
+        if e["key"] == "app" and e["operator"] == "In":
+            apps = set(e["values"]) if apps is None else apps & set(e["values"])
+    return apps
+
+
+def check_redis_peers(objs, r):
+    """Only the roles, the other data nodes and the sentinels reach Redis and the
+    sentinels: every policy selecting them admits pods of those apps, nothing wider."""
+    allowed = {"api-gateway", "worker", "dashboard", "redis", "redis-sentinel"}
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    if not any(o["kind"] in WORKLOAD_KINDS for o in objs) or not policies:
+        return
+    for app in ("redis", "redis-sentinel"):
+        if not any(pod_labels(w).get("app") == app for w in objs if w["kind"] in WORKLOAD_KINDS):
+            continue
+        selecting = [n for n in policies if matches(n["spec"]["podSelector"], {"app": app})]
+        r.check(any("Ingress" in n["spec"].get("policyTypes", []) for n in selecting),
+                f"a NetworkPolicy limits who reaches {app} pods")
+        for n in selecting:
+            for rule in n["spec"].get("ingress") or []:
+                peers = rule.get("from")
+                r.check(peers, f"{name_of(n)}: an ingress rule to {app} pods names its peers")
+                for peer in peers or []:
+                    apps = selector_apps(peer["podSelector"]) if set(peer) == {"podSelector"} else None
+                    r.check(apps is not None and apps <= allowed,
+                            f"{name_of(n)}: {app} pods admit only {sorted(allowed)} pods of this namespace (peer {peer})")
+
+
+def check_sentinel_config(objs, r):
+    """REDIS_SENTINELS names pods (name-N.service:port) that a StatefulSet runs."""
+    sets = {o["spec"].get("serviceName"): o for o in objs if o["kind"] == "StatefulSet"}
+    for cm in (o for o in objs if o["kind"] == "ConfigMap" and "REDIS_SENTINELS" in o.get("data", {})):
+        value = cm["data"]["REDIS_SENTINELS"]
+        r.check(cm["data"].get("REDIS_MASTER_NAME"), f"{name_of(cm)}: REDIS_MASTER_NAME is set beside REDIS_SENTINELS")
+        for entry in value.split(","):
+            m = re.fullmatch(r"([a-z0-9-]+)-(\d+)\.([a-z0-9-]+):(\d+)", entry.strip())
+            sts = m and sets.get(m.group(3))
+            ok = bool(sts) and sts["metadata"]["name"] == m.group(1) and int(m.group(2)) < sts["spec"].get("replicas", 1) \
+                and any(port_number(c, int(m.group(4))) for c in pod_spec(sts)["containers"])
+            r.check(ok, f"{name_of(cm)}: REDIS_SENTINELS entry {entry!r} is a pod and port of a StatefulSet")
 
 
 def route(objs, path, host=INGRESS_HOST):
@@ -628,6 +678,8 @@ def main():
         check_one_image(objs, r)
         check_services(objs, r)
         check_references(objs, r)
+        check_redis_peers(objs, r)
+        check_sentinel_config(objs, r)
         check_ingress_routes(objs, r)
         check_crds(objs, r)
         for name, where in used_metrics(objs).items():
