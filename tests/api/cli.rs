@@ -158,3 +158,29 @@ fn load_against_nothing_fails_and_bad_flags_are_usage_errors() {
     assert_eq!(code, 64);
     assert!(stderr.contains("WORKER_INTERVAL"), "{stderr}");
 }
+
+#[test]
+fn durations_out_of_range_are_usage_errors() {
+    for (var, value) in [
+        ("WORKER_INTERVAL", "100000000d"),
+        ("WORKER_INTERVAL", "30d"),
+        ("VISIBILITY_TIMEOUT", "100000000d"),
+        ("GRACE_PERIOD", "100000000d"),
+        ("DRAIN_DELAY", "3000d"),
+    ] {
+        let (code, stderr) = failure(&run(&["worker", "--port", "0"], &[(var, value)]));
+        assert_eq!(code, 64, "{var}={value}: {stderr}");
+        assert!(stderr.contains(var), "{var}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn worker_and_dashboard_judge_a_probe_url_alike() {
+    let url = "http://user:secret@gateway:8080";
+    for role in ["worker", "dashboard"] {
+        let (code, stderr) = failure(&run(&[role, "--port", "0"], &[("API_GATEWAY_URL", url)]));
+        assert_eq!(code, 64, "{role}: {stderr}");
+        assert!(stderr.contains("API_GATEWAY_URL"), "{role}: {stderr}");
+        assert!(!stderr.contains("secret"), "{role}: {stderr}");
+    }
+}

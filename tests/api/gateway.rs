@@ -114,8 +114,43 @@ async fn unknown_path_and_wrong_method_answer_json_errors() {
         .await
         .expect("DELETE");
     assert_eq!(res.status(), 405);
+    let allow = res
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().unwrap_or("").to_owned());
+    assert_eq!(
+        allow.as_deref(),
+        Some("GET, HEAD"),
+        "405 says what is allowed"
+    );
     let body: Value = res.json().await.expect("405 body is JSON");
     assert_eq!(body["error"], "Method Not Allowed");
+}
+
+#[tokio::test]
+async fn head_answers_on_every_get_route() {
+    let app = TestApp::gateway(test_settings(StoreSettings::Memory)).await;
+    app.wait_ready(200, Duration::from_secs(5)).await;
+    for path in [
+        "/",
+        "/health/live",
+        "/health/ready",
+        "/api/status",
+        "/api/info",
+        "/metrics",
+    ] {
+        let res = app
+            .client
+            .head(format!("{}{path}", app.address))
+            .send()
+            .await
+            .expect("HEAD");
+        assert_eq!(res.status(), 200, "HEAD {path}");
+        assert!(
+            res.text().await.expect("body").is_empty(),
+            "HEAD {path} has no body"
+        );
+    }
 }
 
 #[tokio::test]

@@ -3,10 +3,13 @@
 
 mod browser;
 mod cli;
+mod connection;
 mod dashboard;
+mod foreign;
 mod gateway;
 mod helpers;
 mod metrics;
+mod queue;
 mod resilience;
 mod secrets;
 mod shutdown;

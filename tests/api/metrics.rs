@@ -5,7 +5,11 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{RedisServer, eventually, gateway_process, require_tool};
+use svc::config::StoreSettings;
+
+use crate::helpers::{
+    RedisServer, TestApp, eventually, gateway_process, require_tool, test_settings,
+};
 
 /// Runs `promtool check metrics` on `text`; panics with its complaints.
 pub fn promtool_check(text: &str) {
@@ -122,4 +126,46 @@ async fn redis_status_gauge_follows_an_outage() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn unknown_methods_share_one_label_and_process_metrics_are_exported() {
+    let app = TestApp::gateway(test_settings(StoreSettings::Memory)).await;
+    for method in ["A1", "A2", "PURGE", "A4"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        app.client
+            .request(method, format!("{}/api/status", app.address))
+            .send()
+            .await
+            .expect("request");
+    }
+    let (_, text) = app.get("/metrics").await;
+    promtool_check(&text);
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("api_gateway_requests_total{"))
+    {
+        assert!(
+            [
+                "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+                "other"
+            ]
+            .iter()
+            .any(|m| line.contains(&format!("method=\"{m}\""))),
+            "a method outside the standard set: {line}"
+        );
+    }
+    let other = r#"api_gateway_requests_total{method="other",endpoint="/api/status",status="405"}"#;
+    assert_eq!(sample(&text, other), Some(4.0), "{text}");
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} missing from /metrics"
+        );
+    }
 }
