@@ -1,12 +1,17 @@
 //! The command line: one `Role` per subcommand. Every setting is a flag with an
 //! environment fallback, and the original system's variable names keep working.
+//! Flags are typed here and turned into the validated settings of [`crate::config`] and
+//! each role's own config; only `main` uses this module.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::config::Secret;
+use crate::config::{
+    ConfigError, Environment, RedisSettings, Secret, Settings, StoreSettings, invalid, service_url,
+};
+use crate::roles::{all, dashboard, gateway, worker};
 
 /// Microservice health monitoring: API gateway, worker and dashboard in one binary.
 #[derive(Debug, Parser)]
@@ -106,15 +111,15 @@ pub struct AllArgs {
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
     /// Port of the gateway.
-    #[arg(long, default_value_t = crate::roles::gateway::DEFAULT_PORT)]
+    #[arg(long, default_value_t = gateway::DEFAULT_PORT)]
     pub gateway_port: u16,
     /// Port of the worker's health server.
-    #[arg(long, default_value_t = crate::roles::worker::DEFAULT_PORT)]
+    #[arg(long, default_value_t = worker::DEFAULT_PORT)]
     pub worker_port: u16,
     #[command(flatten)]
     pub worker: WorkerFlags,
     /// Port of the dashboard.
-    #[arg(long, default_value_t = crate::roles::dashboard::DEFAULT_PORT)]
+    #[arg(long, default_value_t = dashboard::DEFAULT_PORT)]
     pub dashboard_port: u16,
     /// How often the dashboard refreshes and probes the other roles.
     #[arg(long, env = "REFRESH_PERIOD", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -193,22 +198,108 @@ pub struct CommonArgs {
     pub grace_period: Duration,
 }
 
-/// Deployment environment, as the original's `APP_ENV`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// JSON log lines.
-    Production,
-    /// Human-readable log lines.
-    Development,
+impl ServeArgs {
+    /// The address to listen on: `--port`, else the role's `default_port`.
+    pub fn listen_addr(&self, default_port: u16) -> SocketAddr {
+        SocketAddr::new(self.host, self.port.unwrap_or(default_port))
+    }
 }
 
-impl Environment {
-    /// The name as it appears in JSON and `APP_ENV`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Production => "production",
-            Environment::Development => "development",
+impl CommonArgs {
+    /// Validated shared settings. `redis_required` is false only for `svc all`, which
+    /// falls back to the embedded store when no Redis is named.
+    pub fn settings(&self, redis_required: bool) -> Result<Settings, ConfigError> {
+        let store = match (&self.redis_url, &self.redis_host) {
+            (Some(url), _) => StoreSettings::Redis(RedisSettings::from_url(url.expose())?),
+            (None, host) if host.is_some() || redis_required => {
+                let host = host.clone().unwrap_or_else(|| "localhost".into());
+                if host.is_empty() {
+                    return Err(invalid("REDIS_HOST", "empty host"));
+                }
+                StoreSettings::Redis(RedisSettings {
+                    db: self.redis_db,
+                    password: self
+                        .redis_password
+                        .clone()
+                        .filter(|p| !p.expose().is_empty()),
+                    ..RedisSettings::new(host, self.redis_port)
+                })
+            }
+            (None, _) => StoreSettings::Memory,
+        };
+        Settings {
+            environment: self.environment,
+            store,
+            key_prefix: self.key_prefix.clone(),
+            ready_without_store: self.ready_without_redis,
+            store_check_period: Duration::from_secs(1),
+            drain_delay: self.drain_delay,
+            grace_period: self.grace_period,
+            log_level: self.log_level.clone(),
         }
+        .validate()
+    }
+}
+
+impl WorkerFlags {
+    /// The worker's config; `gateway_url` and `dashboard_url` are where `health_check`
+    /// probes.
+    pub fn config(
+        &self,
+        gateway_url: url::Url,
+        dashboard_url: url::Url,
+    ) -> Result<worker::WorkerConfig, ConfigError> {
+        worker::WorkerConfig {
+            interval: self.interval,
+            gateway_url: service_url("API_GATEWAY_URL", gateway_url)?,
+            dashboard_url: service_url("DASHBOARD_URL", dashboard_url)?,
+            visibility_timeout: self.visibility_timeout,
+            max_attempts: self.max_attempts,
+            concurrency: self.concurrency,
+        }
+        .validate()
+    }
+}
+
+impl DashboardArgs {
+    /// The dashboard's config.
+    pub fn config(&self) -> Result<dashboard::Config, ConfigError> {
+        dashboard::Config::new(
+            service_url("API_GATEWAY_URL", self.gateway_url.clone())?,
+            service_url("WORKER_SERVICE_URL", self.worker_url.clone())?,
+            self.refresh,
+        )
+    }
+}
+
+impl AllArgs {
+    /// The ports of the roles.
+    pub fn ports(&self) -> all::Ports {
+        all::Ports {
+            gateway: self.gateway_port,
+            worker: self.worker_port,
+            dashboard: self.dashboard_port,
+        }
+    }
+
+    /// The config of `svc all`: its roles watch each other on loopback.
+    pub fn config(&self, ports: all::Ports) -> Result<all::Config, ConfigError> {
+        let url = |port: u16| {
+            url::Url::parse(&format!(
+                "http://{}",
+                SocketAddr::new(all::watch_host(self.host), port)
+            ))
+            .map_err(|e| invalid("HOST", e.to_string()))
+        };
+        Ok(all::Config {
+            worker: self
+                .worker
+                .config(url(ports.gateway)?, url(ports.dashboard)?)?,
+            dashboard: dashboard::Config::new(
+                url(ports.gateway)?,
+                url(ports.worker)?,
+                self.refresh,
+            )?,
+        })
     }
 }

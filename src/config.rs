@@ -1,14 +1,32 @@
-//! Typed settings built from the parsed flags, validated before anything binds.
+//! Typed settings, validated before anything binds. A leaf: the command line builds
+//! these, every other module reads them, and this module imports none of them.
 //! Secrets are wrapped in [`Secret`] so no `Debug`, `Display` or log line can show them.
 
 use std::convert::Infallible;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::cli::{CommonArgs, Environment, WorkerFlags};
-use crate::roles::worker::WorkerConfig;
+/// Deployment environment, as the original's `APP_ENV`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// JSON log lines.
+    Production,
+    /// Human-readable log lines.
+    Development,
+}
+
+impl Environment {
+    /// The name as it appears in JSON and `APP_ENV`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Development => "development",
+        }
+    }
+}
 
 /// A value that must never be printed: its `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -164,6 +182,8 @@ pub struct Settings {
     pub drain_delay: Duration,
     /// After the drain delay: how long in-flight work may take.
     pub grace_period: Duration,
+    /// Log level or filter (`RUST_LOG`, when set, wins).
+    pub log_level: String,
 }
 
 impl Settings {
@@ -177,105 +197,77 @@ impl Settings {
             store_check_period: Duration::from_secs(1),
             drain_delay: Duration::ZERO,
             grace_period: Duration::from_secs(5),
+            log_level: "info".into(),
         }
     }
 
-    /// Validates the shared flags. `redis_required` is false only for `svc all`, which
-    /// falls back to the embedded store when no Redis is named.
-    pub fn from_args(args: &CommonArgs, redis_required: bool) -> Result<Self, ConfigError> {
-        let store = match (&args.redis_url, &args.redis_host) {
-            (Some(url), _) => StoreSettings::Redis(RedisSettings::from_url(url.expose())?),
-            (None, host) if host.is_some() || redis_required => {
-                let host = host.clone().unwrap_or_else(|| "localhost".into());
-                if host.is_empty() {
-                    return Err(ConfigError::Invalid {
-                        flag: "REDIS_HOST",
-                        reason: "empty host".into(),
-                    });
-                }
-                StoreSettings::Redis(RedisSettings {
-                    db: args.redis_db,
-                    password: args
-                        .redis_password
-                        .clone()
-                        .filter(|p| !p.expose().is_empty()),
-                    ..RedisSettings::new(host, args.redis_port)
-                })
-            }
-            (None, _) => StoreSettings::Memory,
-        };
-        if let StoreSettings::Redis(redis) = &store
+    /// Checks what the shared flags cannot check alone.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        if let StoreSettings::Redis(redis) = &self.store
             && redis.db < 0
         {
-            return Err(ConfigError::Invalid {
-                flag: "REDIS_DB",
-                reason: format!("{} is negative", redis.db),
-            });
+            return Err(invalid("REDIS_DB", format!("{} is negative", redis.db)));
         }
-        if args.key_prefix.contains(char::is_whitespace) {
-            return Err(ConfigError::Invalid {
-                flag: "KEY_PREFIX",
-                reason: "must not contain white space".into(),
-            });
+        if self.key_prefix.contains(char::is_whitespace) {
+            return Err(invalid("KEY_PREFIX", "must not contain white space"));
         }
-        Ok(Settings {
-            environment: args.environment,
-            store,
-            key_prefix: args.key_prefix.clone(),
-            ready_without_store: args.ready_without_redis,
-            store_check_period: Duration::from_secs(1),
-            drain_delay: args.drain_delay,
-            grace_period: args.grace_period,
-        })
+        within("DRAIN_DELAY", self.drain_delay, SHUTDOWN_RANGE)?;
+        within("GRACE_PERIOD", self.grace_period, SHUTDOWN_RANGE)?;
+        Ok(self)
     }
 }
 
-/// Validates the worker flags; `gateway_url` and `dashboard_url` are where
-/// `health_check` probes.
-pub fn worker_config(
-    flags: &WorkerFlags,
-    gateway_url: url::Url,
-    dashboard_url: url::Url,
-) -> Result<WorkerConfig, ConfigError> {
-    let invalid = |flag, reason: &str| {
-        Err(ConfigError::Invalid {
+/// What a drain delay or grace period may be: a pod's termination grace period is
+/// rarely above a few minutes, and an hour bounds every wait built on them.
+pub const SHUTDOWN_RANGE: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(3600);
+
+/// A `ConfigError::Invalid` for `flag`.
+pub fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+/// `value` when it lies in `range`, else a usage error naming `flag`.
+pub fn within(
+    flag: &'static str,
+    value: Duration,
+    range: RangeInclusive<Duration>,
+) -> Result<Duration, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
             flag,
-            reason: reason.to_owned(),
-        })
-    };
-    if flags.interval < Duration::from_millis(100) {
-        return invalid("WORKER_INTERVAL", "must be at least 100ms");
+            format!(
+                "{} is not between {} and {}",
+                humantime::format_duration(value),
+                humantime::format_duration(*range.start()),
+                humantime::format_duration(*range.end())
+            ),
+        ))
     }
-    if flags.visibility_timeout < Duration::from_millis(100) {
-        return invalid("VISIBILITY_TIMEOUT", "must be at least 100ms");
-    }
-    if flags.max_attempts == 0 {
-        return invalid("MAX_ATTEMPTS", "must be at least 1");
-    }
-    if !(1..=1024).contains(&flags.concurrency) {
-        return invalid("WORKER_CONCURRENCY", "must be between 1 and 1024");
-    }
-    for (flag, url) in [
-        ("API_GATEWAY_URL", &gateway_url),
-        ("DASHBOARD_URL", &dashboard_url),
-    ] {
-        if url.scheme() != "http" {
-            return invalid(flag, "must be an http:// URL");
-        }
-    }
-    Ok(WorkerConfig {
-        interval: flags.interval,
-        gateway_url,
-        dashboard_url,
-        visibility_timeout: flags.visibility_timeout,
-        max_attempts: flags.max_attempts,
-        concurrency: flags.concurrency,
-    })
 }
 
-/// The address a single-role process listens on.
-pub fn listen_addr(host: IpAddr, port: Option<u16>, default_port: u16) -> SocketAddr {
-    SocketAddr::new(host, port.unwrap_or(default_port))
+/// The base URL of a service this one probes (`API_GATEWAY_URL`, ...): plain http to a
+/// host, with no credentials, since it is logged and shown on the page. One rule for
+/// every role that probes.
+pub fn service_url(flag: &'static str, url: url::Url) -> Result<url::Url, ConfigError> {
+    if url.scheme() != "http"
+        || url.host_str().is_none_or(str::is_empty)
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        let mut shown = url;
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("");
+        return Err(invalid(
+            flag,
+            format!("{shown} is not an http://host[:port] URL without credentials"),
+        ));
+    }
+    Ok(url)
 }
 
 #[cfg(test)]

@@ -1,13 +1,21 @@
 //! Jobs: what the gateway enqueues and the workers run.
 //!
 //! A job is submitted as JSON `{"type": "<task type>", ...params}`; unknown types,
-//! unknown fields and wrong parameter types are rejected before anything is enqueued.
-//! Its record (state, attempts, timings, result or error) lives in the store under its
-//! id for [`RECORD_TTL`], so `GET /api/jobs/{id}` can answer after the job is done.
+//! unknown fields and out-of-range parameters are rejected before anything is enqueued
+//! ([`JobSpec::parse_submission`]). Its record (state, attempts, timings, result or
+//! error) lives in the store under its id for [`RECORD_TTL`], so `GET /api/jobs/{id}` can
+//! answer after the job is done.
+//!
+//! Records are read leniently, because replicas of two versions share one store during
+//! a rolling update: fields this build does not know are kept and written back as they
+//! were. The parameters are checked with the same rules as a submission, and the types
+//! that carry them ([`DataSize`], [`HoldMs`]) cannot hold a value outside those rules,
+//! so nothing read from the store can make a worker allocate or wait without bound.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// How long a job record is kept after its last update.
 pub const RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -15,6 +23,8 @@ pub const RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_DATA_SIZE: u32 = 5_000_000;
 /// `data_processing` size when none is given.
 pub const DEFAULT_DATA_SIZE: u32 = 100_000;
+/// Longest `hold_ms` accepted: one minute.
+pub const MAX_HOLD_MS: u32 = 60_000;
 
 /// The four task types of the original system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,6 +58,86 @@ impl TaskType {
             TaskType::MetricsCollection => "metrics_collection",
         }
     }
+
+    /// The parameters a job of this type takes, besides `type`.
+    fn params(self) -> &'static [&'static str] {
+        match self {
+            TaskType::DataProcessing => &["size", "fail", "hold_ms"],
+            TaskType::Cleanup | TaskType::HealthCheck | TaskType::MetricsCollection => &[],
+        }
+    }
+}
+
+/// Items a `data_processing` job sorts: 1 to [`MAX_DATA_SIZE`], checked when parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u32")]
+pub struct DataSize(u32);
+
+impl DataSize {
+    /// The number of items.
+    pub fn get(self) -> usize {
+        // At most MAX_DATA_SIZE, so it fits every usize.
+        self.0 as usize
+    }
+}
+
+impl Default for DataSize {
+    fn default() -> Self {
+        DataSize(DEFAULT_DATA_SIZE)
+    }
+}
+
+impl TryFrom<u64> for DataSize {
+    type Error = String;
+    fn try_from(n: u64) -> Result<Self, String> {
+        match u32::try_from(n) {
+            Ok(n) if (1..=MAX_DATA_SIZE).contains(&n) => Ok(DataSize(n)),
+            _ => Err(format!(
+                "size must be between 1 and {MAX_DATA_SIZE}, not {n}"
+            )),
+        }
+    }
+}
+
+impl From<DataSize> for u32 {
+    fn from(size: DataSize) -> u32 {
+        size.0
+    }
+}
+
+/// How long a job holds its slot before finishing: 0 to [`MAX_HOLD_MS`] milliseconds.
+/// Slow work on demand, for demos and for tests that need a job of known length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u32")]
+pub struct HoldMs(u32);
+
+impl HoldMs {
+    /// The hold as a duration.
+    pub fn duration(self) -> Duration {
+        Duration::from_millis(u64::from(self.0))
+    }
+
+    fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl TryFrom<u64> for HoldMs {
+    type Error = String;
+    fn try_from(n: u64) -> Result<Self, String> {
+        match u32::try_from(n) {
+            Ok(n) if n <= MAX_HOLD_MS => Ok(HoldMs(n)),
+            _ => Err(format!(
+                "hold_ms must be between 0 and {MAX_HOLD_MS}, not {n}"
+            )),
+        }
+    }
+}
+
+impl From<HoldMs> for u32 {
+    fn from(hold: HoldMs) -> u32 {
+        hold.0
+    }
 }
 
 /// What to run: the task type and its parameters.
@@ -56,13 +146,16 @@ impl TaskType {
 pub enum JobSpec {
     /// Hash `size` pseudo-random numbers and sort them.
     DataProcessing {
-        /// Number of items, 1 to [`MAX_DATA_SIZE`].
-        #[serde(default = "default_size")]
-        size: u32,
+        /// Number of items.
+        #[serde(default)]
+        size: DataSize,
         /// Fail every attempt with this message: exercises retries and the
         /// dead-letter stream.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fail: Option<String>,
+        /// Hold the slot this long after the work (slow work on demand).
+        #[serde(default, skip_serializing_if = "HoldMs::is_zero")]
+        hold_ms: HoldMs,
     },
     /// Apply retention.
     Cleanup {},
@@ -72,17 +165,19 @@ pub enum JobSpec {
     MetricsCollection {},
 }
 
-fn default_size() -> u32 {
-    DEFAULT_DATA_SIZE
-}
-
 impl JobSpec {
+    /// Parses a `POST /api/jobs` body: strict, every field known and in range.
+    pub fn parse_submission(body: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    }
+
     /// The spec a scheduler tick enqueues for `task`.
     pub fn periodic(task: TaskType) -> Self {
         match task {
             TaskType::DataProcessing => JobSpec::DataProcessing {
-                size: DEFAULT_DATA_SIZE,
+                size: DataSize::default(),
                 fail: None,
+                hold_ms: HoldMs::default(),
             },
             TaskType::Cleanup => JobSpec::Cleanup {},
             TaskType::HealthCheck => JobSpec::HealthCheck {},
@@ -99,16 +194,6 @@ impl JobSpec {
             JobSpec::MetricsCollection {} => TaskType::MetricsCollection,
         }
     }
-
-    /// Checks the parameters' ranges (their types are checked when parsing).
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            JobSpec::DataProcessing { size, .. } if *size == 0 || *size > MAX_DATA_SIZE => Err(
-                format!("size must be between 1 and {MAX_DATA_SIZE}, not {size}"),
-            ),
-            _ => Ok(()),
-        }
-    }
 }
 
 /// Where a job is in its life.
@@ -123,12 +208,13 @@ pub enum JobState {
     Done,
     /// The last attempt failed; it will be delivered again.
     Failed,
-    /// Failed too often; it is in the dead-letter stream.
+    /// Failed too often, or could not be read; it is in the dead-letter stream.
     Dead,
 }
 
 /// Everything known about one job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredRecord")]
 pub struct JobRecord {
     /// Unique id.
     pub id: String,
@@ -155,10 +241,73 @@ pub struct JobRecord {
     pub worker: Option<String>,
     /// What the task returned.
     #[serde(default)]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<Value>,
     /// Why the last attempt failed.
     #[serde(default)]
     pub error: Option<String>,
+    /// Fields this build does not know (written by another version): kept as they are.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A record as stored: the fields every version shares, and the rest, from which the
+/// spec is taken with the submission's rules and the unknown fields are kept.
+#[derive(Deserialize)]
+struct StoredRecord {
+    id: String,
+    state: JobState,
+    attempts: u32,
+    created_at: f64,
+    #[serde(default)]
+    scheduled_for: Option<f64>,
+    #[serde(default)]
+    started_at: Option<f64>,
+    #[serde(default)]
+    finished_at: Option<f64>,
+    #[serde(default)]
+    worker: Option<String>,
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+impl TryFrom<StoredRecord> for JobRecord {
+    type Error = String;
+
+    fn try_from(stored: StoredRecord) -> Result<Self, String> {
+        let mut rest = stored.rest;
+        let task: TaskType = rest
+            .get("type")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| format!("type: {e}"))?
+            .ok_or("no type")?;
+        let mut spec = Map::new();
+        for name in std::iter::once("type").chain(task.params().iter().copied()) {
+            if let Some(value) = rest.remove(name) {
+                spec.insert(name.to_owned(), value);
+            }
+        }
+        let spec = serde_json::from_value(Value::Object(spec)).map_err(|e| e.to_string())?;
+        Ok(JobRecord {
+            id: stored.id,
+            spec,
+            state: stored.state,
+            attempts: stored.attempts,
+            created_at: stored.created_at,
+            scheduled_for: stored.scheduled_for,
+            started_at: stored.started_at,
+            finished_at: stored.finished_at,
+            worker: stored.worker,
+            result: stored.result,
+            error: stored.error,
+            other: rest,
+        })
+    }
 }
 
 impl JobRecord {
@@ -176,8 +325,30 @@ impl JobRecord {
             worker: None,
             result: None,
             error: None,
+            other: Map::new(),
         }
     }
+
+    /// Reads a stored record; the error says why it cannot be run.
+    pub fn decode(raw: &str) -> Result<Self, String> {
+        serde_json::from_str(raw).map_err(|e| e.to_string())
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> String {
+        // A record is a map of strings, numbers and JSON values: it always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Marks a stored record that cannot be run as dead with `reason`, keeping every
+/// field it has; `None` when it is not even a JSON object (it is then left as it is).
+pub fn mark_dead(raw: &str, reason: &str, now: f64) -> Option<String> {
+    let mut record: Map<String, Value> = serde_json::from_str(raw).ok()?;
+    record.insert("state".into(), "dead".into());
+    record.insert("error".into(), reason.into());
+    record.insert("finished_at".into(), now.into());
+    serde_json::to_string(&record).ok()
 }
 
 #[cfg(test)]
@@ -185,7 +356,7 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Result<JobSpec, String> {
-        serde_json::from_str::<JobSpec>(json).map_err(|e| e.to_string())
+        JobSpec::parse_submission(json.as_bytes())
     }
 
     #[test]
@@ -193,30 +364,31 @@ mod tests {
         assert_eq!(
             parse(r#"{"type":"data_processing"}"#),
             Ok(JobSpec::DataProcessing {
-                size: DEFAULT_DATA_SIZE,
-                fail: None
+                size: DataSize(DEFAULT_DATA_SIZE),
+                fail: None,
+                hold_ms: HoldMs(0),
             })
         );
         assert_eq!(parse(r#"{"type":"cleanup"}"#), Ok(JobSpec::Cleanup {}));
     }
 
     #[test]
-    fn bad_specs_are_rejected() {
+    fn bad_submissions_are_rejected() {
         for bad in [
             r#"{"type":"mine_bitcoin"}"#,
             r#"{"type":"data_processing","size":"big"}"#,
             r#"{"type":"data_processing","size":-1}"#,
+            r#"{"type":"data_processing","size":0}"#,
+            r#"{"type":"data_processing","size":5000001}"#,
+            r#"{"type":"data_processing","size":4294967295}"#,
+            r#"{"type":"data_processing","hold_ms":60001}"#,
             r#"{"type":"cleanup","extra":1}"#,
+            r#"{"type":"cleanup","size":1}"#,
             r#"{"size":10}"#,
             r#"[]"#,
         ] {
             assert!(parse(bad).is_err(), "{bad} parsed");
         }
-        let too_big = JobSpec::DataProcessing {
-            size: MAX_DATA_SIZE + 1,
-            fail: None,
-        };
-        assert!(too_big.validate().is_err());
     }
 
     #[test]
@@ -225,7 +397,41 @@ mod tests {
         let json = serde_json::to_value(&record).expect("serialize");
         assert_eq!(json["type"], "health_check");
         assert_eq!(json["state"], "queued");
-        let back: JobRecord = serde_json::from_value(json).expect("deserialize");
-        assert_eq!(back, record);
+        assert_eq!(JobRecord::decode(&record.encode()), Ok(record));
+    }
+
+    #[test]
+    fn records_of_another_version_keep_their_fields() {
+        let raw = r#"{"id":"a","type":"data_processing","size":10,"priority":"high",
+                      "state":"queued","attempts":0,"created_at":1.0,"trace":{"x":1}}"#;
+        let record = JobRecord::decode(raw).expect("lenient");
+        assert_eq!(record.spec.task_type(), TaskType::DataProcessing);
+        let written: Value = serde_json::from_str(&record.encode()).expect("json");
+        assert_eq!(written["priority"], "high");
+        assert_eq!(written["trace"]["x"], 1);
+        assert_eq!(written["size"], 10);
+    }
+
+    #[test]
+    fn records_are_held_to_the_submission_rules() {
+        for bad in [
+            r#"{"id":"a","type":"data_processing","size":4294967295,"state":"queued","attempts":0,"created_at":1}"#,
+            r#"{"id":"a","type":"teleport","state":"queued","attempts":0,"created_at":1}"#,
+            r#"{"id":"a","state":"queued","attempts":0,"created_at":1}"#,
+            r#"{"id":"a","type":"cleanup","state":"paused","attempts":0,"created_at":1}"#,
+            r#"not json"#,
+        ] {
+            assert!(JobRecord::decode(bad).is_err(), "{bad} decoded");
+        }
+    }
+
+    #[test]
+    fn a_dead_mark_keeps_the_record() {
+        let marked =
+            mark_dead(r#"{"id":"a","size":4294967295}"#, "size too big", 2.0).expect("an object");
+        let v: Value = serde_json::from_str(&marked).expect("json");
+        assert_eq!(v["state"], "dead");
+        assert_eq!(v["size"], 4_294_967_295u64);
+        assert_eq!(mark_dead("[1]", "x", 2.0), None);
     }
 }

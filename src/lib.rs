@@ -8,19 +8,22 @@
 //! start any role in-process on a port of their own.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod healthcheck;
 pub mod http;
 pub mod jobs;
 pub mod presence;
+pub mod probe;
 pub mod roles;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 
 use std::future::Future;
 
-use cli::CommonArgs;
 use config::{ConfigError, Settings};
+use tokio_util::sync::CancellationToken;
 
 use store::SharedStore;
 
@@ -45,6 +48,9 @@ pub enum Error {
     /// Process set-up (signal handlers, logger) failed.
     #[error("{0}")]
     Startup(String),
+    /// A second signal arrived during the drain: exit code 130.
+    #[error("second signal: exited without draining")]
+    Interrupted,
 }
 
 impl Error {
@@ -52,6 +58,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => 64,
+            Error::Interrupted => 130,
             _ => 1,
         }
     }
@@ -66,7 +73,9 @@ pub struct Launch {
     pub store: SharedStore,
     /// Resolves on SIGTERM or SIGINT.
     pub shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
-    /// Keeps the log writer alive; dropped last.
+    /// Cancelled on a second signal: stop at once.
+    pub forced: CancellationToken,
+    /// Keeps the log writer alive; dropped last, which flushes it.
     pub logs: telemetry::LogGuard,
 }
 
@@ -74,10 +83,10 @@ impl Launch {
     /// Sets the process up for a role with validated `settings`: logger, signal
     /// handlers, store. Called after binding, so a taken port is reported before
     /// anything else happens.
-    pub fn start(settings: Settings, args: &CommonArgs) -> Result<Self, Error> {
-        let logs =
-            telemetry::init_logs(settings.environment, &args.log_level).map_err(Error::Startup)?;
-        let shutdown = http::shutdown::signal()
+    pub fn start(settings: Settings) -> Result<Self, Error> {
+        let logs = telemetry::init_logs(settings.environment, &settings.log_level)
+            .map_err(Error::Startup)?;
+        let (shutdown, forced) = http::shutdown::signal()
             .map_err(|e| Error::Startup(format!("cannot install signal handlers: {e}")))?;
         let store = store::open(&settings.store, &settings.key_prefix)?;
         tracing::info!(store = %describe(&settings), version = env!("CARGO_PKG_VERSION"), "starting");
@@ -85,8 +94,20 @@ impl Launch {
             settings,
             store,
             shutdown: Box::pin(shutdown),
+            forced,
             logs,
         })
+    }
+}
+
+/// Runs `role` until it ends, or until a second signal (`forced`) cuts the drain short.
+pub async fn until_forced<F>(forced: CancellationToken, role: F) -> Result<(), Error>
+where
+    F: Future<Output = Result<(), http::ServeError>>,
+{
+    tokio::select! {
+        result = role => result.map_err(Error::from),
+        () = forced.cancelled() => Err(Error::Interrupted),
     }
 }
 

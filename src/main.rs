@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use clap::error::ErrorKind;
 use svc::cli::{Cli, Role, ServeArgs};
-use svc::config::{Settings, listen_addr, worker_config};
+use svc::config::Settings;
 use svc::roles::{all, dashboard, gateway, load, worker};
-use svc::{Error, Launch, http};
+use svc::{Error, Launch, http, until_forced};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -50,56 +50,74 @@ async fn run(role: Role) -> Result<(), Error> {
     match role {
         Role::Gateway(args) => {
             let (launch, listener) = start(&args, gateway::DEFAULT_PORT)?;
-            gateway::run(&launch.settings, launch.store, listener, launch.shutdown).await?;
+            let Launch {
+                settings,
+                store,
+                shutdown,
+                forced,
+                logs: _logs,
+            } = launch;
+            until_forced(forced, gateway::run(&settings, store, listener, shutdown)).await
         }
         Role::Worker(args) => {
-            let config = worker_config(&args.worker, args.gateway_url, args.dashboard_url)?;
+            let config = args
+                .worker
+                .config(args.gateway_url.clone(), args.dashboard_url.clone())?;
             let (launch, listener) = start(&args.serve, worker::DEFAULT_PORT)?;
-            worker::run(
-                &launch.settings,
-                &config,
-                launch.store,
-                listener,
-                launch.shutdown,
+            let Launch {
+                settings,
+                store,
+                shutdown,
+                forced,
+                logs: _logs,
+            } = launch;
+            until_forced(
+                forced,
+                worker::run(&settings, &config, store, listener, shutdown),
             )
-            .await?;
+            .await
         }
         Role::Dashboard(args) => {
-            let config = dashboard::Config::new(args.gateway_url, args.worker_url, args.refresh)?;
+            let config = args.config()?;
             let (launch, listener) = start(&args.serve, dashboard::DEFAULT_PORT)?;
-            dashboard::run(
-                &launch.settings,
-                &config,
-                launch.store,
-                listener,
-                launch.shutdown,
+            let Launch {
+                settings,
+                store,
+                shutdown,
+                forced,
+                logs: _logs,
+            } = launch;
+            until_forced(
+                forced,
+                dashboard::run(&settings, &config, store, listener, shutdown),
             )
-            .await?;
+            .await
         }
         Role::All(args) => {
-            let settings = Settings::from_args(&args.common, false)?;
-            let ports = all::Ports {
-                gateway: args.gateway_port,
-                worker: args.worker_port,
-                dashboard: args.dashboard_port,
-            };
-            let config = all::Config::new(args.host, ports, &args.worker, args.refresh)?;
+            let settings = args.common.settings(false)?;
+            let ports = args.ports();
+            // Validated before binding, then built from the ports actually bound.
+            args.config(ports)?;
             let listeners = all::Listeners {
                 gateway: http::bind((args.host, ports.gateway).into())?,
                 worker: http::bind((args.host, ports.worker).into())?,
                 dashboard: http::bind((args.host, ports.dashboard).into())?,
             };
-            let launch = Launch::start(settings, &args.common)?;
-            all::run(
-                &launch.settings,
-                &config,
-                launch.store,
-                listeners,
-                launch.shutdown,
+            let config = args.config(listeners.ports().map_err(http::ServeError::Io)?)?;
+            let Launch {
+                settings,
+                store,
+                shutdown,
+                forced,
+                logs: _logs,
+            } = Launch::start(settings)?;
+            until_forced(
+                forced,
+                all::run(&settings, &config, store, listeners, shutdown),
             )
-            .await?;
+            .await
         }
-        Role::Healthcheck(args) => svc::healthcheck::check(&args.url, args.timeout).await?,
+        Role::Healthcheck(args) => Ok(svc::healthcheck::check(&args.url, args.timeout).await?),
         Role::Load(args) => {
             let report = load::run(load::LoadConfig {
                 url: args.url,
@@ -115,16 +133,16 @@ async fn run(role: Role) -> Result<(), Error> {
             if report.ok == 0 {
                 return Err(Error::Load("no request succeeded".into()));
             }
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// Validates a single-role command's flags, binds its port (`default_port` unless one
 /// is given), then sets the process up: a bad flag or a taken port is reported before
 /// anything else happens.
 fn start(args: &ServeArgs, default_port: u16) -> Result<(Launch, TcpListener), Error> {
-    let settings = Settings::from_args(&args.common, true)?;
-    let listener = http::bind(listen_addr(args.host, args.port, default_port))?;
-    Ok((Launch::start(settings, &args.common)?, listener))
+    let settings: Settings = args.common.settings(true)?;
+    let listener = http::bind(args.listen_addr(default_port))?;
+    Ok((Launch::start(settings)?, listener))
 }

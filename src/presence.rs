@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::http::{Health, unix_now};
+use crate::clock::unix_now;
+use crate::service::Role;
 use crate::store::{Instance, SharedStore};
 
 /// How often an instance announces itself.
@@ -29,14 +30,14 @@ pub fn instance_id() -> String {
 }
 
 /// The announcement of `role` serving on `addr`.
-pub fn describe(role: &str, addr: SocketAddr) -> Instance {
+pub fn describe(role: Role, addr: SocketAddr) -> Instance {
     // A pod's IP (from the downward API) says more than the 0.0.0.0 it listens on.
     let host = std::env::var("POD_IP")
         .ok()
         .filter(|ip| !ip.is_empty())
         .unwrap_or_else(|| addr.ip().to_string());
     Instance {
-        role: role.to_owned(),
+        role,
         id: instance_id(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: unix_now(),
@@ -57,35 +58,4 @@ pub fn spawn_heartbeat(store: SharedStore, instance: Instance) -> tokio::task::J
             }
         }
     })
-}
-
-/// What every serving role runs beside its routes: the store check behind its
-/// readiness and its heartbeat. Both stop when this is dropped.
-pub struct Upkeep {
-    checker: tokio::task::JoinHandle<()>,
-    heartbeat: tokio::task::JoinHandle<()>,
-}
-
-impl Upkeep {
-    /// Starts checking `store` for `health` every `check_period` (mirrored in the
-    /// `gauge` metric) and announcing `instance`.
-    pub fn start(
-        health: &Health,
-        store: &SharedStore,
-        check_period: Duration,
-        gauge: &'static str,
-        instance: Instance,
-    ) -> Self {
-        Upkeep {
-            checker: health.spawn_store_check(store.clone(), check_period, gauge),
-            heartbeat: spawn_heartbeat(store.clone(), instance),
-        }
-    }
-}
-
-impl Drop for Upkeep {
-    fn drop(&mut self) {
-        self.checker.abort();
-        self.heartbeat.abort();
-    }
 }

@@ -2,60 +2,68 @@
 //!
 //! Logs: `tracing`, as JSON lines in production and readable text in development,
 //! written by a background thread so a slow terminal or log pipe never stalls a request.
-//! Metrics: one global Prometheus recorder; every metric name is a constant in
-//! [`names`], described once (HELP text and unit) in [`describe`].
+//! Metrics: one global Prometheus recorder; every metric is declared once in [`metric`]
+//! (name, kind, unit, HELP text and, for histograms, buckets), plus the process metrics
+//! (CPU, memory, open files, start time) that the replaced system exported.
 
 use std::sync::OnceLock;
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::Environment;
+use crate::config::Environment;
 
-/// Metric names. They are fixed by the system this one replaces: dashboards and alerts
-/// depend on them, so they never change.
-pub mod names {
-    /// Gateway HTTP requests by `method`, `endpoint` (route pattern) and `status`.
-    pub const GATEWAY_REQUESTS: &str = "api_gateway_requests_total";
-    /// Gateway request latency by `method` and `endpoint`.
-    pub const GATEWAY_REQUEST_DURATION: &str = "api_gateway_request_duration_seconds";
-    /// Gateway requests being served right now.
-    pub const GATEWAY_IN_PROGRESS: &str = "api_gateway_requests_in_progress";
-    /// 1 when the gateway's last store check succeeded, else 0.
-    pub const GATEWAY_REDIS_STATUS: &str = "api_gateway_redis_connection_status";
+/// What kind of value a metric is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution, in the given buckets.
+    Histogram(&'static [f64]),
+}
 
-    /// Jobs a worker finished, by `task_type` and `status` (`success` or `failure`).
-    pub const WORKER_TASKS: &str = "worker_tasks_processed_total";
-    /// Jobs a worker is running right now.
-    pub const WORKER_IN_PROGRESS: &str = "worker_tasks_in_progress";
-    /// 1 when the worker's last store check succeeded, else 0.
-    pub const WORKER_REDIS_STATUS: &str = "worker_redis_connection_status";
-    /// Unix seconds when this worker last finished a job.
-    pub const WORKER_LAST_TASK: &str = "worker_last_task_timestamp";
-    /// Queue entries not delivered yet (cluster-wide, as this worker last saw it).
-    pub const WORKER_QUEUE_DEPTH: &str = "worker_queue_depth";
-    /// Queue entries delivered and not finished (cluster-wide).
-    pub const WORKER_QUEUE_PENDING: &str = "worker_queue_pending";
-    /// Jobs this worker took over from a consumer that did not finish them.
-    pub const WORKER_REDELIVERIES: &str = "worker_queue_redeliveries_total";
-    /// Jobs this worker moved to the dead-letter stream.
-    pub const WORKER_DEAD_LETTERED: &str = "worker_queue_dead_lettered_total";
-    /// Run time of one job attempt, by `task_type`.
-    pub const WORKER_JOB_DURATION: &str = "worker_job_duration_seconds";
-    /// How late a scheduler tick ran after its planned time.
-    pub const WORKER_SCHEDULE_LAG: &str = "worker_schedule_lag_seconds";
-    /// Dashboard HTTP requests by `method`, `endpoint` (route pattern) and `status`.
-    pub const DASHBOARD_REQUESTS: &str = "dashboard_requests_total";
-    /// Dashboard request latency by `method` and `endpoint`.
-    pub const DASHBOARD_REQUEST_DURATION: &str = "dashboard_request_duration_seconds";
-    /// Dashboard requests being served right now.
-    pub const DASHBOARD_IN_PROGRESS: &str = "dashboard_requests_in_progress";
-    /// 1 when the dashboard's last store check succeeded, else 0.
-    pub const DASHBOARD_REDIS_STATUS: &str = "dashboard_redis_connection_status";
-    /// Probes the dashboard made, by `service` and `result` (healthy, degraded, down).
-    pub const DASHBOARD_PROBES: &str = "dashboard_probes_total";
+/// One metric: everything said about it, in one place.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// Its name, fixed by the system this one replaces where it had it.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// Its unit, if it has one.
+    pub unit: Option<Unit>,
+    /// The HELP text.
+    pub help: &'static str,
+}
+
+const fn counter(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Counter,
+        unit: None,
+        help,
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Gauge,
+        unit: None,
+        help,
+    }
+}
+
+const fn seconds(name: &'static str, buckets: &'static [f64], help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Histogram(buckets),
+        unit: Some(Unit::Seconds),
+        help,
+    }
 }
 
 /// Upper bounds of the request-latency histogram buckets, in seconds: fine-grained
@@ -70,22 +78,157 @@ pub const JOB_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// The process-wide Prometheus recorder, installed on first use.
-pub fn metrics() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let builder = [
-            (names::GATEWAY_REQUEST_DURATION, LATENCY_BUCKETS),
-            (names::DASHBOARD_REQUEST_DURATION, LATENCY_BUCKETS),
-            (names::WORKER_SCHEDULE_LAG, LATENCY_BUCKETS),
-            (names::WORKER_JOB_DURATION, JOB_BUCKETS),
-        ]
-        .into_iter()
-        .fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
-            builder
-                .set_buckets_for_metric(Matcher::Full(name.into()), buckets)
-                .expect("bucket lists are not empty")
-        });
+/// Every metric of every role. Dashboards and alerts depend on the names: they never
+/// change.
+pub mod metric {
+    use super::{JOB_BUCKETS, LATENCY_BUCKETS, Metric, counter, gauge, seconds};
+
+    /// Gateway HTTP requests by `method`, `endpoint` (route pattern) and `status`.
+    pub const GATEWAY_REQUESTS: Metric = counter(
+        "api_gateway_requests_total",
+        "Total HTTP requests handled by the API gateway",
+    );
+    /// Gateway request latency by `method` and `endpoint`.
+    pub const GATEWAY_REQUEST_DURATION: Metric = seconds(
+        "api_gateway_request_duration_seconds",
+        LATENCY_BUCKETS,
+        "HTTP request latency of the API gateway",
+    );
+    /// Gateway requests being served right now.
+    pub const GATEWAY_IN_PROGRESS: Metric = gauge(
+        "api_gateway_requests_in_progress",
+        "HTTP requests the API gateway is serving now",
+    );
+    /// 1 when the gateway's last store check succeeded, else 0.
+    pub const GATEWAY_REDIS_STATUS: Metric = gauge(
+        "api_gateway_redis_connection_status",
+        "Redis connection status of the API gateway (1 connected, 0 not)",
+    );
+
+    /// Jobs a worker finished, by `task_type` and `status` (`success` or `failure`).
+    pub const WORKER_TASKS: Metric = counter(
+        "worker_tasks_processed_total",
+        "Jobs finished by this worker, by task type and status",
+    );
+    /// Jobs a worker is running right now.
+    pub const WORKER_IN_PROGRESS: Metric = gauge(
+        "worker_tasks_in_progress",
+        "Jobs this worker is running now",
+    );
+    /// 1 when the worker's last store check succeeded, else 0.
+    pub const WORKER_REDIS_STATUS: Metric = gauge(
+        "worker_redis_connection_status",
+        "Redis connection status of the worker (1 connected, 0 not)",
+    );
+    /// Unix seconds when this worker last finished a job.
+    pub const WORKER_LAST_TASK: Metric = Metric {
+        unit: Some(metrics::Unit::Seconds),
+        ..gauge(
+            "worker_last_task_timestamp",
+            "Unix time this worker last finished a job",
+        )
+    };
+    /// Queue entries not delivered yet (cluster-wide, as this worker last saw it).
+    pub const WORKER_QUEUE_DEPTH: Metric = gauge(
+        "worker_queue_depth",
+        "Job-queue entries not yet delivered (cluster-wide)",
+    );
+    /// Queue entries delivered and not finished (cluster-wide).
+    pub const WORKER_QUEUE_PENDING: Metric = gauge(
+        "worker_queue_pending",
+        "Job-queue entries delivered and not finished (cluster-wide)",
+    );
+    /// Jobs this worker took over from a consumer that did not finish them.
+    pub const WORKER_REDELIVERIES: Metric = counter(
+        "worker_queue_redeliveries_total",
+        "Jobs taken over from a consumer that did not finish them",
+    );
+    /// Jobs this worker moved to the dead-letter stream.
+    pub const WORKER_DEAD_LETTERED: Metric = counter(
+        "worker_queue_dead_lettered_total",
+        "Jobs moved to the dead-letter stream",
+    );
+    /// Run time of one job attempt, by `task_type`.
+    pub const WORKER_JOB_DURATION: Metric = seconds(
+        "worker_job_duration_seconds",
+        JOB_BUCKETS,
+        "Run time of one job attempt",
+    );
+    /// How late a scheduler tick ran after its planned time.
+    pub const WORKER_SCHEDULE_LAG: Metric = seconds(
+        "worker_schedule_lag_seconds",
+        LATENCY_BUCKETS,
+        "Delay of a scheduler tick after its planned time",
+    );
+
+    /// Dashboard HTTP requests by `method`, `endpoint` (route pattern) and `status`.
+    pub const DASHBOARD_REQUESTS: Metric = counter(
+        "dashboard_requests_total",
+        "Total HTTP requests handled by the dashboard",
+    );
+    /// Dashboard request latency by `method` and `endpoint`.
+    pub const DASHBOARD_REQUEST_DURATION: Metric = seconds(
+        "dashboard_request_duration_seconds",
+        LATENCY_BUCKETS,
+        "HTTP request latency of the dashboard",
+    );
+    /// Dashboard requests being served right now.
+    pub const DASHBOARD_IN_PROGRESS: Metric = gauge(
+        "dashboard_requests_in_progress",
+        "HTTP requests the dashboard is serving now",
+    );
+    /// 1 when the dashboard's last store check succeeded, else 0.
+    pub const DASHBOARD_REDIS_STATUS: Metric = gauge(
+        "dashboard_redis_connection_status",
+        "Redis connection status of the dashboard (1 connected, 0 not)",
+    );
+    /// Probes the dashboard made, by `service` and `result` (healthy, degraded, down).
+    pub const DASHBOARD_PROBES: Metric = counter(
+        "dashboard_probes_total",
+        "Health probes the dashboard made of the other services, by result",
+    );
+
+    /// All of them.
+    pub const ALL: &[Metric] = &[
+        GATEWAY_REQUESTS,
+        GATEWAY_REQUEST_DURATION,
+        GATEWAY_IN_PROGRESS,
+        GATEWAY_REDIS_STATUS,
+        WORKER_TASKS,
+        WORKER_IN_PROGRESS,
+        WORKER_REDIS_STATUS,
+        WORKER_LAST_TASK,
+        WORKER_QUEUE_DEPTH,
+        WORKER_QUEUE_PENDING,
+        WORKER_REDELIVERIES,
+        WORKER_DEAD_LETTERED,
+        WORKER_JOB_DURATION,
+        WORKER_SCHEDULE_LAG,
+        DASHBOARD_REQUESTS,
+        DASHBOARD_REQUEST_DURATION,
+        DASHBOARD_IN_PROGRESS,
+        DASHBOARD_REDIS_STATUS,
+        DASHBOARD_PROBES,
+    ];
+}
+
+struct Recorder {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+fn recorder() -> &'static Recorder {
+    static RECORDER: OnceLock<Recorder> = OnceLock::new();
+    RECORDER.get_or_init(|| {
+        let mut builder = PrometheusBuilder::new();
+        for m in metric::ALL {
+            if let Kind::Histogram(buckets) = m.kind {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full(m.name.into()), buckets)
+                    // Never fails: every bucket list above is non-empty.
+                    .unwrap_or_else(|_| PrometheusBuilder::new());
+            }
+        }
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Fails only when another recorder is installed already, and then metrics
@@ -93,89 +236,33 @@ pub fn metrics() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was installed already");
         }
-        describe();
-        handle
+        for m in metric::ALL {
+            let name = m.name;
+            match (m.kind, m.unit) {
+                (Kind::Counter, Some(u)) => metrics::describe_counter!(name, u, m.help),
+                (Kind::Counter, None) => metrics::describe_counter!(name, m.help),
+                (Kind::Gauge, Some(u)) => metrics::describe_gauge!(name, u, m.help),
+                (Kind::Gauge, None) => metrics::describe_gauge!(name, m.help),
+                (Kind::Histogram(_), Some(u)) => metrics::describe_histogram!(name, u, m.help),
+                (Kind::Histogram(_), None) => metrics::describe_histogram!(name, m.help),
+            }
+        }
+        let process = metrics_process::Collector::default();
+        process.describe();
+        Recorder { handle, process }
     })
 }
 
-/// HELP text and unit of every metric, once.
-fn describe() {
-    use names::*;
-    describe_counter!(
-        GATEWAY_REQUESTS,
-        "Total HTTP requests handled by the API gateway"
-    );
-    describe_histogram!(
-        GATEWAY_REQUEST_DURATION,
-        Unit::Seconds,
-        "HTTP request latency of the API gateway"
-    );
-    describe_gauge!(
-        GATEWAY_IN_PROGRESS,
-        "HTTP requests the API gateway is serving now"
-    );
-    describe_gauge!(
-        GATEWAY_REDIS_STATUS,
-        "Redis connection status of the API gateway (1 connected, 0 not)"
-    );
-    describe_counter!(
-        WORKER_TASKS,
-        "Jobs finished by this worker, by task type and status"
-    );
-    describe_gauge!(WORKER_IN_PROGRESS, "Jobs this worker is running now");
-    describe_gauge!(
-        WORKER_REDIS_STATUS,
-        "Redis connection status of the worker (1 connected, 0 not)"
-    );
-    describe_gauge!(
-        WORKER_LAST_TASK,
-        Unit::Seconds,
-        "Unix time this worker last finished a job"
-    );
-    describe_gauge!(
-        WORKER_QUEUE_DEPTH,
-        "Job-queue entries not yet delivered (cluster-wide)"
-    );
-    describe_gauge!(
-        WORKER_QUEUE_PENDING,
-        "Job-queue entries delivered and not finished (cluster-wide)"
-    );
-    describe_counter!(
-        WORKER_REDELIVERIES,
-        "Jobs taken over from a consumer that did not finish them"
-    );
-    describe_counter!(WORKER_DEAD_LETTERED, "Jobs moved to the dead-letter stream");
-    describe_histogram!(
-        WORKER_JOB_DURATION,
-        Unit::Seconds,
-        "Run time of one job attempt"
-    );
-    describe_histogram!(
-        WORKER_SCHEDULE_LAG,
-        Unit::Seconds,
-        "Delay of a scheduler tick after its planned time"
-    );
-    describe_counter!(
-        DASHBOARD_REQUESTS,
-        "Total HTTP requests handled by the dashboard"
-    );
-    describe_histogram!(
-        DASHBOARD_REQUEST_DURATION,
-        Unit::Seconds,
-        "HTTP request latency of the dashboard"
-    );
-    describe_gauge!(
-        DASHBOARD_IN_PROGRESS,
-        "HTTP requests the dashboard is serving now"
-    );
-    describe_gauge!(
-        DASHBOARD_REDIS_STATUS,
-        "Redis connection status of the dashboard (1 connected, 0 not)"
-    );
-    describe_counter!(
-        DASHBOARD_PROBES,
-        "Health probes the dashboard made of the other services, by result"
-    );
+/// Installs the process-wide Prometheus recorder (once; later calls do nothing).
+pub fn install_metrics() {
+    recorder();
+}
+
+/// Every metric of this process in Prometheus text format, process metrics read now.
+pub fn render_metrics() -> String {
+    let recorder = recorder();
+    recorder.process.collect();
+    recorder.handle.render()
 }
 
 /// Keeps the log writer thread alive; drop it last so buffered lines are flushed.

@@ -19,7 +19,7 @@ pub enum ApiError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// The store is needed and unavailable.
+    /// The store is needed and unavailable, or holds what this build cannot read.
     #[error("{0}")]
     Store(#[from] StoreError),
     /// The service cannot take this now (e.g. a full queue); try again later.
@@ -32,6 +32,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Store(StoreError::Data { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -57,12 +58,22 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     )
 }
 
-/// Default service of a resource: 405 for a method it has no route for.
-pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    body(
+/// Default service of a resource: 405 for a method it has no route for, with the
+/// methods it has in `Allow`.
+pub async fn method_not_allowed(req: HttpRequest, allow: &'static str) -> HttpResponse {
+    let mut res = body(
         StatusCode::METHOD_NOT_ALLOWED,
-        &format!("method {} is not allowed on {}", req.method(), req.path()),
-    )
+        &format!(
+            "method {} is not allowed on {} (allowed: {allow})",
+            req.method(),
+            req.path()
+        ),
+    );
+    res.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    );
+    res
 }
 
 /// Turns every error response that is not JSON already (405 from a route table, 400

@@ -3,19 +3,21 @@
 //! - `/health/live` answers from memory only: a slow store never gets a pod restarted.
 //! - `/health/ready` reads flags kept by a background check that pings the store once
 //!   per period, so a storm of probes never becomes a storm of store round trips. It is
-//!   503 until the first check has run, while draining after a shutdown signal, and while
-//!   the store is unreachable (unless the role runs with `ready_without_store`).
+//!   503 until the first check has run, while draining after a shutdown signal, while
+//!   the store is unreachable (unless the role runs with `ready_without_store`), and for
+//!   good once one of the role's own loops has stopped. The `reason` says which, and
+//!   for the store what failed (refused, authentication, timeout).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use crate::clock::unix_now;
+use crate::service::Service;
 use crate::store::SharedStore;
-
-use super::unix_now;
 
 /// Readiness state of one role; cheap to clone.
 #[derive(Clone)]
@@ -24,50 +26,46 @@ pub struct Health {
 }
 
 struct Inner {
-    service: &'static str,
+    service: Service,
     ready_without_store: bool,
     checked: AtomicBool,
-    store_ok: AtomicBool,
+    /// Why the last store check failed; `None` when it succeeded.
+    store_error: Mutex<Option<String>>,
     draining: AtomicBool,
-    /// A role's own condition (e.g. the worker's consumer loop is running).
+    /// Why one of the role's loops stopped, once one has.
+    failed: Mutex<Option<String>>,
+    /// A role's own condition (e.g. the worker's scheduler ticks).
     role_check: Option<RoleCheck>,
 }
 
 /// A role's own readiness condition: `Err(reason)` when not ready.
-pub type RoleCheck = Box<dyn Fn() -> Result<(), &'static str> + Send + Sync>;
+pub type RoleCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl Health {
-    /// State of `service` (the name its JSON answers carry).
-    pub fn new(service: &'static str, ready_without_store: bool) -> Self {
-        Self::with_check(service, ready_without_store, None)
-    }
-
-    /// Like [`Health::new`], plus the role's own condition.
-    pub fn with_check(
-        service: &'static str,
-        ready_without_store: bool,
-        role_check: Option<RoleCheck>,
-    ) -> Self {
+    /// State of `service` (the name its JSON answers carry), with the role's own
+    /// condition if it has one.
+    pub fn new(service: Service, ready_without_store: bool, role_check: Option<RoleCheck>) -> Self {
         Health {
             inner: Arc::new(Inner {
                 service,
                 ready_without_store,
                 checked: AtomicBool::new(false),
-                store_ok: AtomicBool::new(false),
+                store_error: Mutex::new(Some("not checked yet".into())),
                 draining: AtomicBool::new(false),
+                failed: Mutex::new(None),
                 role_check,
             }),
         }
     }
 
-    /// The service name used in JSON answers.
-    pub fn service(&self) -> &'static str {
+    /// The service whose health this is.
+    pub fn service(&self) -> Service {
         self.inner.service
     }
 
     /// Whether the last store check succeeded.
     pub fn store_connected(&self) -> bool {
-        self.inner.store_ok.load(Ordering::Relaxed)
+        lock(&self.inner.store_error).is_none()
     }
 
     /// Whether a shutdown signal has arrived.
@@ -80,32 +78,49 @@ impl Health {
         self.inner.draining.store(true, Ordering::Relaxed);
     }
 
+    /// Marks the role as broken for good (a loop it needs has stopped): readiness
+    /// turns 503 with `reason`, and the reason is logged once, at ERROR.
+    pub fn fail(&self, reason: String) {
+        tracing::error!(service = %self.service(), %reason, "not ready from now on");
+        *lock(&self.inner.failed) = Some(reason);
+    }
+
     /// `Ok` when ready, else the reason.
-    pub fn readiness(&self) -> Result<(), &'static str> {
+    pub fn readiness(&self) -> Result<(), String> {
         let i = &self.inner;
         if i.draining.load(Ordering::Relaxed) {
-            Err("draining")
-        } else if !i.checked.load(Ordering::Relaxed) {
-            Err("starting")
-        } else if !i.store_ok.load(Ordering::Relaxed) && !i.ready_without_store {
-            Err("redis unreachable")
-        } else if let Some(check) = &i.role_check {
-            check()
-        } else {
-            Ok(())
+            return Err("draining".into());
+        }
+        if let Some(reason) = lock(&i.failed).as_ref() {
+            return Err(reason.clone());
+        }
+        if !i.checked.load(Ordering::Relaxed) {
+            return Err("starting".into());
+        }
+        if !i.ready_without_store
+            && let Some(error) = lock(&i.store_error).as_ref()
+        {
+            return Err(error.clone());
+        }
+        match &i.role_check {
+            Some(check) => check(),
+            None => Ok(()),
         }
     }
 
-    /// Records the outcome of one store check and mirrors it in `gauge`.
-    pub fn record_store_check(&self, ok: bool, gauge: &'static str) {
-        let previous = self.inner.store_ok.swap(ok, Ordering::Relaxed);
+    /// Records the outcome of one store check and mirrors it in `gauge`; logs when
+    /// the outcome (or the reason of a failure) changes.
+    pub fn record_store_check(&self, outcome: Result<(), String>, gauge: &'static str) {
         let first = !self.inner.checked.swap(true, Ordering::Relaxed);
-        metrics::gauge!(gauge).set(if ok { 1.0 } else { 0.0 });
-        if first || previous != ok {
-            if ok {
-                tracing::info!(service = self.service(), "store reachable");
-            } else {
-                tracing::warn!(service = self.service(), "store unreachable");
+        metrics::gauge!(gauge).set(if outcome.is_ok() { 1.0 } else { 0.0 });
+        let now = outcome.err();
+        let previous = std::mem::replace(&mut *lock(&self.inner.store_error), now.clone());
+        if first || previous != now {
+            match now {
+                None => tracing::info!(service = %self.service(), "store reachable"),
+                Some(error) => {
+                    tracing::warn!(service = %self.service(), %error, "store unreachable")
+                }
             }
         }
     }
@@ -123,14 +138,16 @@ impl Health {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let result = store.ping().await;
-                if let Err(e) = &result {
-                    tracing::debug!(error = %e, "store check failed");
-                }
-                health.record_store_check(result.is_ok(), gauge);
+                let outcome = store.ping().await.map_err(|e| e.to_string());
+                health.record_store_check(outcome, gauge);
             }
         })
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every writer leaves the value whole, so a poisoned lock is still good to use.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `GET /health/live`.

@@ -7,23 +7,29 @@
 //! - unknown paths: 404, wrong methods: 405, failures: 500, all as JSON
 //!   `{"error": ..., "message": ...}`.
 //!
+//! Every `GET` route answers `HEAD` too, and a 405 says in `Allow` what would work.
+//!
 //! [`serve`] runs a role's routes with that surface, request metrics and an access log,
-//! and shuts down gracefully: see [`shutdown`].
+//! and shuts down gracefully: see [`shutdown`]. [`role::RoleServer`] is the one start-up
+//! path every role takes (metrics, readiness, store check, heartbeat, drain).
 
 pub mod error;
 pub mod health;
 pub mod observe;
+pub mod role;
 pub mod shutdown;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use actix_web::dev::HttpServiceFactory;
 use actix_web::middleware::{ErrorHandlers, from_fn};
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, FromRequest, Handler, HttpResponse, HttpServer, Responder, web};
 
 pub use health::Health;
 pub use observe::RequestMetrics;
+pub use role::RoleServer;
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -46,16 +52,36 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// A resource at `path` that answers 405 (as JSON) to methods it has no route for.
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(error::method_not_allowed))
+/// A resource at `path` that answers 405 (as JSON, with `Allow: allow`) to methods it
+/// has no route for.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req| error::method_not_allowed(req, allow)))
 }
 
-/// Seconds since the Unix epoch as a float, the original's `timestamp` format.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+/// `GET path` (and `HEAD path`, which answers the same without the body) served by
+/// `handler`.
+pub fn get<F, Args>(path: &str, handler: F) -> impl HttpServiceFactory + 'static
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    resource(path, "GET, HEAD")
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+}
+
+/// `POST path` served by `handler`; `app_data` applies to this resource only.
+pub fn post<F, Args, D>(path: &str, app_data: D, handler: F) -> impl HttpServiceFactory + 'static
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+    D: 'static,
+{
+    resource(path, "POST")
+        .app_data(app_data)
+        .route(web::post().to(handler))
 }
 
 /// How a server stops after its shutdown signal.
@@ -86,9 +112,9 @@ where
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .service(resource("/health/live").route(web::get().to(health::live)))
-            .service(resource("/health/ready").route(web::get().to(health::ready)))
-            .service(resource("/metrics").route(web::get().to(prometheus)))
+            .service(get("/health/live", health::live))
+            .service(get("/health/ready", health::ready))
+            .service(get("/metrics", prometheus))
             .configure(routes.clone())
             .default_service(web::to(error::not_found))
             .wrap(ErrorHandlers::new().default_handler(error::as_json))
@@ -102,14 +128,16 @@ where
     .run();
     let handle = server.handle();
     let mut running = tokio::spawn(server);
-    tracing::info!(service = health.service(), %addr, "listening");
+    // The address actually bound (port 0 asks the OS for one): tests and operators
+    // read it from this line.
+    tracing::info!(service = %health.service(), %addr, "listening");
 
     tokio::select! {
         result = &mut running => return finished(result),
         () = shutdown => {}
     }
     health.start_draining();
-    tracing::info!(service = health.service(), delay = ?drain.delay, "draining");
+    tracing::info!(service = %health.service(), delay = ?drain.delay, "draining");
     tokio::time::sleep(drain.delay).await;
 
     // `stop(true)` closes the listener and waits up to `shutdown_timeout` for
@@ -120,9 +148,9 @@ where
         .is_err()
     {
         tracing::warn!(
-            service = health.service(),
+            service = %health.service(),
             ?bound,
-            "drain overran the grace period"
+            "drain overran the grace period: in-flight requests were cut off"
         );
     }
     match tokio::time::timeout(Duration::from_secs(1), &mut running).await {
@@ -145,5 +173,5 @@ fn finished(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Resu
 async fn prometheus() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::telemetry::metrics().render())
+        .body(crate::telemetry::render_metrics())
 }

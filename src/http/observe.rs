@@ -26,6 +26,24 @@ pub struct RequestMetrics {
 /// Label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
+/// The `method` label: a standard method by name, anything else `other`, so a client
+/// inventing methods cannot create series.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Times the request, counts it and writes its access-log line.
 pub async fn observe(
     metrics: Option<RequestMetrics>,
@@ -33,7 +51,7 @@ pub async fn observe(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let start = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     if let Some(m) = metrics {
         metrics::gauge!(m.in_progress).increment(1.0);
     }
@@ -46,14 +64,11 @@ pub async fn observe(
     let route = route.unwrap_or_else(|| UNMATCHED.to_owned());
     if let Some(m) = metrics {
         metrics::gauge!(m.in_progress).decrement(1.0);
-        let labels = [
-            ("method", method.as_str().to_owned()),
-            ("endpoint", route.clone()),
-        ];
+        let labels = [("method", method.to_owned()), ("endpoint", route.clone())];
         metrics::histogram!(m.duration, &labels).record(elapsed.as_secs_f64());
         metrics::counter!(
             m.requests,
-            "method" => method.as_str().to_owned(),
+            "method" => method,
             "endpoint" => route.clone(),
             "status" => status.as_u16().to_string()
         )
@@ -61,9 +76,21 @@ pub async fn observe(
     }
     let duration_ms = elapsed.as_secs_f64() * 1e3;
     if route.starts_with("/health/") || route == "/metrics" {
-        tracing::debug!(method = %method, route, status = status.as_u16(), duration_ms, "request");
+        tracing::debug!(
+            method,
+            route,
+            status = status.as_u16(),
+            duration_ms,
+            "request"
+        );
     } else {
-        tracing::info!(method = %method, route, status = status.as_u16(), duration_ms, "request");
+        tracing::info!(
+            method,
+            route,
+            status = status.as_u16(),
+            duration_ms,
+            "request"
+        );
     }
     result
 }

@@ -1,7 +1,8 @@
 //! The shutdown signal: SIGTERM (what Kubernetes sends when it stops a pod) or SIGINT
 //! (Ctrl-C on a laptop). The handlers are installed when [`signal`] is called, before
 //! anything is served, so an early SIGTERM still drains instead of killing the process.
-//! A second signal exits at once, for a person at a terminal who does not want to wait.
+//! A second signal skips the drain, for a person at a terminal who does not want to
+//! wait: the process still returns through `main`, so the log is flushed.
 
 use std::future::Future;
 
@@ -23,24 +24,27 @@ pub fn cancel_on(shutdown: impl Future<Output = ()> + Send + 'static) -> Cancell
     token
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub fn signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+/// A future that resolves on the first SIGTERM or SIGINT, and a token cancelled on the
+/// second one.
+pub fn signal() -> std::io::Result<(impl Future<Output = ()> + Send + 'static, CancellationToken)> {
     let mut term = unix_signal(SignalKind::terminate())?;
     let mut int = unix_signal(SignalKind::interrupt())?;
-    Ok(async move {
+    let forced = CancellationToken::new();
+    let force = forced.clone();
+    let first = async move {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
         tracing::info!(signal = name, "shutdown requested");
-        // A second signal (Ctrl-C again on a laptop) skips the drain.
         tokio::spawn(async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
             tracing::warn!("second signal: exiting without draining");
-            std::process::exit(130);
+            force.cancel();
         });
-    })
+    };
+    Ok((first, forced))
 }

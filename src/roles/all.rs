@@ -2,13 +2,11 @@
 //! signal drains them all, and a role that fails stops the others.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::WorkerFlags;
-use crate::config::{ConfigError, Settings, worker_config};
+use crate::config::Settings;
 use crate::http::ServeError;
 use crate::store::SharedStore;
 
@@ -37,6 +35,17 @@ pub struct Listeners {
     pub dashboard: TcpListener,
 }
 
+impl Listeners {
+    /// The ports actually bound (port 0 asks the OS for one).
+    pub fn ports(&self) -> std::io::Result<Ports> {
+        Ok(Ports {
+            gateway: self.gateway.local_addr()?.port(),
+            worker: self.worker.local_addr()?.port(),
+            dashboard: self.dashboard.local_addr()?.port(),
+        })
+    }
+}
+
 /// What the worker and the dashboard of `svc all` need: each other's and the
 /// gateway's address in this process.
 #[derive(Debug, Clone)]
@@ -47,32 +56,13 @@ pub struct Config {
     pub dashboard: dashboard::Config,
 }
 
-impl Config {
-    /// The roles of this process watch each other on `host` (loopback when it listens
-    /// on every address).
-    pub fn new(
-        host: IpAddr,
-        ports: Ports,
-        worker: &WorkerFlags,
-        refresh: Duration,
-    ) -> Result<Self, ConfigError> {
-        let host = if host.is_unspecified() {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            host
-        };
-        let url = |port: u16| {
-            url::Url::parse(&format!("http://{}", SocketAddr::new(host, port))).map_err(|e| {
-                ConfigError::Invalid {
-                    flag: "HOST",
-                    reason: e.to_string(),
-                }
-            })
-        };
-        Ok(Config {
-            worker: worker_config(worker, url(ports.gateway)?, url(ports.dashboard)?)?,
-            dashboard: dashboard::Config::new(url(ports.gateway)?, url(ports.worker)?, refresh)?,
-        })
+/// The host the roles of one process reach each other on: loopback when they listen
+/// on every address.
+pub fn watch_host(host: IpAddr) -> IpAddr {
+    if host.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host
     }
 }
 

@@ -17,28 +17,19 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::Environment;
-use crate::config::Settings;
+use crate::clock::unix_now;
+use crate::config::{Environment, Settings};
 use crate::http::error::ApiError;
-use crate::http::{self, Drain, Health, RequestMetrics, ServeError, unix_now};
+use crate::http::{self, RoleServer, ServeError};
 use crate::jobs::{JobRecord, JobSpec};
-use crate::presence;
-use crate::store::{SharedStore, keys};
-use crate::telemetry::names;
+use crate::service::{Role, Service};
+use crate::store::{SharedStore, StoreError, keys};
 
 /// Port the gateway listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8080;
-/// The role's name in heartbeats.
-pub const ROLE: &str = "gateway";
 /// The `service` field of every answer.
-pub const SERVICE: &str = "api-gateway";
+pub const SERVICE: Service = Service::ApiGateway;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-const METRICS: RequestMetrics = RequestMetrics {
-    requests: names::GATEWAY_REQUESTS,
-    duration: names::GATEWAY_REQUEST_DURATION,
-    in_progress: names::GATEWAY_IN_PROGRESS,
-};
 
 struct Gateway {
     store: SharedStore,
@@ -52,43 +43,24 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    crate::telemetry::metrics();
-    // Present from the first scrape, before any request has been counted.
-    metrics::gauge!(names::GATEWAY_IN_PROGRESS).set(0.0);
-    let health = Health::new(SERVICE, settings.ready_without_store);
-    let _upkeep = presence::Upkeep::start(
-        &health,
-        &store,
-        settings.store_check_period,
-        names::GATEWAY_REDIS_STATUS,
-        presence::describe(ROLE, listener.local_addr()?),
-    );
+    let server = RoleServer::start(Role::Gateway, settings, &store, listener, None)?;
     let state = web::Data::new(Gateway {
         store,
         environment: settings.environment,
     });
+    // Clients of the original posted JSON without a content type.
+    let jobs = web::JsonConfig::default()
+        .limit(MAX_JOB_BODY)
+        .content_type_required(false);
     let routes = move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
-            .service(http::resource("/").route(web::get().to(index)))
-            .service(http::resource("/api/status").route(web::get().to(status)))
-            .service(http::resource("/api/info").route(web::get().to(info)))
-            .service(
-                http::resource("/api/jobs")
-                    // Clients of the original posted JSON without a content type.
-                    .app_data(
-                        web::JsonConfig::default()
-                            .limit(MAX_JOB_BODY)
-                            .content_type_required(false),
-                    )
-                    .route(web::post().to(submit_job)),
-            )
-            .service(http::resource("/api/jobs/{id}").route(web::get().to(job_state)));
+            .service(http::get("/", index))
+            .service(http::get("/api/status", status))
+            .service(http::get("/api/info", info))
+            .service(http::post("/api/jobs", jobs.clone(), submit_job))
+            .service(http::get("/api/jobs/{id}", job_state));
     };
-    let drain = Drain {
-        delay: settings.drain_delay,
-        grace: settings.grace_period,
-    };
-    http::serve(listener, health, Some(METRICS), drain, routes, shutdown).await
+    server.serve(routes, shutdown).await
 }
 
 async fn index() -> HttpResponse {
@@ -103,27 +75,37 @@ async fn index() -> HttpResponse {
 /// Body of `GET /api/status`, the original's fields.
 #[derive(Serialize)]
 struct Status {
-    service: &'static str,
+    service: Service,
     status: &'static str,
     environment: Environment,
+    /// Whether the store's connection works (a wrong value under the key does not
+    /// make it false).
     redis_connected: bool,
     total_requests: i64,
+    /// Why the request was not counted, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
     timestamp: f64,
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
 async fn status(gateway: web::Data<Gateway>) -> HttpResponse {
     let counted = gateway.store.incr(keys::TOTAL_REQUESTS).await;
-    if let Err(e) = &counted {
-        // The store check logs the outage once; per request it is only a debug line.
-        tracing::debug!(error = %e, "not counted");
+    match &counted {
+        // The store check logs an outage once; per request it is only a debug line.
+        Err(e) if e.is_connection() => tracing::debug!(error = %e, "not counted"),
+        Err(e) => tracing::warn!(error = %e, "not counted"),
+        Ok(_) => {}
     }
     HttpResponse::Ok().json(Status {
         service: SERVICE,
         status: "running",
         environment: gateway.environment,
-        redis_connected: counted.is_ok(),
-        total_requests: counted.unwrap_or(0),
+        redis_connected: counted
+            .as_ref()
+            .map_or_else(|e| !e.is_connection(), |_| true),
+        total_requests: *counted.as_ref().unwrap_or(&0),
+        error: counted.err().map(|e| e.to_string()),
         timestamp: unix_now(),
     })
 }
@@ -150,9 +132,7 @@ async fn submit_job(
     gateway: web::Data<Gateway>,
     spec: web::Json<JobSpec>,
 ) -> Result<HttpResponse, ApiError> {
-    let spec = spec.into_inner();
-    spec.validate().map_err(ApiError::BadRequest)?;
-    let job = JobRecord::new(spec, unix_now());
+    let job = JobRecord::new(spec.into_inner(), unix_now());
     if !gateway.store.enqueue(&job).await? {
         return Err(ApiError::Unavailable("the job queue is full".into()));
     }
@@ -162,12 +142,19 @@ async fn submit_job(
         .json(json!({"id": job.id, "state": job.state})))
 }
 
+/// The record as stored, every field of it, also those of another version.
 async fn job_state(
     gateway: web::Data<Gateway>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    match gateway.store.load_job(&id).await? {
-        Some(job) => Ok(HttpResponse::Ok().json(job)),
-        None => Err(ApiError::NotFound(format!("no job {id}"))),
+    let Some(raw) = gateway.store.load_job(&id).await? else {
+        return Err(ApiError::NotFound(format!("no job {id}")));
+    };
+    match serde_json::from_str::<serde_json::Value>(&raw) {
+        Ok(record) if record.is_object() => Ok(HttpResponse::Ok().json(record)),
+        _ => Err(ApiError::Store(StoreError::Data {
+            key: gateway.store.key(&format!("job:{id}")),
+            reason: "not a JSON object".into(),
+        })),
     }
 }

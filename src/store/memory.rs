@@ -1,17 +1,25 @@
 //! The embedded store for `svc all`: the same semantics as the Redis backend, in one
-//! process. Expiry is checked when a key is read, as Redis does lazily.
+//! process. Expiry is checked when a key is read, as Redis does lazily, and an index of
+//! expiry times lets a background task free what nobody reads again (scheduler claims,
+//! finished jobs), as Redis' active expiry does.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use tokio::sync::Notify;
 
-use super::{Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Store, StoreError, keys};
-use crate::http::unix_now;
-use crate::jobs::{JobRecord, JobState, RECORD_TTL};
+use super::{
+    Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Reclaimed, Store, StoreError, keys,
+};
+use crate::clock::unix_now;
+use crate::jobs::{JobRecord, JobState, RECORD_TTL, mark_dead};
+use crate::service::Service;
+
+/// How often expired keys are freed.
+pub const PURGE_PERIOD: Duration = Duration::from_secs(1);
 
 /// In-process store. Its lock is never held across an `.await`.
 #[derive(Debug, Default)]
@@ -24,11 +32,15 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     strings: HashMap<String, (String, Option<Instant>)>,
+    /// When each expiring string expires, soonest first (entries may be stale: a key
+    /// set again since has a later one).
+    expiries: BTreeSet<(Instant, String)>,
     /// Instance -> Unix seconds its heartbeat expires.
     instances: Vec<(Instance, f64)>,
-    health: HashMap<String, VecDeque<HealthSample>>,
+    health: HashMap<Service, VecDeque<HealthSample>>,
     series: HashMap<String, BTreeMap<i64, i64>>,
-    jobs: HashMap<String, (JobRecord, Instant)>,
+    /// Job records as stored, and when each expires.
+    jobs: HashMap<String, (String, Instant)>,
     queue: Queue,
 }
 
@@ -49,6 +61,41 @@ fn entry_number(entry: &str) -> Option<u64> {
 }
 
 impl State {
+    fn set_expiring(&mut self, key: &str, value: String, until: Instant) {
+        self.expiries.insert((until, key.to_owned()));
+        self.strings.insert(key.to_owned(), (value, Some(until)));
+    }
+
+    /// Frees every string and job record expired at `now`.
+    fn purge(&mut self, now: Instant) {
+        while let Some((until, key)) = self.expiries.first().cloned() {
+            if until > now {
+                break;
+            }
+            self.expiries.pop_first();
+            if self
+                .strings
+                .get(&key)
+                .is_some_and(|(_, u)| u.is_some_and(|u| u <= now))
+            {
+                self.strings.remove(&key);
+            }
+        }
+        self.jobs.retain(|_, (_, until)| *until > now);
+    }
+
+    /// The counter at `key`: 0 when absent, an error naming the key when it holds
+    /// something else.
+    fn counter(&mut self, key: &str) -> Result<i64, StoreError> {
+        match self.live_string(key) {
+            None => Ok(0),
+            Some(v) => v.trim().parse::<i64>().map_err(|_| StoreError::Data {
+                key: key.to_owned(),
+                reason: "ERR value is not an integer or out of range".into(),
+            }),
+        }
+    }
+
     fn live_string(&mut self, key: &str) -> Option<&String> {
         let expired = self
             .strings
@@ -81,6 +128,35 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// An empty store whose expired keys are freed in the background (when called on
+    /// a runtime) until the last handle is dropped.
+    pub fn start() -> Arc<Self> {
+        let store = Arc::new(Self::new());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak: Weak<Self> = Arc::downgrade(&store);
+            runtime.spawn(async move {
+                let mut ticks = tokio::time::interval(PURGE_PERIOD);
+                loop {
+                    ticks.tick().await;
+                    let Some(store) = weak.upgrade() else { return };
+                    store.purge();
+                }
+            });
+        }
+        store
+    }
+
+    /// Frees every key and job record that has expired.
+    pub fn purge(&self) {
+        self.state().purge(Instant::now());
+    }
+
+    /// Keys held (strings and job records), expired or not: what memory holds.
+    pub fn key_count(&self) -> usize {
+        let state = self.state();
+        state.strings.len() + state.jobs.len()
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // Every operation leaves the state consistent before it could panic, so a
         // poisoned lock is still good to use.
@@ -94,20 +170,21 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    fn key(&self, name: &str) -> String {
+        // The embedded store is this process's alone: names need no prefix.
+        name.to_owned()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
 
     async fn incr(&self, key: &str) -> Result<i64, StoreError> {
         let mut state = self.state();
-        let current = match state.live_string(key) {
-            None => 0,
-            Some(v) => v.parse::<i64>().map_err(|_| {
-                StoreError::Command("ERR value is not an integer or out of range".into())
-            })?,
-        };
-        let next = current.checked_add(1).ok_or_else(|| {
-            StoreError::Command("ERR increment or decrement would overflow".into())
+        let current = state.counter(key)?;
+        let next = current.checked_add(1).ok_or_else(|| StoreError::Data {
+            key: key.to_owned(),
+            reason: "ERR increment or decrement would overflow".into(),
         })?;
         let expiry = state.strings.get(key).and_then(|(_, until)| *until);
         state
@@ -133,9 +210,7 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         let until = Instant::now() + ttl;
-        state
-            .strings
-            .insert(key.to_owned(), ("1".to_owned(), Some(until)));
+        state.set_expiring(key, "1".to_owned(), until);
         Ok(true)
     }
 
@@ -164,7 +239,7 @@ impl Store for MemoryStore {
 
     async fn record_health(&self, sample: &HealthSample, keep: usize) -> Result<(), StoreError> {
         let mut state = self.state();
-        let history = state.health.entry(sample.service.clone()).or_default();
+        let history = state.health.entry(sample.service).or_default();
         history.push_front(sample.clone());
         history.truncate(keep);
         Ok(())
@@ -172,13 +247,13 @@ impl Store for MemoryStore {
 
     async fn health_history(
         &self,
-        service: &str,
+        service: Service,
         limit: usize,
     ) -> Result<Vec<HealthSample>, StoreError> {
         Ok(self
             .state()
             .health
-            .get(service)
+            .get(&service)
             .map(|h| h.iter().take(limit).cloned().collect())
             .unwrap_or_default())
     }
@@ -192,6 +267,29 @@ impl Store for MemoryStore {
             .entry(minute)
             .or_default() += delta;
         Ok(())
+    }
+
+    async fn roll_up(&self, counter: &str, series: &str, minute: i64) -> Result<i64, StoreError> {
+        // One critical section: nothing can run between the read and the write.
+        let mut state = self.state();
+        let current = state.counter(counter)?;
+        let seen_key = format!("rollup:{counter}");
+        let seen = state.counter(&seen_key).unwrap_or(0);
+        let delta = if current >= seen {
+            current - seen
+        } else {
+            current
+        };
+        if delta > 0 {
+            *state
+                .series
+                .entry(series.to_owned())
+                .or_default()
+                .entry(minute)
+                .or_default() += delta;
+        }
+        state.strings.insert(seen_key, (current.to_string(), None));
+        Ok(delta)
     }
 
     async fn series_set(&self, series: &str, minute: i64, value: i64) -> Result<(), StoreError> {
@@ -234,16 +332,11 @@ impl Store for MemoryStore {
             let entry = format!("{}-0", queue.next_entry);
             queue.waiting.push_back(Delivery {
                 entry,
-                job_id: job.id.clone(),
+                job_id: Some(job.id.clone()),
             });
-            let now = Instant::now();
-            // Expired records go now and then, as Redis expires keys.
-            if state.queue.next_entry % 1024 == 0 {
-                state.jobs.retain(|_, (_, until)| *until > now);
-            }
             state
                 .jobs
-                .insert(job.id.clone(), (job.clone(), now + RECORD_TTL));
+                .insert(job.id.clone(), (job.encode(), Instant::now() + RECORD_TTL));
         }
         self.enqueued.notify_waiters();
         Ok(true)
@@ -277,12 +370,16 @@ impl Store for MemoryStore {
         _consumer: &str,
         idle: Duration,
         max: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
+        cursor: &str,
+    ) -> Result<Reclaimed, StoreError> {
         let mut state = self.state();
         let now = Instant::now();
+        let from = entry_number(cursor).unwrap_or(0);
         let mut claimed = Vec::new();
-        for (delivery, delivered_at) in state.queue.pending.values_mut() {
+        let mut next = None;
+        for (n, (delivery, delivered_at)) in state.queue.pending.range_mut(from..) {
             if claimed.len() == max {
+                next = Some(*n);
                 break;
             }
             if now.duration_since(*delivered_at) >= idle {
@@ -290,7 +387,10 @@ impl Store for MemoryStore {
                 claimed.push(delivery.clone());
             }
         }
-        Ok(claimed)
+        Ok(Reclaimed {
+            deliveries: claimed,
+            cursor: next.map_or_else(|| super::RECLAIM_START.to_owned(), |n| format!("{n}-0")),
+        })
     }
 
     async fn keep_alive(&self, _consumer: &str, delivery: &Delivery) -> Result<(), StoreError> {
@@ -305,11 +405,11 @@ impl Store for MemoryStore {
     async fn save_job(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.state()
             .jobs
-            .insert(job.id.clone(), (job.clone(), Instant::now() + RECORD_TTL));
+            .insert(job.id.clone(), (job.encode(), Instant::now() + RECORD_TTL));
         Ok(())
     }
 
-    async fn load_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    async fn load_job(&self, id: &str) -> Result<Option<String>, StoreError> {
         let state = self.state();
         Ok(state
             .jobs
@@ -322,16 +422,12 @@ impl Store for MemoryStore {
         let mut state = self.state();
         state
             .jobs
-            .insert(job.id.clone(), (job.clone(), Instant::now() + RECORD_TTL));
+            .insert(job.id.clone(), (job.encode(), Instant::now() + RECORD_TTL));
         match job.state {
             JobState::Done => {
                 let task = job.spec.task_type().as_str();
                 let counter = keys::worker_tasks(task);
-                let done = state
-                    .live_string(&counter)
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .unwrap_or(0)
-                    + 1;
+                let done = state.counter(&counter).unwrap_or(0).saturating_add(1);
                 let finished = job.finished_at.unwrap_or_else(unix_now).to_string();
                 for (key, value) in [
                     (counter, done.to_string()),
@@ -356,6 +452,24 @@ impl Store for MemoryStore {
     async fn discard(&self, delivery: &Delivery) -> Result<(), StoreError> {
         if let Some(n) = entry_number(&delivery.entry) {
             self.state().queue.pending.remove(&n);
+        }
+        Ok(())
+    }
+
+    async fn reject(&self, delivery: &Delivery, reason: &str) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if let Some(id) = &delivery.job_id
+            && let Some((raw, _)) = state.jobs.get(id)
+            && let Some(marked) = mark_dead(raw, reason, unix_now())
+        {
+            state
+                .jobs
+                .insert(id.clone(), (marked, Instant::now() + RECORD_TTL));
+        }
+        let id = delivery.job_id.clone().unwrap_or_default();
+        state.queue.dead.push_back((id, reason.to_owned()));
+        if let Some(n) = entry_number(&delivery.entry) {
+            state.queue.pending.remove(&n);
         }
         Ok(())
     }

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::config::StoreSettings;
-use crate::jobs::JobRecord;
+use crate::jobs::{JobRecord, TaskType};
+use crate::service::{Role, Service};
 
 /// Keys kept from the original system, so counters survive a migration.
 pub mod keys {
@@ -51,27 +52,24 @@ pub mod series {
     pub fn up(service: &str) -> String {
         format!("up:{service}")
     }
+
+    /// Every series the system writes: what retention trims.
+    pub fn all() -> Vec<String> {
+        let mut names = vec![REQUESTS.to_owned(), QUEUE_DEPTH.to_owned()];
+        names.extend(super::TaskType::ALL.iter().map(|t| tasks(t.as_str())));
+        for service in super::Service::ALL {
+            names.push(checks(service.as_str()));
+            names.push(up(service.as_str()));
+        }
+        names
+    }
 }
 
-/// Service names used in health history and on the dashboard, as the original named them.
-pub mod services {
-    /// The gateway.
-    pub const API_GATEWAY: &str = "api-gateway";
-    /// The workers.
-    pub const WORKER: &str = "worker-service";
-    /// The shared Redis.
-    pub const REDIS: &str = "redis";
-    /// The dashboard.
-    pub const DASHBOARD: &str = "dashboard";
-    /// All of them, in display order.
-    pub const ALL: [&str; 4] = [API_GATEWAY, WORKER, REDIS, DASHBOARD];
-}
-
-/// Why a store operation failed. Every variant means "the store is unavailable right
-/// now": callers degrade and retry later, they never crash.
-#[derive(Debug, thiserror::Error)]
+/// Why a store operation failed. Callers degrade and retry later; they never crash.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
-    /// No connection could be had (refused, pool exhausted, reconnecting).
+    /// No connection could be had (refused, authentication, reconnecting); the text
+    /// says which.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// The store did not answer within the operation timeout.
@@ -80,6 +78,33 @@ pub enum StoreError {
     /// The store answered with an error.
     #[error("store command failed: {0}")]
     Command(String),
+    /// The value under `key` is not what this system writes there (another program's,
+    /// a hand edit, or a version this build cannot read).
+    #[error("unexpected value under {key}: {reason}")]
+    Data {
+        /// The full key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether this says the connection failed, rather than one command or value.
+    pub fn is_connection(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Timeout(_))
+    }
+
+    /// A command's failure blamed on the value under `key` (wrong type, not a number).
+    pub fn for_key(self, key: &str) -> Self {
+        match self {
+            StoreError::Command(reason) => StoreError::Data {
+                key: key.to_owned(),
+                reason,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Operations the roles need from the shared state.
@@ -87,6 +112,9 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// `"redis"` or `"memory"`, for logs and `/api/info`.
     fn backend(&self) -> &'static str;
+    /// The full key of `name` in this store: the prefix of keys this system adds
+    /// goes first. For messages that name a key.
+    fn key(&self, name: &str) -> String;
     /// Round trip to the store.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Adds one to the integer at `key` (0 when absent) and returns the new value.
@@ -109,12 +137,17 @@ pub trait Store: Send + Sync + 'static {
     /// The newest `limit` probe results of `service`, newest first.
     async fn health_history(
         &self,
-        service: &str,
+        service: Service,
         limit: usize,
     ) -> Result<Vec<HealthSample>, StoreError>;
 
     /// Adds `delta` to minute `minute` of the per-minute series `series`.
     async fn series_add(&self, series: &str, minute: i64, delta: i64) -> Result<(), StoreError>;
+    /// Adds to minute `minute` of `series` what the counter at `counter` gained since
+    /// the last roll-up (all of it when the counter went down: it was reset), in one
+    /// atomic step, so a retry or a concurrent roll-up never counts anything twice.
+    /// Returns what was added.
+    async fn roll_up(&self, counter: &str, series: &str, minute: i64) -> Result<i64, StoreError>;
     /// Sets minute `minute` of `series` to `value` (gauges such as queue depth).
     async fn series_set(&self, series: &str, minute: i64, value: i64) -> Result<(), StoreError>;
     /// The points of `series` from minute `since` on, oldest first.
@@ -134,20 +167,24 @@ pub trait Store: Send + Sync + 'static {
         wait: Duration,
     ) -> Result<Vec<Delivery>, StoreError>;
     /// Up to `max` jobs delivered to some consumer at least `idle` ago and never
-    /// finished (their worker died or gave up), now delivered to `consumer`.
+    /// finished (their worker died or gave up), now delivered to `consumer`. The scan
+    /// starts at `cursor` (`"0-0"`: the start) and the answer says where the next one
+    /// goes on, so entries at the head of the pending list never hide the rest.
     async fn reclaim(
         &self,
         consumer: &str,
         idle: Duration,
         max: usize,
-    ) -> Result<Vec<Delivery>, StoreError>;
+        cursor: &str,
+    ) -> Result<Reclaimed, StoreError>;
     /// Tells the queue `consumer` is still working on `delivery`, so it is not
     /// reclaimed while a long job runs.
     async fn keep_alive(&self, consumer: &str, delivery: &Delivery) -> Result<(), StoreError>;
     /// Saves a job's record (state changes while it runs).
     async fn save_job(&self, job: &JobRecord) -> Result<(), StoreError>;
-    /// A job's record, if it exists and has not expired.
-    async fn load_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// A job's record as stored (see [`JobRecord::decode`]), if it exists and has not
+    /// expired.
+    async fn load_job(&self, id: &str) -> Result<Option<String>, StoreError>;
     /// Ends a delivery in one atomic step: saves `job`'s record and acknowledges the
     /// delivery. A `Done` job also counts in the original's keys (`worker:tasks:<type>`,
     /// `worker:last_task`, `worker:last_task_time`); a `Dead` one goes to the
@@ -155,6 +192,10 @@ pub trait Store: Send + Sync + 'static {
     async fn finish(&self, delivery: &Delivery, job: &JobRecord) -> Result<(), StoreError>;
     /// Acknowledges a delivery whose job record is gone (expired) or already final.
     async fn discard(&self, delivery: &Delivery) -> Result<(), StoreError>;
+    /// Ends a delivery that cannot be run (no job id, or a record that cannot be read):
+    /// it goes to the dead-letter stream with `reason`, and its record, when it is a
+    /// JSON object, is marked dead with every field kept. Nothing is deleted silently.
+    async fn reject(&self, delivery: &Delivery, reason: &str) -> Result<(), StoreError>;
     /// Depth, pending and dead-letter counts of the queue.
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
     /// Trims the dead-letter stream to its newest `keep` entries; returns how many went.
@@ -169,9 +210,21 @@ pub const MAX_QUEUE: usize = 100_000;
 pub struct Delivery {
     /// Queue entry id (what is acknowledged).
     pub entry: String,
-    /// The job's id.
-    pub job_id: String,
+    /// The job's id; `None` for an entry that carries none (not written by svc).
+    pub job_id: Option<String>,
 }
+
+/// What one [`Store::reclaim`] took over, and where the next scan goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Deliveries now this consumer's.
+    pub deliveries: Vec<Delivery>,
+    /// Cursor of the next scan; `"0-0"` once the whole pending list was scanned.
+    pub cursor: String,
+}
+
+/// The cursor of a reclaim scan from the start of the pending list.
+pub const RECLAIM_START: &str = "0-0";
 
 /// How much work the queue holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,8 +240,8 @@ pub struct QueueStats {
 /// A running instance of a role, as its heartbeat announces it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
-    /// `gateway`, `worker` or `dashboard`.
-    pub role: String,
+    /// The role it runs.
+    pub role: Role,
     /// Unique per process: pod name (or host name) and pid.
     pub id: String,
     /// Version of the binary.
@@ -214,8 +267,8 @@ pub enum ServiceState {
 /// One probe of one service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthSample {
-    /// Probed service (`api-gateway`, `worker-service`, `redis`, `dashboard`).
-    pub service: String,
+    /// Probed service.
+    pub service: Service,
     /// Unix seconds of the probe.
     pub timestamp: f64,
     /// What the probe found.
@@ -233,12 +286,7 @@ pub type SharedStore = Arc<dyn Store>;
 /// waits for Redis: a role starts while Redis is down and connects once it appears.
 pub fn open(settings: &StoreSettings, prefix: &str) -> Result<SharedStore, StoreError> {
     Ok(match settings {
-        StoreSettings::Memory => Arc::new(memory::MemoryStore::new()),
+        StoreSettings::Memory => memory::MemoryStore::start(),
         StoreSettings::Redis(redis) => Arc::new(redis::RedisStore::new(redis, prefix)?),
     })
-}
-
-/// The minute (Unix seconds / 60) that `unix_seconds` falls in.
-pub fn minute_of(unix_seconds: f64) -> i64 {
-    (unix_seconds / 60.0).floor() as i64
 }

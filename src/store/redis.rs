@@ -1,40 +1,84 @@
 //! The Redis backend, on deadpool-redis.
 //!
 //! Short commands share one multiplexed connection taken from the pool: redis-rs
-//! pipelines concurrent commands on it, so a command costs one round trip and no pool
-//! check-out (whose recycle check is a PING round trip of its own). The pool stays the
-//! one place connections are made, with their timeouts.
+//! pipelines concurrent commands on it, so a command costs one round trip. Blocking
+//! reads (`XREADGROUP BLOCK`) and consumer-group scans take a pooled connection of their
+//! own; the pool checks a connection with a PING only when it has sat idle, so the hot
+//! path pays no extra round trip.
 //!
-//! Nothing here waits for Redis at start-up. A connection is made when first needed; when
-//! a command finds it broken or unresponsive it is dropped and the next command takes a
-//! fresh one, so the store reconnects by itself when Redis returns. Every operation is
-//! bounded by [`OP_TIMEOUT`].
+//! Nothing here waits for Redis at start-up. A connection is made when first needed;
+//! when a command finds it broken or unresponsive it is dropped and the next command
+//! takes a fresh one, one reconnect at a time however many callers are waiting, so the
+//! store reconnects by itself when Redis returns. Connections are made on the runtime
+//! that created the store (the process's), never on an HTTP worker's runtime that ends
+//! before the process does. Every operation is bounded by [`OP_TIMEOUT`].
 
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use std::sync::{PoisonError, RwLock};
-
+use deadpool::managed::{self, Metrics, RecycleResult};
 use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::redis::{self, AsyncConnectionConfig, IntoConnectionInfo};
-use deadpool_redis::{Connection, Manager, Pool, Runtime};
-
 use deadpool_redis::redis::streams::{
     StreamAutoClaimReply, StreamId, StreamPendingReply, StreamReadReply,
 };
+use deadpool_redis::redis::{self, AsyncConnectionConfig, ErrorKind, IntoConnectionInfo};
+use tokio::runtime::Handle;
 
-use super::{Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Store, StoreError, keys};
+use super::{
+    Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Reclaimed, Store, StoreError, keys,
+};
+use crate::clock::{millis, unix_now};
 use crate::config::RedisSettings;
-use crate::http::unix_now;
-use crate::jobs::{JobRecord, JobState, RECORD_TTL};
+use crate::jobs::{JobRecord, JobState, RECORD_TTL, mark_dead};
+use crate::service::Service;
 
 /// Upper bound of one store operation, including getting a connection.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A pooled connection used more recently than this is handed out without a PING.
+const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
+
+/// deadpool-redis' manager, with a recycle check only for connections that sat idle.
+struct Manager(deadpool_redis::Manager);
+
+impl managed::Manager for Manager {
+    type Type = MultiplexedConnection;
+    type Error = redis::RedisError;
+
+    async fn create(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+        self.0.create().await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut MultiplexedConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<redis::RedisError> {
+        // A multiplexed connection that was used a moment ago is known to work; a
+        // command that finds it dead drops it anyway.
+        if metrics.last_used() < RECHECK_AFTER_IDLE {
+            return Ok(());
+        }
+        self.0.recycle(conn, metrics).await
+    }
+}
+
+type Pool = managed::Pool<Manager>;
 
 /// Redis-backed store.
 pub struct RedisStore {
     pool: Pool,
     shared: RwLock<Option<MultiplexedConnection>>,
+    /// Held while one caller reconnects; the others wait for its connection.
+    reconnect: tokio::sync::Mutex<()>,
+    /// The runtime connections are made on (the one that created the store).
+    runtime: Option<Handle>,
+    /// The same server without the password, to tell "wrong password" from "no
+    /// password needed" when a login fails.
+    without_password: Option<redis::Client>,
+    /// `host:port`, for messages.
+    target: String,
     prefix: String,
 }
 
@@ -88,6 +132,28 @@ static ENQUEUE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(||
     )
 });
 
+/// Rolls what a counter (KEYS[1]) gained since the last roll-up (seen in KEYS[2]) into
+/// minute ARGV[1] of a series (KEYS[3]), in one step: a retry adds nothing twice.
+static ROLL_UP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local raw = redis.call('GET', KEYS[1])
+          local current = tonumber(raw or '0')
+          if current == nil then
+            return redis.error_reply('ERR counter ' .. KEYS[1] .. ' is not a number')
+          end
+          current = math.floor(current)
+          local seen = math.floor(tonumber(redis.call('GET', KEYS[2]) or '0') or 0)
+          local delta = current - seen
+          if current < seen then delta = current end
+          if delta > 0 then
+            redis.call('HINCRBY', KEYS[3], ARGV[1], delta)
+            redis.call('EXPIRE', KEYS[3], ARGV[2])
+          end
+          redis.call('SET', KEYS[2], current)
+          return delta",
+    )
+});
+
 /// How long a series, a health history or the instance set outlives its last write:
 /// longer than the longest window the dashboard shows (24 h).
 const HISTORY_TTL_SECONDS: i64 = 25 * 3600;
@@ -95,62 +161,122 @@ const HISTORY_TTL_SECONDS: i64 = 25 * 3600;
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
+            .field("target", &self.target)
             .field("status", &self.pool.status())
             .finish()
     }
 }
 
 impl RedisStore {
-    /// Builds the pool; connects lazily. `prefix` starts every key this system adds.
+    /// Builds the pool; connects lazily, on the current runtime (if any) whoever asks.
+    /// `prefix` starts every key this system adds.
     pub fn new(settings: &RedisSettings, prefix: &str) -> Result<Self, StoreError> {
         let mut redis_info = redis::RedisConnectionInfo::default().set_db(settings.db);
         if let Some(user) = &settings.username {
             redis_info = redis_info.set_username(user);
         }
+        let without_password = redis_info.clone();
         if let Some(password) = &settings.password {
             redis_info = redis_info.set_password(password.expose());
         }
-        let info = redis::ConnectionAddr::Tcp(settings.host.clone(), settings.port)
-            .into_connection_info()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
-            .set_redis_settings(redis_info);
+        let addr = redis::ConnectionAddr::Tcp(settings.host.clone(), settings.port);
+        let info = |redis_info| {
+            addr.clone()
+                .into_connection_info()
+                .map(|i| i.set_redis_settings(redis_info))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        };
         let connection = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(OP_TIMEOUT))
             .set_response_timeout(None);
-        let manager = Manager::new_with_config(info, connection)
+        let manager = deadpool_redis::Manager::new_with_config(info(redis_info)?, connection)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let pool = Pool::builder(manager)
-            .runtime(Runtime::Tokio1)
+        let pool = Pool::builder(Manager(manager))
+            .runtime(deadpool::Runtime::Tokio1)
             .wait_timeout(Some(OP_TIMEOUT))
             .create_timeout(Some(OP_TIMEOUT))
             .recycle_timeout(Some(OP_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let without_password = match settings.password {
+            Some(_) => redis::Client::open(info(without_password)?).ok(),
+            None => None,
+        };
         Ok(RedisStore {
             pool,
             shared: RwLock::new(None),
+            reconnect: tokio::sync::Mutex::new(()),
+            runtime: Handle::try_current().ok(),
+            without_password,
+            target: format!("{}:{}", settings.host, settings.port),
             prefix: prefix.to_owned(),
         })
     }
 
-    /// The shared connection, taken from the pool when there is none.
+    /// A pooled connection, made on the store's runtime.
+    async fn pooled(&self) -> Result<managed::Object<Manager>, StoreError> {
+        let pool = self.pool.clone();
+        let get = async move { pool.get().await };
+        let got = match &self.runtime {
+            Some(runtime) => runtime
+                .spawn(get)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("connecting failed: {e}")))?,
+            None => get.await,
+        };
+        match got {
+            Ok(conn) => Ok(conn),
+            Err(managed::PoolError::Backend(e)) => Err(self.explain(e).await),
+            Err(managed::PoolError::Timeout(_)) => Err(StoreError::Timeout(OP_TIMEOUT)),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// What a failed connection attempt means, in words an operator can act on.
+    async fn explain(&self, e: redis::RedisError) -> StoreError {
+        if e.kind() == ErrorKind::AuthenticationFailed {
+            // redis-rs says only "failed": find out whether any password was needed.
+            if let Some(client) = &self.without_password {
+                let open = async {
+                    let mut conn = client.get_multiplexed_async_connection().await?;
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                };
+                if let Ok(Ok(_)) = tokio::time::timeout(OP_TIMEOUT, open).await {
+                    return StoreError::Unavailable(format!(
+                        "authentication failed: {} has no password set; remove it from \
+                         REDIS_URL / REDIS_PASSWORD",
+                        self.target
+                    ));
+                }
+            }
+            return StoreError::Unavailable(format!(
+                "authentication failed: {} refused the password (or user)",
+                self.target
+            ));
+        }
+        classify(e, &self.target)
+    }
+
+    /// The shared connection; when there is none, one caller makes it and the others
+    /// wait for that one.
     async fn shared(&self) -> Result<MultiplexedConnection, StoreError> {
-        let current = self
-            .shared
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(conn) = current {
+        if let Some(conn) = self.current() {
             return Ok(conn);
         }
-        let pooled = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let conn = Connection::take(pooled);
+        let _reconnecting = self.reconnect.lock().await;
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let conn = managed::Object::take(self.pooled().await?);
         *self.shared.write().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
         Ok(conn)
+    }
+
+    fn current(&self) -> Option<MultiplexedConnection> {
+        self.shared
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn drop_shared(&self) {
@@ -185,9 +311,11 @@ impl RedisStore {
                 // operation twice is harmless.
                 Err(e) if retry == Retry::Safe && e.is_connection_dropped() => {
                     self.drop_shared();
-                    op(self.shared().await?).await.map_err(classify)
+                    op(self.shared().await?)
+                        .await
+                        .map_err(|e| classify(e, &self.target))
                 }
-                result => result.map_err(classify),
+                result => result.map_err(|e| classify(e, &self.target)),
             }
         })
         .await
@@ -202,46 +330,56 @@ impl RedisStore {
         let result = tokio::time::timeout(OP_TIMEOUT, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(OP_TIMEOUT)));
-        if matches!(
-            result,
-            Err(StoreError::Unavailable(_) | StoreError::Timeout(_))
-        ) {
+        if result.as_ref().is_err_and(StoreError::is_connection) {
             self.drop_shared();
         }
         result
     }
-
-    fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
 }
 
-/// The delivery a stream entry stands for (entries without a job id are skipped).
-fn delivery(entry: StreamId) -> Option<Delivery> {
-    let job_id = entry.get::<String>("job")?;
-    Some(Delivery {
+/// The delivery a stream entry stands for (`job_id` is `None` when it carries none).
+fn delivery(entry: StreamId) -> Delivery {
+    Delivery {
+        job_id: entry.get::<String>("job"),
         entry: entry.id,
-        job_id,
-    })
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Command(e.to_string()))
 }
 
-/// Parses stored JSON; entries that no longer parse (written by another version) are
-/// skipped rather than failing the whole read.
-fn from_json<T: serde::de::DeserializeOwned>(raw: Vec<String>) -> Vec<T> {
+/// Parses stored JSON; entries that do not parse (written by another version) are
+/// skipped, with a debug line, rather than failing the whole read.
+fn from_json<T: serde::de::DeserializeOwned>(key: &str, raw: Vec<String>) -> Vec<T> {
     raw.iter()
-        .filter_map(|r| serde_json::from_str(r).ok())
+        .filter_map(|r| match serde_json::from_str(r) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                tracing::debug!(key, error = %e, "skipped an entry this version cannot read");
+                None
+            }
+        })
         .collect()
 }
 
-/// Server-side errors (wrong type, ...) are command errors; the rest mean the
-/// connection is gone.
-fn classify(e: redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal() {
-        StoreError::Unavailable(e.to_string())
+/// Connection failures say which (refused, authentication, lost); server-side errors
+/// (wrong type, ...) are command errors.
+fn classify(e: redis::RedisError, target: &str) -> StoreError {
+    if e.is_connection_refusal() {
+        StoreError::Unavailable(format!("connection refused by {target}"))
+    } else if e.code() == Some("NOAUTH") {
+        StoreError::Unavailable(format!(
+            "authentication required: {target} needs a password (REDIS_PASSWORD or REDIS_URL)"
+        ))
+    } else if e.kind() == ErrorKind::AuthenticationFailed || e.code() == Some("WRONGPASS") {
+        StoreError::Unavailable(format!(
+            "authentication failed: {target} refused the password (or user)"
+        ))
+    } else if e.is_timeout() {
+        StoreError::Timeout(OP_TIMEOUT)
+    } else if e.is_io_error() || e.is_connection_dropped() {
+        StoreError::Unavailable(format!("connection to {target} lost: {e}"))
     } else {
         StoreError::Command(e.to_string())
     }
@@ -253,16 +391,24 @@ impl Store for RedisStore {
         "redis"
     }
 
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.query::<String>(&redis::cmd("PING")).await.map(drop)
     }
 
     async fn incr(&self, key: &str) -> Result<i64, StoreError> {
-        self.query_once(redis::cmd("INCR").arg(key)).await
+        self.query_once(redis::cmd("INCR").arg(key))
+            .await
+            .map_err(|e| e.for_key(key))
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.query(redis::cmd("GET").arg(key)).await
+        self.query(redis::cmd("GET").arg(key))
+            .await
+            .map_err(|e| e.for_key(key))
     }
 
     async fn set(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -270,7 +416,6 @@ impl Store for RedisStore {
     }
 
     async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let millis = ttl.as_millis().max(1) as u64;
         let set: Option<String> = self
             .query(
                 redis::cmd("SET")
@@ -278,7 +423,7 @@ impl Store for RedisStore {
                     .arg(1)
                     .arg("NX")
                     .arg("PX")
-                    .arg(millis),
+                    .arg(millis(ttl)),
             )
             .await?;
         Ok(set.is_some())
@@ -306,19 +451,21 @@ impl Store for RedisStore {
     }
 
     async fn instances(&self) -> Result<Vec<Instance>, StoreError> {
+        let key = self.key("instances");
         let raw: Vec<String> = self
             .query(
                 redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.key("instances"))
+                    .arg(&key)
                     .arg(format!("({}", unix_now()))
                     .arg("+inf"),
             )
-            .await?;
-        Ok(from_json(raw))
+            .await
+            .map_err(|e| e.for_key(&key))?;
+        Ok(from_json(&key, raw))
     }
 
     async fn record_health(&self, sample: &HealthSample, keep: usize) -> Result<(), StoreError> {
-        let key = self.key(&format!("health:{}", sample.service));
+        let key = self.key(&format!("health:{}", sample.service.as_str()));
         let mut pipe = redis::pipe();
         pipe.cmd("LPUSH")
             .arg(&key)
@@ -338,21 +485,18 @@ impl Store for RedisStore {
 
     async fn health_history(
         &self,
-        service: &str,
+        service: Service,
         limit: usize,
     ) -> Result<Vec<HealthSample>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let key = self.key(&format!("health:{}", service.as_str()));
         let raw: Vec<String> = self
-            .query(
-                redis::cmd("LRANGE")
-                    .arg(self.key(&format!("health:{service}")))
-                    .arg(0)
-                    .arg(limit - 1),
-            )
-            .await?;
-        Ok(from_json(raw))
+            .query(redis::cmd("LRANGE").arg(&key).arg(0).arg(limit - 1))
+            .await
+            .map_err(|e| e.for_key(&key))?;
+        Ok(from_json(&key, raw))
     }
 
     async fn series_add(&self, series: &str, minute: i64, delta: i64) -> Result<(), StoreError> {
@@ -365,10 +509,29 @@ impl Store for RedisStore {
             .await
     }
 
+    async fn roll_up(&self, counter: &str, series: &str, minute: i64) -> Result<i64, StoreError> {
+        let mut invocation = ROLL_UP.prepare_invoke();
+        invocation
+            .key(counter)
+            .key(self.key(&format!("rollup:{counter}")))
+            .key(self.key(&format!("series:{series}")))
+            .arg(minute)
+            .arg(HISTORY_TTL_SECONDS);
+        let invocation = &invocation;
+        // The script is idempotent: running it twice adds nothing twice.
+        self.run(Retry::Safe, |mut c| async move {
+            invocation.invoke_async(&mut c).await
+        })
+        .await
+        .map_err(|e| e.for_key(counter))
+    }
+
     async fn series(&self, series: &str, since: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let key = self.key(&format!("series:{series}"));
         let all: Vec<(i64, i64)> = self
-            .query(redis::cmd("HGETALL").arg(self.key(&format!("series:{series}"))))
-            .await?;
+            .query(redis::cmd("HGETALL").arg(&key))
+            .await
+            .map_err(|e| e.for_key(&key))?;
         let mut points: Vec<_> = all.into_iter().filter(|(m, _)| *m >= since).collect();
         points.sort_unstable();
         Ok(points)
@@ -376,8 +539,15 @@ impl Store for RedisStore {
 
     async fn series_trim(&self, series: &str, before: i64) -> Result<usize, StoreError> {
         let key = self.key(&format!("series:{series}"));
-        let minutes: Vec<i64> = self.query(redis::cmd("HKEYS").arg(&key)).await?;
-        let old: Vec<i64> = minutes.into_iter().filter(|m| *m < before).collect();
+        let minutes: Vec<String> = self
+            .query(redis::cmd("HKEYS").arg(&key))
+            .await
+            .map_err(|e| e.for_key(&key))?;
+        // A field that is no minute was not written by this system: it goes too.
+        let old: Vec<String> = minutes
+            .into_iter()
+            .filter(|m| m.parse::<i64>().map_or(true, |m| m < before))
+            .collect();
         if old.is_empty() {
             return Ok(0);
         }
@@ -390,8 +560,8 @@ impl Store for RedisStore {
             .key(self.key(JOBS))
             .key(self.key(&format!("job:{}", job.id)))
             .arg(MAX_QUEUE)
-            .arg(to_json(job)?)
-            .arg(RECORD_TTL.as_millis() as u64)
+            .arg(job.encode())
+            .arg(millis(RECORD_TTL))
             .arg(&job.id);
         let invocation = &invocation;
         let added: i64 = self
@@ -416,7 +586,7 @@ impl Store for RedisStore {
             .arg("COUNT")
             .arg(max)
             .arg("BLOCK")
-            .arg(wait.as_millis().max(1) as u64)
+            .arg(millis(wait))
             .arg("STREAMS")
             .arg(&key)
             .arg(">");
@@ -427,7 +597,7 @@ impl Store for RedisStore {
             .into_iter()
             .flat_map(|r| r.keys)
             .flat_map(|k| k.ids)
-            .filter_map(delivery)
+            .map(delivery)
             .collect())
     }
 
@@ -436,18 +606,22 @@ impl Store for RedisStore {
         consumer: &str,
         idle: Duration,
         max: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
+        cursor: &str,
+    ) -> Result<Reclaimed, StoreError> {
         let mut claim = redis::cmd("XAUTOCLAIM");
         claim
             .arg(self.key(JOBS))
             .arg(GROUP)
             .arg(consumer)
-            .arg(idle.as_millis() as u64)
-            .arg("0-0")
+            .arg(millis(idle))
+            .arg(cursor)
             .arg("COUNT")
-            .arg(max);
+            .arg(max.max(1));
         let reply: StreamAutoClaimReply = self.with_group(&claim, OP_TIMEOUT).await?;
-        Ok(reply.claimed.into_iter().filter_map(delivery).collect())
+        Ok(Reclaimed {
+            deliveries: reply.claimed.into_iter().map(delivery).collect(),
+            cursor: reply.next_stream_id,
+        })
     }
 
     async fn keep_alive(&self, consumer: &str, delivery: &Delivery) -> Result<(), StoreError> {
@@ -468,18 +642,18 @@ impl Store for RedisStore {
         self.query(
             redis::cmd("SET")
                 .arg(self.key(&format!("job:{}", job.id)))
-                .arg(to_json(job)?)
+                .arg(job.encode())
                 .arg("PX")
-                .arg(RECORD_TTL.as_millis() as u64),
+                .arg(millis(RECORD_TTL)),
         )
         .await
     }
 
-    async fn load_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let raw: Option<String> = self
-            .query(redis::cmd("GET").arg(self.key(&format!("job:{id}"))))
-            .await?;
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    async fn load_job(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let key = self.key(&format!("job:{id}"));
+        self.query(redis::cmd("GET").arg(&key))
+            .await
+            .map_err(|e| e.for_key(&key))
     }
 
     async fn finish(&self, delivery: &Delivery, job: &JobRecord) -> Result<(), StoreError> {
@@ -487,9 +661,9 @@ impl Store for RedisStore {
         pipe.atomic()
             .cmd("SET")
             .arg(self.key(&format!("job:{}", job.id)))
-            .arg(to_json(job)?)
+            .arg(job.encode())
             .arg("PX")
-            .arg(RECORD_TTL.as_millis() as u64)
+            .arg(millis(RECORD_TTL))
             .ignore();
         match job.state {
             JobState::Done => {
@@ -528,6 +702,42 @@ impl Store for RedisStore {
         let mut pipe = redis::pipe();
         self.acknowledge(&mut pipe, delivery);
         self.query(&pipe).await
+    }
+
+    async fn reject(&self, delivery: &Delivery, reason: &str) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Some(id) = &delivery.job_id {
+            let key = self.key(&format!("job:{id}"));
+            // Only this consumer holds the delivery, so nothing writes the record
+            // between this read and the write below.
+            let raw: Result<Option<String>, StoreError> =
+                self.query(redis::cmd("GET").arg(&key)).await;
+            if let Some(marked) = raw
+                .ok()
+                .flatten()
+                .and_then(|r| mark_dead(&r, reason, unix_now()))
+            {
+                pipe.cmd("SET")
+                    .arg(&key)
+                    .arg(marked)
+                    .arg("PX")
+                    .arg(millis(RECORD_TTL))
+                    .ignore();
+            }
+        }
+        pipe.cmd("XADD")
+            .arg(self.key(DEAD_LETTERS))
+            .arg("*")
+            .arg("job")
+            .arg(delivery.job_id.as_deref().unwrap_or(""))
+            .arg("entry")
+            .arg(&delivery.entry)
+            .arg("error")
+            .arg(reason)
+            .ignore();
+        self.acknowledge(&mut pipe, delivery);
+        self.query_once(&pipe).await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
@@ -581,12 +791,9 @@ impl RedisStore {
         limit: Duration,
     ) -> Result<T, StoreError> {
         let run = async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            match cmd.query_async::<T>(&mut conn).await {
+            let mut conn = self.pooled().await?;
+            let conn: &mut MultiplexedConnection = &mut conn;
+            match cmd.query_async::<T>(conn).await {
                 Err(e) if e.code() == Some("NOGROUP") => {
                     let created: Result<(), _> = redis::cmd("XGROUP")
                         .arg("CREATE")
@@ -594,15 +801,19 @@ impl RedisStore {
                         .arg(GROUP)
                         .arg("0")
                         .arg("MKSTREAM")
-                        .query_async(&mut conn)
+                        .query_async(conn)
                         .await;
                     match created {
-                        Err(e) if e.code() != Some("BUSYGROUP") => return Err(classify(e)),
+                        Err(e) if e.code() != Some("BUSYGROUP") => {
+                            return Err(classify(e, &self.target));
+                        }
                         _ => {}
                     }
-                    cmd.query_async::<T>(&mut conn).await.map_err(classify)
+                    cmd.query_async::<T>(conn)
+                        .await
+                        .map_err(|e| classify(e, &self.target))
                 }
-                result => result.map_err(classify),
+                result => result.map_err(|e| classify(e, &self.target)),
             }
         };
         tokio::time::timeout(limit, run)

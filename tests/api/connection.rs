@@ -53,22 +53,16 @@ async fn many_requests_after_a_redis_restart_open_few_connections() {
 #[tokio::test]
 async fn a_job_running_at_sigterm_in_svc_all_is_finished_and_recorded() {
     let mut redis = RedisServer::start();
-    let (gateway, worker, dashboard) = (loopback(), loopback(), loopback());
     let url = redis.url();
-    let (g, w, d) = (
-        gateway.port().to_string(),
-        worker.port().to_string(),
-        dashboard.port().to_string(),
-    );
     let mut svc = SvcProcess::spawn(
         &[
             "all",
             "--gateway-port",
-            &g,
+            "0",
             "--worker-port",
-            &w,
+            "0",
             "--dashboard-port",
-            &d,
+            "0",
         ],
         &[
             ("REDIS_URL", url.as_str()),
@@ -76,7 +70,6 @@ async fn a_job_running_at_sigterm_in_svc_all_is_finished_and_recorded() {
             ("GRACE_PERIOD", "15s"),
             ("WORKER_INTERVAL", "24h"),
         ],
-        gateway,
     );
     svc.wait_ready().await;
     // After a Redis restart the first command to reconnect comes from a request, on
@@ -132,12 +125,9 @@ async fn a_job_running_at_sigterm_in_svc_all_is_finished_and_recorded() {
 
 /// Readiness of a gateway whose Redis login is `url`.
 async fn not_ready_reason(url: &str) -> (String, String) {
-    let address = loopback();
-    let port = address.port().to_string();
     let svc = SvcProcess::spawn(
-        &["gateway", "--host", "127.0.0.1", "--port", &port],
+        &["gateway", "--host", "127.0.0.1", "--port", "0"],
         &[("REDIS_URL", url), ("DRAIN_DELAY", "0s")],
-        address,
     );
     let client = reqwest::Client::new();
     let reason = eventually(Duration::from_secs(10), "a not-ready reason", || async {

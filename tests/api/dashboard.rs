@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use svc::clock::{minute_of, unix_now};
 use svc::config::StoreSettings;
-use svc::http::unix_now;
 use svc::roles::dashboard;
+use svc::service::{Role, Service};
 use svc::store::memory::MemoryStore;
-use svc::store::{
-    HealthSample, Instance, ServiceState, SharedStore, keys, minute_of, series, services,
-};
+use svc::store::{HealthSample, Instance, ServiceState, SharedStore, keys, series};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use url::Url;
@@ -103,10 +102,10 @@ fn service<'a>(check: &'a Value, name: &str) -> &'a Value {
 /// 10 s, the newest `age` seconds old; and 3 of 4 probes up in the last full minute.
 pub async fn record_history(store: &SharedStore, age: f64, samples: u32) {
     let now = unix_now();
-    for name in services::ALL {
+    for name in Service::ALL {
         for i in (0..samples).rev() {
             let sample = HealthSample {
-                service: name.into(),
+                service: name,
                 timestamp: now - age - 10.0 * f64::from(i),
                 status: ServiceState::Healthy,
                 response_time_ms: Some(2.0 + f64::from(i * 7 % 11) * 0.6),
@@ -116,20 +115,20 @@ pub async fn record_history(store: &SharedStore, age: f64, samples: u32) {
         }
         let minute = minute_of(now);
         store
-            .series_add(&series::checks(name), minute - 1, 4)
+            .series_add(&series::checks(name.as_str()), minute - 1, 4)
             .await
             .expect("checks");
         store
-            .series_add(&series::up(name), minute - 1, 3)
+            .series_add(&series::up(name.as_str()), minute - 1, 3)
             .await
             .expect("up");
     }
 }
 
 /// A heartbeat as a replica of `role` would write it.
-async fn announce(store: &SharedStore, role: &str, id: &str, version: &str, started_at: f64) {
+async fn announce(store: &SharedStore, role: Role, id: &str, version: &str, started_at: f64) {
     let instance = Instance {
-        role: role.into(),
+        role,
         id: id.into(),
         version: version.into(),
         started_at,
@@ -156,8 +155,8 @@ async fn health_check_reports_every_service_with_the_original_fields() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    assert_eq!(names, services::ALL);
-    for name in [services::API_GATEWAY, services::WORKER, services::REDIS] {
+    assert_eq!(names, Service::ALL.map(Service::as_str));
+    for name in [Service::ApiGateway, Service::Worker, Service::Redis].map(Service::as_str) {
         let s = service(&check, name);
         assert_eq!(s["status"], "healthy", "{s}");
         assert!(s["response_time_ms"].as_f64().is_some(), "{s}");
@@ -172,7 +171,7 @@ async fn a_slow_worker_degrades_the_system() {
     let app = start(&gateway.url, &worker.url, Duration::from_secs(5), memory()).await;
     let (_, check) = app.get_json("/api/health-check").await;
     assert_eq!(check["system_status"], "degraded", "{check}");
-    let w = service(&check, services::WORKER);
+    let w = service(&check, Service::Worker.as_str());
     assert_eq!(w["status"], "degraded");
     assert!(w["response_time_ms"].as_f64().expect("answered") >= 1300.0);
     assert!(w["error"].as_str().expect("error").contains("slow"), "{w}");
@@ -183,7 +182,10 @@ async fn a_slow_worker_degrades_the_system() {
             .starts_with("Worker degraded: slow"),
         "{check}"
     );
-    assert_eq!(service(&check, services::API_GATEWAY)["status"], "healthy");
+    assert_eq!(
+        service(&check, Service::ApiGateway.as_str())["status"],
+        "healthy"
+    );
 }
 
 #[tokio::test]
@@ -194,7 +196,7 @@ async fn a_worker_that_is_not_ready_degrades_the_system() {
     let app = start(&gateway.url, &worker.url, Duration::from_secs(5), memory()).await;
     let (_, check) = app.get_json("/api/health-check").await;
     assert_eq!(check["system_status"], "degraded", "{check}");
-    let w = service(&check, services::WORKER);
+    let w = service(&check, Service::Worker.as_str());
     assert_eq!(w["status"], "degraded");
     assert_eq!(w["error"], "not ready (HTTP 503): redis unreachable");
 }
@@ -205,7 +207,7 @@ async fn an_unreachable_gateway_is_system_down_and_the_dashboard_stays_ready() {
     let app = start(&closed(), &worker.url, Duration::from_secs(5), memory()).await;
     let (_, check) = app.get_json("/api/health-check").await;
     assert_eq!(check["system_status"], "down", "{check}");
-    let g = service(&check, services::API_GATEWAY);
+    let g = service(&check, Service::ApiGateway.as_str());
     assert_eq!(g["status"], "down");
     assert!(g["response_time_ms"].is_null());
     assert!(
@@ -235,15 +237,16 @@ async fn a_gateway_that_never_answers_is_down_after_the_probe_timeout_and_pages_
     let app = start(&gateway.url, &worker.url, Duration::from_secs(1), memory()).await;
     let (_, check) = app.get_json("/api/health-check").await;
     assert_eq!(check["system_status"], "down", "{check}");
-    let g = service(&check, services::API_GATEWAY);
+    let g = service(&check, Service::ApiGateway.as_str());
     assert_eq!(g["error"], "no answer within 2 s");
-    // Probe rounds now take the whole timeout; pages are served from the last one.
+    // Probe rounds now take the whole 2 s timeout; pages are served from the last
+    // one, so none waits for a probe (a probe-bound page would take 2 s).
     for _ in 0..5 {
         let start = Instant::now();
         let (status, _) = app.get("/partials/status").await;
         assert_eq!(status, 200);
         assert!(
-            start.elapsed() < Duration::from_millis(500),
+            start.elapsed() < Duration::from_millis(1500),
             "{:?}",
             start.elapsed()
         );
@@ -273,7 +276,7 @@ async fn system_info_and_the_page_show_what_the_worker_wrote() {
         .series_add(series::REQUESTS, minute_of(now) - 1, 30)
         .await
         .expect("series");
-    announce(&store, "worker", "worker-7f9c", "0.1.0", now - 125.0).await;
+    announce(&store, Role::Worker, "worker-7f9c", "0.1.0", now - 125.0).await;
     let app = start(&gateway.url, &worker.url, Duration::from_secs(5), store).await;
 
     let (status, info) = app.get_json("/api/system-info").await;
@@ -306,7 +309,9 @@ async fn system_info_and_the_page_show_what_the_worker_wrote() {
         page.contains("75.0 %"),
         "uptime of 3 up in 4 checks: {page}"
     );
-    assert_eq!(page.matches(r#"<svg class="spark""#).count(), 4);
+    // The embedded store is part of the process: no card (and no sparkline) of its own.
+    assert_eq!(page.matches(r#"<svg class="spark""#).count(), 3);
+    assert!(!page.contains(r#"data-service="redis""#), "{page}");
     assert!(page.contains("worker-7f9c") && page.contains("2 min"));
     assert!(page.contains(r#"<svg class="bars""#));
     assert!(!page.contains(r#"id="stale""#));
@@ -343,7 +348,7 @@ async fn text_from_the_network_and_the_store_is_escaped() {
     let worker = Upstream::start(503, body, Duration::ZERO).await;
     let store = memory();
     let id = "<script>alert('id')</script>";
-    announce(&store, "<b>worker</b>", id, "\"><img src=x>", unix_now()).await;
+    announce(&store, Role::Worker, id, "\"><img src=x>", unix_now()).await;
     let app = start(&gateway.url, &worker.url, Duration::from_secs(5), store).await;
     for path in ["/", "/partials/status"] {
         let (_, page) = app.get(path).await;
@@ -523,7 +528,8 @@ async fn losing_redis_makes_the_dashboard_unready_but_the_page_still_answers() {
     app.wait_ready(503, Duration::from_secs(5)).await;
     crate::helpers::eventually(Duration::from_secs(10), "redis reported down", || async {
         let (status, check) = app.get_json("/api/health-check").await;
-        (status == 200 && service(&check, services::REDIS)["status"] == "down").then_some(())
+        (status == 200 && service(&check, Service::Redis.as_str())["status"] == "down")
+            .then_some(())
     })
     .await;
     let (status, page) = app.get("/").await;

@@ -176,7 +176,7 @@ async fn gateway_announces_itself_with_a_heartbeat() {
     })
     .await;
     assert_eq!(instances.len(), 1);
-    assert_eq!(instances[0].role, "gateway");
+    assert_eq!(instances[0].role, svc::service::Role::Gateway);
     assert_eq!(instances[0].version, env!("CARGO_PKG_VERSION"));
     assert!(
         instances[0]

@@ -1,10 +1,12 @@
 //! Test fixtures: a real `redis-server` per test, the gateway in-process on port 0, and
 //! the real `svc` binary as a child process.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,9 @@ pub fn require_tool(name: &str, package: &str) -> PathBuf {
     })
 }
 
-/// A free TCP port on loopback (bound, then released).
+/// A TCP port on loopback that was free a moment ago (bound, then released): for
+/// servers that cannot bind port 0 and report it (redis-server, "a closed port").
+/// `svc` itself binds port 0 and reports its address: see [`SvcProcess::spawn`].
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -70,6 +74,8 @@ where
 }
 
 /// A `redis-server` of this test's own, with a password, on a free port; killed on drop.
+/// Its directory and password are unique to it, so two tests can never share one
+/// server unknowingly: a server on a recycled port would refuse the password.
 pub struct RedisServer {
     pub port: u16,
     pub password: String,
@@ -97,22 +103,81 @@ impl RedisServer {
     }
 
     fn start_with(port: u16, persistent: bool) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("svc-test-redis-{port}-{}", std::process::id()));
+        static SERVERS: AtomicU64 = AtomicU64::new(0);
+        let unique = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            SERVERS.fetch_add(1, Ordering::Relaxed),
+            uuid::Uuid::new_v4().simple()
+        );
+        let dir = std::env::temp_dir().join(format!("svc-test-redis-{unique}"));
         std::fs::create_dir_all(&dir).expect("create redis dir");
         let mut server = RedisServer {
             port,
-            password: format!("pw-{port}-{}", std::process::id()),
+            password: format!("pw-{unique}"),
             child: None,
             dir,
             persistent,
         };
-        server.resume();
-        server
+        // The port was free a moment ago; if another process took it since, this
+        // server exits at once and another port is tried.
+        for _ in 0..5 {
+            if server.try_resume() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("redis-server did not start on any of 5 ports");
     }
 
     /// (Re)starts the server process on the same port.
     pub fn resume(&mut self) {
+        assert!(
+            self.try_resume(),
+            "redis-server did not come back on {}",
+            self.port
+        );
+    }
+
+    /// Freezes the server (SIGSTOP: it holds its connections and answers nothing, as a
+    /// hung server does), and returns once a PING is seen to go unanswered.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server still answers after SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lets a frozen server go on, and returns once it answers.
+    pub fn thaw(&self) {
+        self.signal("CONT");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server does not answer after SIGCONT"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server runs").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Starts the server process; false when it exited (its port is taken).
+    fn try_resume(&mut self) -> bool {
         let binary = require_tool("redis-server", "redis-server");
         let child = Command::new(binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -131,6 +196,14 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers() {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                self.child = None;
+                return false;
+            }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not start on {}",
@@ -138,6 +211,7 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+        true
     }
 
     /// Kills the server (as an outage would) and waits for it to be gone.
@@ -152,7 +226,7 @@ impl RedisServer {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
         let auth = format!("AUTH {}\r\nPING\r\n", self.password);
         let mut buf = [0u8; 64];
         s.write_all(auth.as_bytes()).is_ok()
@@ -299,13 +373,79 @@ impl Drop for TestApp {
 /// The real `svc` binary running as a child process, its output captured.
 pub struct SvcProcess {
     pub child: Child,
+    /// The address of its first server (the gateway's, for `svc all`).
     pub address: SocketAddr,
+    /// The address of each server, by service name.
+    pub addresses: HashMap<String, SocketAddr>,
     output: Arc<Mutex<String>>,
 }
 
+/// The service and address of a "listening" log line, text or JSON.
+fn listening(line: &str) -> Option<(String, SocketAddr)> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let field = |name: &str| -> Option<String> {
+        let text = format!("{name}=");
+        let json = format!("\"{name}\":\"");
+        let (start, end) = if let Some(i) = line.find(&json) {
+            let rest = &line[i + json.len()..];
+            (i + json.len(), i + json.len() + rest.find('"')?)
+        } else {
+            let i = line.find(&text)?;
+            let rest = &line[i + text.len()..];
+            (
+                i + text.len(),
+                i + text.len() + rest.find(' ').unwrap_or(rest.len()),
+            )
+        };
+        Some(line[start..end].to_owned())
+    };
+    Some((field("service")?, field("addr")?.parse().ok()?))
+}
+
 impl SvcProcess {
-    /// Runs `svc <args>` with `env` (and nothing inherited that could change it).
-    pub fn spawn(args: &[&str], env: &[(&str, &str)], address: SocketAddr) -> Self {
+    /// Runs `svc <args>` with `env` (and nothing inherited that could change it), and
+    /// waits until it has said where it listens: pass `--port 0` (or the ports of
+    /// `svc all` as 0) and the OS picks free ports, which no other test can hold.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let servers = if args.first() == Some(&"all") { 3 } else { 1 };
+        let mut svc = Self::spawn_unwatched(args, env);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found: Vec<(String, SocketAddr)> =
+                svc.output().lines().filter_map(listening).collect();
+            if found.len() >= servers {
+                svc.address = found[0].1;
+                svc.addresses = found.into_iter().collect();
+                if let Some(gateway) = svc.addresses.get("api-gateway") {
+                    svc.address = *gateway;
+                }
+                return svc;
+            }
+            if let Some(status) = svc.child.try_wait().expect("try_wait") {
+                panic!("svc exited ({status}) before listening:\n{}", svc.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "svc did not listen within 20 s:\n{}",
+                svc.output()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The address of the server of `service` (`api-gateway`, `worker-service`,
+    /// `dashboard`).
+    pub fn address_of(&self, service: &str) -> SocketAddr {
+        *self
+            .addresses
+            .get(service)
+            .unwrap_or_else(|| panic!("no {service} server in {:?}", self.addresses))
+    }
+
+    /// Runs `svc <args>` without waiting for anything.
+    fn spawn_unwatched(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = svc_command(args, env)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -334,7 +474,8 @@ impl SvcProcess {
         }
         SvcProcess {
             child,
-            address,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addresses: HashMap::new(),
             output,
         }
     }
@@ -398,7 +539,8 @@ pub fn svc_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-/// A loopback address with a free port.
+/// A loopback address with a port that was free a moment ago (for "nothing listens
+/// here").
 pub fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
@@ -406,8 +548,6 @@ pub fn loopback() -> SocketAddr {
 /// A `svc <role>` process on loopback backed by `redis`, once ready. `env` comes
 /// after the defaults (no drain delay; probe targets that refuse at once) and wins.
 pub async fn role_process(role: &str, redis: &RedisServer, env: &[(&str, &str)]) -> SvcProcess {
-    let address = loopback();
-    let port = address.port().to_string();
     let url = redis.url();
     let mut all_env = vec![
         ("REDIS_URL", url.as_str()),
@@ -416,11 +556,8 @@ pub async fn role_process(role: &str, redis: &RedisServer, env: &[(&str, &str)])
         ("DASHBOARD_URL", "http://127.0.0.1:9"),
     ];
     all_env.extend_from_slice(env);
-    let svc = SvcProcess::spawn(
-        &[role, "--host", "127.0.0.1", "--port", &port],
-        &all_env,
-        address,
-    );
+    let svc = SvcProcess::spawn(&[role, "--host", "127.0.0.1", "--port", "0"], &all_env);
+    let mut svc = svc;
     svc.wait_ready().await;
     svc
 }
@@ -436,14 +573,25 @@ pub async fn worker_process(redis: &RedisServer, env: &[(&str, &str)]) -> SvcPro
 }
 
 impl SvcProcess {
-    /// Waits until `/health/ready` answers 200.
-    pub async fn wait_ready(&self) {
+    /// Waits until `/health/ready` answers 200; fails at once if the process died.
+    pub async fn wait_ready(&mut self) {
         let client = reqwest::Client::new();
-        eventually(Duration::from_secs(10), "svc to be ready", || async {
-            let res = client.get(self.url("/health/ready")).send().await.ok()?;
-            (res.status() == 200).then_some(())
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("svc exited ({status}):\n{}", self.output());
+            }
+            let ready = client.get(self.url("/health/ready")).send().await;
+            if ready.is_ok_and(|res| res.status() == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "svc not ready within 20 s:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// GET `path` as JSON.

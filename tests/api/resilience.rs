@@ -81,16 +81,7 @@ async fn a_hung_redis_does_not_hang_the_gateway() {
     let redis = RedisServer::start();
     let app = TestApp::gateway(test_settings(StoreSettings::Redis(redis.settings()))).await;
     app.wait_ready(200, PROBE_PERIOD).await;
-    // DEBUG SLEEP blocks the whole server, as a stuck Redis would.
-    let mut conn = redis.client().await;
-    let sleeper = tokio::spawn(async move {
-        let _: Result<String, _> = redis::cmd("DEBUG")
-            .arg("SLEEP")
-            .arg(3)
-            .query_async(&mut conn)
-            .await;
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    redis.freeze();
     let start = std::time::Instant::now();
     let (status, body) = app.get_json("/api/status").await;
     assert_eq!(status, 200);
@@ -102,5 +93,5 @@ async fn a_hung_redis_does_not_hang_the_gateway() {
     );
     let (live, _) = app.get("/health/live").await;
     assert_eq!(live, 200);
-    sleeper.await.expect("sleeper");
+    redis.thaw();
 }

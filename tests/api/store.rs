@@ -5,16 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use svc::jobs::{JobRecord, JobSpec, JobState};
+use svc::service::{Role, Service};
 use svc::store::redis::RedisStore;
 use svc::store::{
-    HealthSample, Instance, QueueStats, ServiceState, SharedStore, Store, memory::MemoryStore,
+    Delivery, HealthSample, Instance, QueueStats, RECLAIM_START, ServiceState, SharedStore, Store,
+    memory::MemoryStore,
 };
 
 use crate::helpers::RedisServer;
 
 fn instance(id: &str) -> Instance {
     Instance {
-        role: "worker".into(),
+        role: Role::Worker,
         id: id.into(),
         version: "1.0.0".into(),
         started_at: 1.0e9,
@@ -22,9 +24,9 @@ fn instance(id: &str) -> Instance {
     }
 }
 
-fn sample(service: &str, n: u32) -> HealthSample {
+fn sample(service: Service, n: u32) -> HealthSample {
     HealthSample {
-        service: service.into(),
+        service,
         timestamp: f64::from(n),
         status: if n % 2 == 0 {
             ServiceState::Healthy
@@ -102,29 +104,29 @@ async fn contract(store: SharedStore) {
     // Health history: newest first, bounded.
     for n in 1..=5 {
         store
-            .record_health(&sample("api-gateway", n), 3)
+            .record_health(&sample(Service::ApiGateway, n), 3)
             .await
             .expect("record");
     }
     store
-        .record_health(&sample("redis", 9), 3)
+        .record_health(&sample(Service::Redis, 9), 3)
         .await
         .expect("record");
     let history = store
-        .health_history("api-gateway", 10)
+        .health_history(Service::ApiGateway, 10)
         .await
         .expect("history");
     assert_eq!(
         history,
         vec![
-            sample("api-gateway", 5),
-            sample("api-gateway", 4),
-            sample("api-gateway", 3)
+            sample(Service::ApiGateway, 5),
+            sample(Service::ApiGateway, 4),
+            sample(Service::ApiGateway, 3)
         ]
     );
     assert_eq!(
         store
-            .health_history("api-gateway", 1)
+            .health_history(Service::ApiGateway, 1)
             .await
             .expect("history")
             .len(),
@@ -132,7 +134,7 @@ async fn contract(store: SharedStore) {
     );
     assert!(
         store
-            .health_history("nobody", 10)
+            .health_history(Service::Dashboard, 10)
             .await
             .expect("history")
             .is_empty()
@@ -161,6 +163,37 @@ async fn contract(store: SharedStore) {
         vec![(12, 6)]
     );
     assert!(store.series("nothing", 0).await.expect("series").is_empty());
+
+    // Roll-ups: what a counter gained, once, however often it is rolled.
+    for _ in 0..5 {
+        store.incr("rolled").await.expect("incr");
+    }
+    assert_eq!(
+        store.roll_up("rolled", "rolled", 20).await.expect("roll"),
+        5
+    );
+    assert_eq!(
+        store.roll_up("rolled", "rolled", 20).await.expect("again"),
+        0
+    );
+    store.incr("rolled").await.expect("incr");
+    assert_eq!(
+        store.roll_up("rolled", "rolled", 21).await.expect("roll"),
+        1
+    );
+    assert_eq!(
+        store.series("rolled", 0).await.expect("series"),
+        vec![(20, 5), (21, 1)]
+    );
+    assert_eq!(
+        store.roll_up("never-counted", "x", 20).await.expect("roll"),
+        0
+    );
+    let err = store
+        .roll_up("s", "x", 20)
+        .await
+        .expect_err("a counter that is no number");
+    assert!(err.to_string().contains('s'), "{err}");
 }
 
 async fn queue_contract(store: SharedStore) {
@@ -173,9 +206,10 @@ async fn queue_contract(store: SharedStore) {
         assert!(store.enqueue(job).await.expect("enqueue"));
     }
     assert_eq!(store.queue_stats().await.expect("stats").depth, 3);
+    let loaded = store.load_job(&jobs[0].id).await.expect("load");
     assert_eq!(
-        store.load_job(&jobs[0].id).await.expect("load"),
-        Some(jobs[0].clone())
+        loaded.as_deref().map(JobRecord::decode),
+        Some(Ok(jobs[0].clone()))
     );
     assert_eq!(store.load_job("no-such-job").await.expect("load"), None);
 
@@ -186,7 +220,7 @@ async fn queue_contract(store: SharedStore) {
     let ids: Vec<_> = first.iter().map(|d| d.job_id.clone()).collect();
     assert_eq!(
         ids,
-        vec![jobs[0].id.clone(), jobs[1].id.clone()],
+        vec![Some(jobs[0].id.clone()), Some(jobs[1].id.clone())],
         "delivered in order"
     );
     let stats = store.queue_stats().await.expect("stats");
@@ -217,34 +251,38 @@ async fn queue_contract(store: SharedStore) {
             .as_deref(),
         Some("42.5")
     );
-    assert_eq!(store.load_job(&done.id).await.expect("load"), Some(done));
+    let loaded = store.load_job(&done.id).await.expect("load");
+    assert_eq!(loaded.as_deref().map(JobRecord::decode), Some(Ok(done)));
 
     // A consumer that keeps its delivery alive keeps it.
     tokio::time::sleep(Duration::from_millis(120)).await;
     store.keep_alive("c1", &first[1]).await.expect("keep alive");
     assert!(
         store
-            .reclaim("c2", Duration::from_millis(100), 10)
+            .reclaim("c2", Duration::from_millis(100), 10, RECLAIM_START)
             .await
             .expect("reclaim")
+            .deliveries
             .is_empty()
     );
 
     // Unfinished deliveries come back after the idle time, to another consumer.
     assert!(
         store
-            .reclaim("c2", Duration::from_secs(60), 10)
+            .reclaim("c2", Duration::from_secs(60), 10, RECLAIM_START)
             .await
             .expect("reclaim")
+            .deliveries
             .is_empty()
     );
     tokio::time::sleep(Duration::from_millis(120)).await;
     let again = store
-        .reclaim("c2", Duration::from_millis(100), 10)
+        .reclaim("c2", Duration::from_millis(100), 10, RECLAIM_START)
         .await
-        .expect("reclaim");
+        .expect("reclaim")
+        .deliveries;
     assert_eq!(again.len(), 1);
-    assert_eq!(again[0].job_id, jobs[1].id);
+    assert_eq!(again[0].job_id.as_ref(), Some(&jobs[1].id));
 
     // Dead: acknowledged and in the dead-letter stream.
     let mut dead = jobs[1].clone();
@@ -280,7 +318,10 @@ async fn queue_contract(store: SharedStore) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(store.enqueue(&late).await.expect("enqueue late"));
     });
-    assert_eq!(received.expect("receive")[0].job_id, late.id);
+    assert_eq!(
+        received.expect("receive")[0].job_id.as_ref(),
+        Some(&late.id)
+    );
     let start = std::time::Instant::now();
     let nothing = store
         .receive("c1", 10, Duration::from_millis(100))
@@ -291,6 +332,88 @@ async fn queue_contract(store: SharedStore) {
 
     assert_eq!(store.trim_dead_letters(0).await.expect("trim"), 1);
     assert_eq!(store.queue_stats().await.expect("stats").dead_letters, 0);
+
+    // A delivery that cannot run is dead-lettered, its record marked and kept.
+    let before = store.queue_stats().await.expect("stats");
+    let odd = JobRecord::new(JobSpec::Cleanup {}, 3.0);
+    assert!(store.enqueue(&odd).await.expect("enqueue"));
+    let taken = store
+        .receive("c1", 10, Duration::from_millis(10))
+        .await
+        .expect("receive");
+    store.reject(&taken[0], "cannot run").await.expect("reject");
+    let stats = store.queue_stats().await.expect("stats");
+    assert_eq!(
+        (stats.pending, stats.dead_letters),
+        (before.pending, before.dead_letters + 1)
+    );
+    let marked = store.load_job(&odd.id).await.expect("load").expect("kept");
+    let marked: serde_json::Value = serde_json::from_str(&marked).expect("json");
+    assert_eq!(marked["state"], "dead");
+    assert_eq!(marked["error"], "cannot run");
+    let nameless = Delivery {
+        entry: "999999-0".into(),
+        job_id: None,
+    };
+    store
+        .reject(&nameless, "no job id")
+        .await
+        .expect("reject nameless");
+
+    // Reclaim scans go on from their cursor: a long pending list is covered in parts.
+    let many: Vec<JobRecord> = (0..5)
+        .map(|_| JobRecord::new(JobSpec::Cleanup {}, 4.0))
+        .collect();
+    for job in &many {
+        assert!(store.enqueue(job).await.expect("enqueue"));
+    }
+    assert_eq!(
+        store
+            .receive("c1", 10, Duration::from_millis(10))
+            .await
+            .expect("receive")
+            .len(),
+        5
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let mut cursor = RECLAIM_START.to_owned();
+    let mut reclaimed = Vec::new();
+    for _ in 0..10 {
+        let part = store
+            .reclaim("c3", Duration::from_millis(100), 2, &cursor)
+            .await
+            .expect("reclaim");
+        assert!(part.deliveries.len() <= 2);
+        reclaimed.extend(part.deliveries);
+        cursor = part.cursor;
+        if cursor == RECLAIM_START {
+            break;
+        }
+    }
+    // Every pending delivery was reached (the five and two left from above), once.
+    let ids: std::collections::HashSet<_> =
+        reclaimed.iter().filter_map(|d| d.job_id.clone()).collect();
+    assert_eq!(ids.len(), reclaimed.len(), "{reclaimed:?}");
+    assert!(many.iter().all(|j| ids.contains(&j.id)), "{reclaimed:?}");
+}
+
+#[tokio::test]
+async fn the_embedded_store_frees_expired_keys_nobody_reads() {
+    let store = MemoryStore::start();
+    for n in 0..1000 {
+        assert!(
+            store
+                .claim(&format!("tick:{n}"), Duration::from_millis(50))
+                .await
+                .expect("claim")
+        );
+    }
+    assert_eq!(store.key_count(), 1000);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    crate::helpers::eventually(Duration::from_secs(5), "expired keys freed", || async {
+        (store.key_count() == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -321,7 +444,7 @@ async fn redis_store_keeps_new_keys_under_its_prefix_with_a_ttl() {
         .await
         .expect("beat");
     store
-        .record_health(&sample("redis", 2), 10)
+        .record_health(&sample(Service::Redis, 2), 10)
         .await
         .expect("record");
     store.series_add("requests", 1, 1).await.expect("add");

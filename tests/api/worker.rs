@@ -10,9 +10,7 @@ use serde_json::Value;
 use svc::config::StoreSettings;
 use svc::jobs::JobRecord;
 
-use crate::helpers::{
-    RedisServer, SvcProcess, TestApp, eventually, loopback, test_settings, worker_process,
-};
+use crate::helpers::{RedisServer, SvcProcess, TestApp, eventually, test_settings, worker_process};
 use crate::metrics::{promtool_check, sample};
 
 async fn gateway(redis: &RedisServer) -> TestApp {
@@ -72,7 +70,9 @@ const QUIET: (&str, &str) = ("WORKER_INTERVAL", "24h");
 #[tokio::test]
 async fn three_workers_enqueue_each_periodic_task_once_per_tick() {
     let redis = RedisServer::start();
-    let env = [("WORKER_INTERVAL", "300ms")];
+    // One second: a loaded two-core machine can stall three processes for a few
+    // hundred milliseconds, which would skip a shorter tick everywhere at once.
+    let env = [("WORKER_INTERVAL", "1s")];
     let _workers = join_all((0..3).map(|_| worker_process(&redis, &env))).await;
     let ticks_per_type = |records: &[JobRecord]| {
         let mut ticks: HashMap<&str, HashSet<u64>> = HashMap::new();
@@ -87,12 +87,12 @@ async fn three_workers_enqueue_each_periodic_task_once_per_tick() {
         ticks
     };
     eventually(
-        Duration::from_secs(15),
-        "5 ticks of every task type",
+        Duration::from_secs(30),
+        "4 ticks of every task type",
         || async {
             let records = job_records(&redis).await;
             let ticks = ticks_per_type(&records);
-            (ticks.len() == 4 && ticks.values().all(|t| t.len() >= 5)).then_some(())
+            (ticks.len() == 4 && ticks.values().all(|t| t.len() >= 4)).then_some(())
         },
     )
     .await;
@@ -115,7 +115,11 @@ async fn three_workers_enqueue_each_periodic_task_once_per_tick() {
         let mut ticks: Vec<_> = ticks.into_iter().collect();
         ticks.sort_unstable();
         for pair in ticks.windows(2) {
-            assert_eq!(pair[1] - pair[0], 300, "{task}: gap between ticks {pair:?}");
+            assert_eq!(
+                pair[1] - pair[0],
+                1000,
+                "{task}: gap between ticks {pair:?}"
+            );
         }
     }
 }
@@ -171,7 +175,7 @@ async fn a_job_whose_worker_is_killed_is_finished_by_another() {
     let mut first = worker_process(&redis, &env).await;
     let first_id = instance(&first).await;
     let id = app
-        .submit(r#"{"type":"data_processing","size":5000000}"#)
+        .submit(r#"{"type":"data_processing","size":1,"hold_ms":5000}"#)
         .await;
     let running = app
         .job_in_state(&id, "running", Duration::from_secs(10))
@@ -240,7 +244,7 @@ async fn a_job_that_always_fails_ends_in_the_dead_letter_stream() {
 async fn worker_survives_a_redis_restart_and_never_reruns_a_finished_job() {
     let mut redis = RedisServer::start_persistent();
     let app = gateway(&redis).await;
-    let worker = worker_process(&redis, &[QUIET]).await;
+    let mut worker = worker_process(&redis, &[QUIET]).await;
     let before = app
         .submit(r#"{"type":"data_processing","size":1000}"#)
         .await;
@@ -282,7 +286,7 @@ async fn sigterm_during_a_long_job_exits_in_time_and_loses_nothing() {
     let env = [QUIET, ("VISIBILITY_TIMEOUT", "1s"), ("GRACE_PERIOD", "1s")];
     let mut first = worker_process(&redis, &env).await;
     let id = app
-        .submit(r#"{"type":"data_processing","size":5000000}"#)
+        .submit(r#"{"type":"data_processing","size":1,"hold_ms":5000}"#)
         .await;
     app.job_in_state(&id, "running", Duration::from_secs(10))
         .await;
@@ -295,8 +299,9 @@ async fn sigterm_during_a_long_job_exits_in_time_and_loses_nothing() {
         "{}",
         first.output()
     );
+    // Drain delay 0 + grace 1 s + the runtime's 0.5 s: well inside the 5 s hold.
     assert!(
-        signalled.elapsed() < Duration::from_secs(4),
+        signalled.elapsed() < Duration::from_secs(5),
         "took {:?}",
         signalled.elapsed()
     );
@@ -434,22 +439,19 @@ async fn worker_status_metrics_and_readiness() {
 
 #[tokio::test]
 async fn svc_all_runs_jobs_on_the_embedded_store() {
-    let gateway_addr = loopback();
-    let worker_addr = loopback();
-    let all = SvcProcess::spawn(
+    let mut all = SvcProcess::spawn(
         &[
             "all",
             "--gateway-port",
-            &gateway_addr.port().to_string(),
+            "0",
             "--worker-port",
-            &worker_addr.port().to_string(),
+            "0",
             "--dashboard-port",
-            &loopback().port().to_string(),
+            "0",
             "--interval",
             "300ms",
         ],
         &[("DRAIN_DELAY", "0s")],
-        gateway_addr,
     );
     all.wait_ready().await;
     let client = reqwest::Client::new();
@@ -477,7 +479,10 @@ async fn svc_all_runs_jobs_on_the_embedded_store() {
     })
     .await;
     let worker_status: Value = client
-        .get(format!("http://{worker_addr}/status"))
+        .get(format!(
+            "http://{}/status",
+            all.address_of("worker-service")
+        ))
         .send()
         .await
         .expect("worker status")

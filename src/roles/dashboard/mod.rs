@@ -13,8 +13,8 @@
 //! when it is needed most.
 
 mod assets;
-pub mod probe;
 pub mod snapshot;
+pub mod system;
 pub mod views;
 
 use std::future::Future;
@@ -30,26 +30,18 @@ use serde::Serialize;
 use serde_json::json;
 use url::Url;
 
-use crate::cli::Environment;
-use crate::config::{ConfigError, Settings};
-use crate::http::{self, Drain, Health, RequestMetrics, ServeError, unix_now};
-use crate::presence;
-use crate::store::{SharedStore, services};
-use crate::telemetry::names;
+use crate::clock::unix_now;
+use crate::config::{ConfigError, Environment, Settings, invalid, within};
+use crate::http::{self, RoleServer, ServeError};
+use crate::probe;
+use crate::service::{Role, Service};
+use crate::store::SharedStore;
 
 use snapshot::{Latest, Snapshot, Sources};
 use views::View;
 
 /// Port the dashboard listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 3000;
-/// The role's name in heartbeats.
-pub const ROLE: &str = "dashboard";
-
-const METRICS: RequestMetrics = RequestMetrics {
-    requests: names::DASHBOARD_REQUESTS,
-    duration: names::DASHBOARD_REQUEST_DURATION,
-    in_progress: names::DASHBOARD_IN_PROGRESS,
-};
 
 /// Scripts and styles from this origin only, no framing: nothing injected can run.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -57,6 +49,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// Upper bound of a request's wait for the first snapshot after start-up.
 const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+
+/// What a refresh period may be.
+pub const REFRESH_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
 
 /// What the dashboard watches and how often.
 #[derive(Debug, Clone)]
@@ -70,26 +66,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// Validates the flags of `svc dashboard`.
+    /// The dashboard's config; the URLs are checked where they are parsed
+    /// ([`crate::config::service_url`]).
     pub fn new(gateway_url: Url, worker_url: Url, refresh: Duration) -> Result<Self, ConfigError> {
+        within("REFRESH_PERIOD", refresh, REFRESH_RANGE)?;
         for (flag, url) in [
             ("API_GATEWAY_URL", &gateway_url),
             ("WORKER_SERVICE_URL", &worker_url),
         ] {
-            // No TLS client is built in (in-cluster URLs are plain http), and the URL
-            // is shown on the page, so it must carry no credentials.
-            if url.scheme() != "http" || url.host_str().is_none() || url.password().is_some() {
-                return Err(ConfigError::Invalid {
-                    flag,
-                    reason: format!("{url} is not an http://host[:port] URL"),
-                });
+            if probe::readiness_url(url).is_err() {
+                return Err(invalid(flag, format!("{url} has no readiness URL")));
             }
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&refresh) {
-            return Err(ConfigError::Invalid {
-                flag: "REFRESH_PERIOD",
-                reason: format!("{refresh:?} is not between 1s and 1h"),
-            });
         }
         Ok(Config {
             gateway_url,
@@ -113,28 +100,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    crate::telemetry::metrics();
-    metrics::gauge!(names::DASHBOARD_IN_PROGRESS).set(0.0);
-    let health = Health::new(services::DASHBOARD, settings.ready_without_store);
-    let _upkeep = presence::Upkeep::start(
-        &health,
-        &store,
-        settings.store_check_period,
-        names::DASHBOARD_REDIS_STATUS,
-        presence::describe(ROLE, listener.local_addr()?),
-    );
+    let server = RoleServer::start(Role::Dashboard, settings, &store, listener, None)?;
+    let readiness = |base: &Url| probe::readiness_url(base).map_err(std::io::Error::other);
     let sources = Sources {
-        // A fresh connection per probe: a pooled one the service closed while idle
-        // would fail the probe, and the connect time is part of the answer anyway.
-        client: reqwest::Client::builder()
-            .timeout(probe::PROBE_TIMEOUT)
-            .pool_max_idle_per_host(0)
-            .build()
-            .map_err(std::io::Error::other)?,
-        gateway: target(services::API_GATEWAY, &config.gateway_url)?,
-        worker: target(services::WORKER, &config.worker_url)?,
+        client: probe::client().map_err(std::io::Error::other)?,
+        gateway: readiness(&config.gateway_url)?,
+        worker: readiness(&config.worker_url)?,
         store,
-        health: health.clone(),
+        health: server.health().clone(),
     };
     let (latest, gatherer) = snapshot::spawn(sources, config.refresh);
     let state = web::Data::new(Dashboard {
@@ -152,24 +125,16 @@ pub async fn run(
                         .add((header::REFERRER_POLICY, "no-referrer"))
                         .add((header::X_FRAME_OPTIONS, "DENY")),
                 )
-                .service(http::resource("/").route(web::get().to(page)))
-                .service(http::resource("/partials/status").route(web::get().to(partial)))
-                .service(http::resource("/static/{file}").route(web::get().to(assets::serve)))
-                .service(http::resource("/api/health-check").route(web::get().to(health_check)))
-                .service(http::resource("/api/system-info").route(web::get().to(system_info))),
+                .service(http::get("/", page))
+                .service(http::get("/partials/status", partial))
+                .service(http::get("/static/{file}", assets::serve))
+                .service(http::get("/api/health-check", health_check))
+                .service(http::get("/api/system-info", system_info)),
         );
     };
-    let drain = Drain {
-        delay: settings.drain_delay,
-        grace: settings.grace_period,
-    };
-    let served = http::serve(listener, health, Some(METRICS), drain, routes, shutdown).await;
+    let served = server.serve(routes, shutdown).await;
     gatherer.abort();
     served
-}
-
-fn target(name: &'static str, base: &Url) -> std::io::Result<probe::Target> {
-    probe::Target::new(name, base).map_err(std::io::Error::other)
 }
 
 /// The newest snapshot; right after start-up, waits (boundedly) for the first one.
@@ -228,6 +193,8 @@ struct HealthCheck<'a> {
     timestamp: f64,
     checked_at: f64,
     services: &'a [probe::Probe],
+    /// What could not be read from the store, each naming its key.
+    errors: &'a [String],
 }
 
 async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
@@ -243,6 +210,7 @@ async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
             timestamp: unix_now(),
             checked_at: snapshot.taken_at,
             services: &snapshot.services,
+            errors: &snapshot.errors,
         })
 }
 
@@ -258,25 +226,25 @@ async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
         .iter()
         .map(|(task, total, _)| ((*task).to_owned(), json!(total)))
         .collect();
-    let instances: Vec<_> = snapshot
-        .instances
-        .iter()
-        .map(|i| {
-            json!({
-                "role": i.role,
-                "id": i.id,
-                "version": i.version,
-                "address": i.address,
-                "age_seconds": (now - i.started_at).max(0.0),
+    let instances: Option<Vec<_>> = snapshot.instances.as_ref().map(|list| {
+        list.iter()
+            .map(|i| {
+                json!({
+                    "role": i.role,
+                    "id": i.id,
+                    "version": i.version,
+                    "address": i.address,
+                    "age_seconds": (now - i.started_at).max(0.0),
+                })
             })
-        })
-        .collect();
+            .collect()
+    });
     let history_stale = snapshot.history_stale(now);
     let requests_last_minute = f.requests_last_minute().filter(|_| !history_stale);
     HttpResponse::Ok()
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
         .json(json!({
-            "service": services::DASHBOARD,
+            "service": Service::Dashboard,
             "version": env!("CARGO_PKG_VERSION"),
             "environment": dashboard.environment.as_str(),
             "redis_connected": snapshot.redis_connected,
@@ -291,6 +259,8 @@ async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
             "gateway_url": dashboard.config.gateway_url.as_str(),
             "worker_url": dashboard.config.worker_url.as_str(),
             "refresh_seconds": dashboard.config.refresh.as_secs_f64(),
+            "store": snapshot.store_backend,
+            "errors": snapshot.errors,
             "checked_at": snapshot.taken_at,
             "timestamp": now,
         }))

@@ -1,7 +1,9 @@
 //! Everything the page shows, gathered at most once per refresh period.
 //!
 //! One background task builds a [`Snapshot`] every period: it probes the gateway, the
-//! worker and the store ([`super::probe`]) and reads the history the worker writes. The
+//! worker and the store ([`crate::probe`]) and reads the history the worker writes.
+//! Each figure read from the store stands alone: a value this build cannot read under
+//! one key blanks that figure and names the key in `errors`, and the rest still shows. The
 //! handlers read the newest snapshot from a `watch` channel, so however many browsers
 //! are open the services see one probe per period, and a slow service never holds up a
 //! page: it holds up only the next snapshot, by at most the probe timeout.
@@ -11,12 +13,16 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::probe::{self, Probe, System, Target};
-use crate::http::{Health, unix_now};
+use url::Url;
+
+use super::system::{self, System};
+use crate::clock::{minute_of, unix_now};
+use crate::http::Health;
 use crate::jobs::TaskType;
+use crate::probe::{self, Probe};
+use crate::service::Service;
 use crate::store::{
-    HealthSample, Instance, QueueStats, ServiceState, SharedStore, StoreError, keys, minute_of,
-    series, services,
+    HealthSample, Instance, QueueStats, ServiceState, SharedStore, StoreError, keys, series,
 };
 
 /// Health samples behind a sparkline (one per worker interval: ten minutes at 10 s).
@@ -51,8 +57,9 @@ pub struct Figures {
     /// Gateway requests in each of the last 60 minutes, oldest first (the last one is
     /// the minute under way).
     pub requests_per_minute: Vec<i64>,
-    /// Per task type: tasks done all time, and in the last full minute.
-    pub tasks: Vec<(&'static str, i64, i64)>,
+    /// Per task type: tasks done all time (unknown when unreadable), and in the last
+    /// full minute.
+    pub tasks: Vec<(&'static str, Option<i64>, i64)>,
     /// The job queue.
     pub queue: Option<QueueStats>,
     /// Type of the last task finished.
@@ -74,18 +81,23 @@ impl Figures {
 pub struct Snapshot {
     /// Unix seconds when it was gathered.
     pub taken_at: f64,
-    /// One probe per service, in [`services::ALL`] order.
+    /// One probe per service, in [`Service::ALL`] order.
     pub services: Vec<Probe>,
     /// The system state that follows from them.
     pub system: System,
     /// History per service, in the same order.
     pub history: Vec<History>,
-    /// Live replicas, by role then start time.
-    pub instances: Vec<Instance>,
+    /// Live replicas, by role then start time; `None` when unknown (the store did not
+    /// answer).
+    pub instances: Option<Vec<Instance>>,
     /// System-wide figures.
     pub figures: Figures,
     /// Whether the store answered the dashboard.
     pub redis_connected: bool,
+    /// `"redis"` or `"memory"` (the embedded store of `svc all`).
+    pub store_backend: &'static str,
+    /// What could not be read from the store, each naming its key.
+    pub errors: Vec<String>,
 }
 
 impl Snapshot {
@@ -115,12 +127,12 @@ impl Snapshot {
 
 /// Where a snapshot's data comes from.
 pub struct Sources {
-    /// HTTP client for the probes, with [`probe::PROBE_TIMEOUT`].
+    /// HTTP client for the probes ([`probe::client`]).
     pub client: reqwest::Client,
-    /// The gateway.
-    pub gateway: Target,
-    /// The worker.
-    pub worker: Target,
+    /// The gateway's readiness URL.
+    pub gateway: Url,
+    /// The worker's readiness URL.
+    pub worker: Url,
     /// The store.
     pub store: SharedStore,
     /// The dashboard's own readiness.
@@ -149,77 +161,102 @@ pub fn spawn(sources: Sources, period: Duration) -> (Latest, tokio::task::JoinHa
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn gather(sources: &Sources) -> Snapshot {
     let (gateway, worker, redis) = tokio::join!(
-        probe::http(&sources.client, &sources.gateway),
-        probe::http(&sources.client, &sources.worker),
+        probe::http(&sources.client, Service::ApiGateway, &sources.gateway),
+        probe::http(&sources.client, Service::Worker, &sources.worker),
         probe::store(&sources.store),
     );
     let dashboard = match sources.health.readiness() {
-        Ok(()) => Probe {
-            name: services::DASHBOARD,
-            status: ServiceState::Healthy,
-            response_time_ms: None,
-            error: None,
-        },
+        Ok(()) => Probe::new(Service::Dashboard, ServiceState::Healthy),
         Err(reason) => Probe {
-            name: services::DASHBOARD,
-            status: ServiceState::Degraded,
-            response_time_ms: None,
             error: Some(format!("not ready: {reason}")),
+            ..Probe::new(Service::Dashboard, ServiceState::Degraded)
         },
     };
     let redis_connected = redis.status != ServiceState::Down;
     let probes = vec![gateway, worker, redis, dashboard];
+    for p in &probes {
+        system::count(p);
+    }
     let now = unix_now();
     // With the store down every read would wait for its timeout: skip them.
-    let stored = if redis_connected {
-        read_store(&sources.store, now).await
+    let mut read = Reads::default();
+    let (history, instances, figures) = if redis_connected {
+        read_store(&sources.store, now, &mut read).await
     } else {
-        Err(StoreError::Unavailable("store unreachable".into()))
+        (Vec::new(), None, Figures::default())
     };
-    if let Err(e) = &stored {
-        tracing::debug!(error = %e, "no history this round");
+    if !read.errors.is_empty() {
+        tracing::debug!(errors = ?read.errors, "some figures could not be read");
     }
-    let (history, instances, figures) = stored.unwrap_or_default();
     Snapshot {
         taken_at: now,
-        system: probe::system(&probes),
+        system: system::system(&probes),
         services: probes,
         history,
         instances,
         figures,
         redis_connected,
+        store_backend: sources.store.backend(),
+        errors: read.errors,
     }
 }
 
-type Stored = (Vec<History>, Vec<Instance>, Figures);
+/// The errors of one round of store reads.
+#[derive(Default)]
+struct Reads {
+    errors: Vec<String>,
+}
 
-async fn read_store(store: &SharedStore, now: f64) -> Result<Stored, StoreError> {
-    let mut history = Vec::with_capacity(services::ALL.len());
-    for service in services::ALL {
-        history.push(read_history(store, service, now).await?);
+impl Reads {
+    /// The value, or `None` with the error noted.
+    fn ok<T>(&mut self, result: Result<T, StoreError>) -> Option<T> {
+        result.map_err(|e| self.errors.push(e.to_string())).ok()
     }
-    let mut instances = store.instances().await?;
-    instances.sort_by(|a, b| {
-        a.role
-            .cmp(&b.role)
-            .then(a.started_at.total_cmp(&b.started_at))
+}
+
+async fn read_store(
+    store: &SharedStore,
+    now: f64,
+    read: &mut Reads,
+) -> (Vec<History>, Option<Vec<Instance>>, Figures) {
+    let mut history = Vec::with_capacity(Service::ALL.len());
+    for service in Service::ALL {
+        history.push(read_history(store, service, now, read).await);
+    }
+    let instances = read.ok(store.instances().await).map(|mut instances| {
+        instances.sort_by(|a, b| {
+            a.role
+                .cmp(&b.role)
+                .then(a.started_at.total_cmp(&b.started_at))
+        });
+        instances
     });
-    Ok((history, instances, read_figures(store, now).await?))
+    (history, instances, read_figures(store, now, read).await)
 }
 
-async fn read_history(store: &SharedStore, service: &str, now: f64) -> Result<History, StoreError> {
-    let samples: Vec<HealthSample> = store.health_history(service, SPARK_POINTS).await?;
+async fn read_history(
+    store: &SharedStore,
+    service: Service,
+    now: f64,
+    read: &mut Reads,
+) -> History {
+    let samples: Vec<HealthSample> = read
+        .ok(store.health_history(service, SPARK_POINTS).await)
+        .unwrap_or_default();
     let minute = minute_of(now);
     let day_ago = minute - 1439;
-    let checks = store.series(&series::checks(service), day_ago).await?;
-    let up = store.series(&series::up(service), day_ago).await?;
-    Ok(History {
+    let checks = read.ok(store
+        .series(&series::checks(service.as_str()), day_ago)
+        .await);
+    let up = read.ok(store.series(&series::up(service.as_str()), day_ago).await);
+    let (checks, up) = (checks.unwrap_or_default(), up.unwrap_or_default());
+    History {
         uptime_1h: uptime(&checks, &up, minute - 59),
         uptime_24h: uptime(&checks, &up, day_ago),
         response_ms: samples.iter().rev().map(|s| s.response_time_ms).collect(),
         newest: samples.first().map(|s| s.timestamp),
         interval: median_gap(&samples),
-    })
+    }
 }
 
 /// Median time between consecutive samples (newest first), if there are two.
@@ -245,11 +282,14 @@ fn uptime(checks: &[(i64, i64)], up: &[(i64, i64)], since: i64) -> Option<f64> {
     (checks > 0).then(|| (100.0 * total(up) as f64 / checks as f64).clamp(0.0, 100.0))
 }
 
-async fn read_figures(store: &SharedStore, now: f64) -> Result<Figures, StoreError> {
+async fn read_figures(store: &SharedStore, now: f64, read: &mut Reads) -> Figures {
     let minute = minute_of(now);
     let first = minute - 59;
     let mut requests_per_minute = vec![0; 60];
-    for (m, v) in store.series(series::REQUESTS, first).await? {
+    for (m, v) in read
+        .ok(store.series(series::REQUESTS, first).await)
+        .unwrap_or_default()
+    {
         if let Some(slot) = usize::try_from(m - first)
             .ok()
             .and_then(|i| requests_per_minute.get_mut(i))
@@ -259,29 +299,45 @@ async fn read_figures(store: &SharedStore, now: f64) -> Result<Figures, StoreErr
     }
     let mut tasks = Vec::with_capacity(TaskType::ALL.len());
     for task in TaskType::ALL.map(TaskType::as_str) {
-        let total = number(store.get(&keys::worker_tasks(task)).await?).unwrap_or(0);
-        let last_minute = store
-            .series(&series::tasks(task), minute - 1)
-            .await?
+        let key = keys::worker_tasks(task);
+        let total = read
+            .ok(store.get(&key).await)
+            .and_then(|v| read.ok(number(&key, v)));
+        let last_minute = read
+            .ok(store.series(&series::tasks(task), minute - 1).await)
+            .unwrap_or_default()
             .iter()
             .find(|(m, _)| *m == minute - 1)
             .map_or(0, |(_, v)| *v);
         tasks.push((task, total, last_minute));
     }
-    Ok(Figures {
-        // The store answered: a counter it does not hold is still zero.
-        total_requests: Some(number(store.get(keys::TOTAL_REQUESTS).await?).unwrap_or(0)),
+    let total_requests = read
+        .ok(store.get(keys::TOTAL_REQUESTS).await)
+        .and_then(|v| read.ok(number(keys::TOTAL_REQUESTS, v)));
+    let last_task_at = read
+        .ok(store.get(keys::WORKER_LAST_TASK_TIME).await)
+        .flatten()
+        .and_then(|v| read.ok(number::<f64>(keys::WORKER_LAST_TASK_TIME, Some(v))));
+    Figures {
+        total_requests,
         requests_per_minute,
         tasks,
-        queue: Some(store.queue_stats().await?),
-        last_task: store.get(keys::WORKER_LAST_TASK).await?,
-        last_task_at: number(store.get(keys::WORKER_LAST_TASK_TIME).await?),
-    })
+        queue: read.ok(store.queue_stats().await),
+        last_task: read.ok(store.get(keys::WORKER_LAST_TASK).await).flatten(),
+        last_task_at,
+    }
 }
 
-/// A stored number; a value that does not parse counts as absent.
-fn number<T: std::str::FromStr>(raw: Option<String>) -> Option<T> {
-    raw.and_then(|s| s.trim().parse().ok())
+/// A stored number: absent counts as zero (the store answered: a counter it does not
+/// hold is still zero); a value that does not parse is an error naming its key.
+fn number<T: std::str::FromStr + Default>(key: &str, raw: Option<String>) -> Result<T, StoreError> {
+    match raw {
+        None => Ok(T::default()),
+        Some(s) => s.trim().parse().map_err(|_| StoreError::Data {
+            key: key.to_owned(),
+            reason: format!("{s:?} is not a number"),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -300,7 +356,7 @@ mod tests {
     fn sampled_every(gap: f64, newest: f64) -> History {
         let samples: Vec<HealthSample> = (0..5)
             .map(|i| HealthSample {
-                service: services::REDIS.into(),
+                service: Service::Redis,
                 timestamp: newest - f64::from(i) * gap,
                 status: ServiceState::Healthy,
                 response_time_ms: Some(1.0),
@@ -318,11 +374,13 @@ mod tests {
         Snapshot {
             taken_at: now,
             services: Vec::new(),
-            system: probe::system(&[]),
+            system: system::system(&[]),
             history: vec![history],
-            instances: Vec::new(),
+            instances: Some(Vec::new()),
             figures: Figures::default(),
             redis_connected: true,
+            store_backend: "redis",
+            errors: Vec::new(),
         }
         .history_stale(now)
     }

@@ -11,9 +11,11 @@ use std::time::Duration;
 use maud::{DOCTYPE, Markup, html};
 
 use super::assets;
-use super::probe::{Probe, state_name, title};
 use super::snapshot::{History, Snapshot};
-use crate::cli::Environment;
+use super::system::state_name;
+use crate::config::Environment;
+use crate::probe::Probe;
+use crate::service::Service;
 use crate::store::{QueueStats, ServiceState};
 
 /// What one rendering needs.
@@ -84,6 +86,11 @@ pub fn live(view: &View) -> Markup {
             p.notice #stale role="note" {
                 "History and replicas are unavailable: the store is unreachable."
             }
+        } @else if !snap.errors.is_empty() {
+            div.notice #store-errors role="note" {
+                p { "Some figures cannot be read from the store; the rest are current:" }
+                ul { @for e in &snap.errors { li { code { (e) } } } }
+            }
         } @else if stale {
             p.notice #stale role="note" {
                 "History is stale: "
@@ -97,7 +104,10 @@ pub fn live(view: &View) -> Markup {
         section.cards aria-labelledby="services-title" {
             h2 #services-title .sr-only { "Services" }
             @for (i, probe) in snap.services.iter().enumerate() {
-                (card(probe, snap.history.get(i), stale))
+                // The embedded store is part of this process: no card of its own.
+                @if probe.name != Service::Redis || snap.store_backend == "redis" {
+                    (card(probe, snap.history.get(i), stale))
+                }
             }
         }
         div.panels {
@@ -127,9 +137,9 @@ fn badge(state: ServiceState) -> Markup {
 fn card(probe: &Probe, history: Option<&History>, stale: bool) -> Markup {
     let fresh = history.filter(|_| !stale);
     html! {
-        article.card data-service=(probe.name) data-state=(state_name(probe.status)) {
+        article.card data-service=(probe.name.as_str()) data-state=(state_name(probe.status)) {
             header {
-                h3 { (title(probe.name)) }
+                h3 { (probe.name.title()) }
                 (badge(probe.status))
             }
             dl.facts {
@@ -153,13 +163,18 @@ fn card(probe: &Probe, history: Option<&History>, stale: bool) -> Markup {
 }
 
 fn replicas(snap: &Snapshot, now: f64) -> Markup {
-    let instances = &snap.instances;
+    let Some(instances) = &snap.instances else {
+        return html! {
+            section.panel aria-labelledby="replicas-title" {
+                h2 #replicas-title { "Replicas " span.muted { "(unknown)" } }
+                p.muted { "Unknown: the store did not answer." }
+            }
+        };
+    };
     html! {
         section.panel aria-labelledby="replicas-title" {
             h2 #replicas-title { "Replicas " span.muted { "(" (instances.len()) ")" } }
-            @if !snap.redis_connected {
-                p.muted { "Unknown: the store is unreachable." }
-            } @else if instances.is_empty() {
+            @if instances.is_empty() {
                 p.muted { "No live instances: no heartbeats in the store." }
             } @else {
                 div.scroll {
@@ -168,7 +183,7 @@ fn replicas(snap: &Snapshot, now: f64) -> Markup {
                         tbody {
                             @for i in instances {
                                 tr {
-                                    td { (i.role) }
+                                    td { (i.role.as_str()) }
                                     td.id { (i.id) }
                                     td { (i.version) }
                                     td { (ago(now - i.started_at)) }
@@ -191,8 +206,13 @@ fn figures(view: &View, stale: bool) -> Markup {
             dl.facts {
                 div { dt { "Environment" } dd { (view.environment.as_str()) } }
                 div {
-                    dt { "Redis" }
-                    dd { @if snap.redis_connected { "connected" } @else { "not connected" } }
+                    @if snap.store_backend == "redis" {
+                        dt { "Redis" }
+                        dd { @if snap.redis_connected { "connected" } @else { "not connected" } }
+                    } @else {
+                        dt { "Store" }
+                        dd { "embedded (in this process)" }
+                    }
                 }
                 div { dt { "Gateway requests" } dd #total-requests { (count(f.total_requests)) } }
                 div {
@@ -212,6 +232,7 @@ fn figures(view: &View, stale: bool) -> Markup {
                             (kind, Some(at)) => {
                                 (kind.as_deref().unwrap_or("task")) ", " (ago(view.now - at)) " ago"
                             }
+                            _ if !snap.redis_connected => { "unknown" }
                             _ => { "none yet" }
                         }
                     }
@@ -230,7 +251,7 @@ fn figures(view: &View, stale: bool) -> Markup {
                     thead { tr { th { "Task" } th.num { "Total" } th.num { "Last min" } } }
                     tbody {
                         @for (task, total, last) in &f.tasks {
-                            tr { td { (task) } td.num { (total) } td.num { (last) } }
+                            tr { td { (task) } td.num { (count(*total)) } td.num { (last) } }
                         }
                     }
                 }

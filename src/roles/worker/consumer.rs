@@ -6,19 +6,21 @@
 //! timeout. Each delivery counts an attempt; a job that failed `max_attempts` times goes
 //! to the dead-letter stream with its last error.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use futures_util::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::tasks::{self, TaskContext, TaskError};
-use crate::http::unix_now;
+use crate::clock::unix_now;
 use crate::jobs::{JobRecord, JobState};
-use crate::store::{Delivery, StoreError};
-use crate::telemetry::names;
+use crate::store::{Delivery, RECLAIM_START, StoreError};
+use crate::telemetry::metric;
 
 /// How the consumer behaves.
 #[derive(Debug, Clone, Copy)]
@@ -35,46 +37,65 @@ pub struct ConsumerConfig {
 
 /// Consumes until `stop` is cancelled, then lets running jobs finish within
 /// `config.grace`; jobs still running then are left unacknowledged for another
-/// replica. `running` is true while the loop takes jobs.
+/// replica.
+///
+/// Nothing is taken from the queue without a free slot to run it in: a delivery that
+/// waited for a slot would have no keep-alive and be taken over, and run twice.
 pub async fn run(
     consumer: String,
     ctx: Arc<TaskContext>,
     config: ConsumerConfig,
-    running: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let mut jobs = JoinSet::new();
     let reclaim_every = (config.visibility_timeout / 4).max(Duration::from_millis(100));
     let mut last_reclaim: Option<Instant> = None;
-    running.store(true, Ordering::Relaxed);
-    while !stop.is_cancelled() {
-        // Reap finished jobs so the set stays small.
+    // Where the scan of the pending list goes on: entries at its head never hide the
+    // rest.
+    let mut cursor = RECLAIM_START.to_owned();
+    loop {
+        // Reap finished jobs so the set stays small (their panics are caught inside).
         while jobs.try_join_next().is_some() {}
+
+        let first = tokio::select! {
+            () = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let mut free: Vec<OwnedSemaphorePermit> = vec![first];
+        free.extend(std::iter::from_fn(|| {
+            slots.clone().try_acquire_owned().ok()
+        }));
 
         let mut batch = Vec::new();
         if last_reclaim.is_none_or(|t| t.elapsed() >= reclaim_every) {
             last_reclaim = Some(Instant::now());
             match ctx
                 .store
-                .reclaim(&consumer, config.visibility_timeout, 16)
+                .reclaim(&consumer, config.visibility_timeout, free.len(), &cursor)
                 .await
             {
-                Ok(taken) => {
-                    metrics::counter!(names::WORKER_REDELIVERIES).increment(taken.len() as u64);
-                    batch = taken;
+                Ok(reclaimed) => {
+                    metrics::counter!(metric::WORKER_REDELIVERIES.name)
+                        .increment(reclaimed.deliveries.len() as u64);
+                    // More of the pending list to scan: go on at once.
+                    if reclaimed.cursor != RECLAIM_START {
+                        last_reclaim = None;
+                    }
+                    cursor = reclaimed.cursor;
+                    batch = reclaimed.deliveries;
                 }
                 Err(e) => tracing::debug!(error = %e, "reclaim failed"),
             }
         }
         // Reclaimed jobs start now; only with nothing to do does the read wait.
         if batch.is_empty() {
-            // Read no more than there are free slots: what is read but not run would
-            // only sit pending.
-            let free = slots.available_permits().clamp(1, 64);
             tokio::select! {
                 () = stop.cancelled() => {}
-                received = ctx.store.receive(&consumer, free, Duration::from_secs(1)) => {
+                received = ctx.store.receive(&consumer, free.len(), Duration::from_secs(1)) => {
                     match received {
                         Ok(deliveries) => batch = deliveries,
                         Err(e) => {
@@ -88,28 +109,33 @@ pub async fn run(
                 }
             }
         }
-        for delivery in batch {
-            // Deliveries not started before a shutdown stay pending for another replica.
-            let slot = tokio::select! {
-                () = stop.cancelled() => break,
-                slot = slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break,
-                },
-            };
+        // The store hands out at most one delivery per free slot; unused slots go
+        // back when `free` is dropped.
+        for (delivery, slot) in batch.into_iter().zip(free.drain(..)) {
             let ctx = ctx.clone();
             let consumer = consumer.clone();
             jobs.spawn(async move {
                 let keep_alive = config.visibility_timeout / 3;
-                tokio::select! {
-                    () = process(&ctx, &consumer, &delivery, config.max_attempts) => {}
-                    () = keep_alive_loop(&ctx, &consumer, &delivery, keep_alive) => {}
+                let run = async {
+                    tokio::select! {
+                        () = process(&ctx, &consumer, &delivery, config.max_attempts) => {}
+                        () = keep_alive_loop(&ctx, &consumer, &delivery, keep_alive) => {}
+                    }
+                };
+                if let Err(panic) = AssertUnwindSafe(run).catch_unwind().await {
+                    // The delivery stays pending: it is retried, and dead-lettered
+                    // after the last attempt.
+                    tracing::error!(
+                        job = delivery.job_id.as_deref().unwrap_or(""),
+                        entry = %delivery.entry,
+                        panic = %super::panic_message(panic),
+                        "job attempt panicked"
+                    );
                 }
                 drop(slot);
             });
         }
     }
-    running.store(false, Ordering::Relaxed);
 
     let in_flight = jobs.len();
     if in_flight > 0 {
@@ -143,11 +169,14 @@ async fn keep_alive_loop(ctx: &TaskContext, consumer: &str, delivery: &Delivery,
 }
 
 /// Runs one delivery to its end (or leaves it pending on failure or shutdown).
-#[tracing::instrument(level = "debug", skip_all, fields(job = %delivery.job_id))]
 async fn process(ctx: &TaskContext, consumer: &str, delivery: &Delivery, max_attempts: u32) {
     if let Err(e) = attempt(ctx, consumer, delivery, max_attempts).await {
         // The delivery stays pending and is reclaimed after the visibility timeout.
-        tracing::warn!(error = %e, "job attempt could not be recorded");
+        tracing::warn!(
+            job = delivery.job_id.as_deref().unwrap_or(""),
+            error = %e,
+            "job attempt could not be recorded; it will be retried"
+        );
     }
 }
 
@@ -158,15 +187,29 @@ async fn attempt(
     max_attempts: u32,
 ) -> Result<(), StoreError> {
     let store = &ctx.store;
-    let Some(mut job) = store.load_job(&delivery.job_id).await? else {
-        tracing::warn!("job record expired: dropping the delivery");
+    let Some(id) = &delivery.job_id else {
+        return reject(ctx, delivery, "the queue entry carries no job id").await;
+    };
+    let Some(raw) = store.load_job(id).await? else {
+        tracing::warn!(job = %id, "job record expired: dropping the delivery");
         return store.discard(delivery).await;
+    };
+    let mut job = match JobRecord::decode(&raw) {
+        Ok(job) => job,
+        Err(reason) => {
+            return reject(
+                ctx,
+                delivery,
+                &format!("the job record cannot be run: {reason}"),
+            )
+            .await;
+        }
     };
     if matches!(job.state, JobState::Done | JobState::Dead) {
         return store.discard(delivery).await;
     }
     if job.attempts >= max_attempts {
-        return dead_letter(ctx, delivery, job).await;
+        return dead_letter(ctx, delivery, job, consumer).await;
     }
     job.attempts += 1;
     job.state = JobState::Running;
@@ -175,12 +218,13 @@ async fn attempt(
     store.save_job(&job).await?;
 
     let task = job.spec.task_type().as_str();
-    metrics::gauge!(names::WORKER_IN_PROGRESS).increment(1.0);
+    metrics::gauge!(metric::WORKER_IN_PROGRESS.name).increment(1.0);
     let started = Instant::now();
     let outcome = tasks::run(&job.spec, ctx).await;
-    metrics::gauge!(names::WORKER_IN_PROGRESS).decrement(1.0);
-    metrics::histogram!(names::WORKER_JOB_DURATION, "task_type" => task)
-        .record(started.elapsed().as_secs_f64());
+    metrics::gauge!(metric::WORKER_IN_PROGRESS.name).decrement(1.0);
+    let took = started.elapsed();
+    metrics::histogram!(metric::WORKER_JOB_DURATION.name, "task_type" => task)
+        .record(took.as_secs_f64());
 
     match outcome {
         Ok(result) => {
@@ -190,31 +234,60 @@ async fn attempt(
             job.result = Some(result);
             job.error = None;
             store.finish(delivery, &job).await?;
-            metrics::counter!(names::WORKER_TASKS, "task_type" => task, "status" => "success")
+            metrics::counter!(metric::WORKER_TASKS.name, "task_type" => task, "status" => "success")
                 .increment(1);
-            metrics::gauge!(names::WORKER_LAST_TASK).set(now);
+            metrics::gauge!(metric::WORKER_LAST_TASK.name).set(now);
+            outcome_line(&job, consumer, took, "job done");
             Ok(())
         }
         Err(TaskError::Cancelled) => Ok(()),
         Err(TaskError::Failed(error)) => {
-            metrics::counter!(names::WORKER_TASKS, "task_type" => task, "status" => "failure")
+            metrics::counter!(metric::WORKER_TASKS.name, "task_type" => task, "status" => "failure")
                 .increment(1);
-            tracing::info!(%error, attempts = job.attempts, "job failed");
             job.error = Some(error);
             if job.attempts >= max_attempts {
-                dead_letter(ctx, delivery, job).await
+                dead_letter(ctx, delivery, job, consumer).await
             } else {
                 job.state = JobState::Failed;
-                store.save_job(&job).await
+                store.save_job(&job).await?;
+                outcome_line(&job, consumer, took, "job failed; it will be retried");
+                Ok(())
             }
         }
     }
+}
+
+/// One line per job outcome: at INFO for submitted jobs, at DEBUG for the periodic
+/// ones (four per interval would drown the log).
+fn outcome_line(job: &JobRecord, worker: &str, took: Duration, what: &'static str) {
+    let task_type = job.spec.task_type().as_str();
+    let duration_ms = took.as_secs_f64() * 1e3;
+    let error = job.error.as_deref().unwrap_or("");
+    if job.scheduled_for.is_some() && job.error.is_none() {
+        tracing::debug!(job = %job.id, task_type, attempts = job.attempts, duration_ms, worker, "{what}");
+    } else {
+        tracing::info!(job = %job.id, task_type, attempts = job.attempts, duration_ms, worker, error, "{what}");
+    }
+}
+
+/// Dead-letters a delivery that cannot run at all: nothing is deleted silently.
+async fn reject(ctx: &TaskContext, delivery: &Delivery, reason: &str) -> Result<(), StoreError> {
+    ctx.store.reject(delivery, reason).await?;
+    metrics::counter!(metric::WORKER_DEAD_LETTERED.name).increment(1);
+    tracing::warn!(
+        job = delivery.job_id.as_deref().unwrap_or(""),
+        entry = %delivery.entry,
+        reason,
+        "job dead-lettered unrun"
+    );
+    Ok(())
 }
 
 async fn dead_letter(
     ctx: &TaskContext,
     delivery: &Delivery,
     mut job: JobRecord,
+    worker: &str,
 ) -> Result<(), StoreError> {
     job.state = JobState::Dead;
     job.finished_at = Some(unix_now());
@@ -222,8 +295,12 @@ async fn dead_letter(
         job.error = Some(format!("no attempt finished in {} tries", job.attempts));
     }
     ctx.store.finish(delivery, &job).await?;
-    metrics::counter!(names::WORKER_DEAD_LETTERED).increment(1);
+    metrics::counter!(metric::WORKER_DEAD_LETTERED.name).increment(1);
     tracing::warn!(
+        job = %job.id,
+        task_type = job.spec.task_type().as_str(),
+        attempts = job.attempts,
+        worker,
         error = job.error.as_deref().unwrap_or(""),
         "job dead-lettered"
     );

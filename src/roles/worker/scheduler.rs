@@ -14,10 +14,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::unix_now;
+use crate::clock::unix_now;
 use crate::jobs::{JobRecord, JobSpec, TaskType};
 use crate::store::SharedStore;
-use crate::telemetry::names;
+use crate::telemetry::metric;
 
 /// Runs ticks until `stop` is cancelled; each tick stores its Unix time (ms) in
 /// `last_tick`, which readiness watches.
@@ -30,6 +30,7 @@ pub async fn run(
     let period = interval.as_secs_f64();
     loop {
         let now = unix_now();
+        // `as` saturates: a clock beyond u64 ticks stays in range.
         let tick = (now / period).floor() as u64 + 1;
         let planned = tick as f64 * period;
         let wait = Duration::from_secs_f64((planned - now).max(0.0));
@@ -38,13 +39,13 @@ pub async fn run(
             () = tokio::time::sleep(wait) => {}
         }
         let lag = (unix_now() - planned).max(0.0);
-        metrics::histogram!(names::WORKER_SCHEDULE_LAG).record(lag);
+        metrics::histogram!(metric::WORKER_SCHEDULE_LAG.name).record(lag);
         last_tick.store((unix_now() * 1e3) as u64, Ordering::Relaxed);
         join_all(TaskType::ALL.map(|task| enqueue_once(&store, task, tick, planned, interval)))
             .await;
         if let Ok(stats) = store.queue_stats().await {
-            metrics::gauge!(names::WORKER_QUEUE_DEPTH).set(stats.depth as f64);
-            metrics::gauge!(names::WORKER_QUEUE_PENDING).set(stats.pending as f64);
+            metrics::gauge!(metric::WORKER_QUEUE_DEPTH.name).set(stats.depth as f64);
+            metrics::gauge!(metric::WORKER_QUEUE_PENDING.name).set(stats.pending as f64);
         }
     }
 }
@@ -59,7 +60,7 @@ async fn enqueue_once(
 ) {
     let claim = format!("tick:{}:{tick}", task.as_str());
     // The claim outlives the tick so a replica whose clock lags cannot claim it again.
-    match store.claim(&claim, interval * 3).await {
+    match store.claim(&claim, interval.saturating_mul(3)).await {
         Ok(true) => {
             let mut job = JobRecord::new(JobSpec::periodic(task), unix_now());
             job.scheduled_for = Some(planned);

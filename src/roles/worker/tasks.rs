@@ -10,17 +10,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::http::unix_now;
-use crate::jobs::{JobSpec, TaskType};
-use crate::store::{
-    HealthSample, ServiceState, SharedStore, StoreError, keys, minute_of, series, services,
-};
+use crate::clock::{minute_of, unix_now};
+use crate::jobs::{DataSize, HoldMs, JobSpec, TaskType};
+use crate::probe::{self, Probe};
+use crate::service::{Role, Service};
+use crate::store::{HealthSample, ServiceState, SharedStore, StoreError, keys, series};
 
 /// Health samples kept per service: 24 h at the default 10 s interval.
 pub const HEALTH_HISTORY: usize = 8640;
@@ -28,10 +28,6 @@ pub const HEALTH_HISTORY: usize = 8640;
 pub const SERIES_RETENTION_MINUTES: i64 = 24 * 60;
 /// Dead letters kept by `cleanup`.
 pub const DEAD_LETTERS_KEPT: usize = 10_000;
-/// A probe answered slower than this counts as degraded.
-const SLOW: Duration = Duration::from_secs(1);
-/// How long a probe may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why an attempt did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +50,7 @@ impl From<StoreError> for TaskError {
 pub struct TaskContext {
     /// The shared store.
     pub store: SharedStore,
-    /// Prefix of the keys this system adds (for the rollup bookkeeping).
-    pub key_prefix: String,
-    /// HTTP client for probes.
+    /// HTTP client for probes ([`probe::client`]).
     pub http: reqwest::Client,
     /// Gateway base URL.
     pub gateway_url: url::Url,
@@ -71,8 +65,12 @@ pub struct TaskContext {
 /// Runs one job.
 pub async fn run(spec: &JobSpec, ctx: &TaskContext) -> Result<Value, TaskError> {
     match spec {
-        JobSpec::DataProcessing { size, fail } => {
-            let result = data_processing(*size, ctx).await?;
+        JobSpec::DataProcessing {
+            size,
+            fail,
+            hold_ms,
+        } => {
+            let result = data_processing(*size, *hold_ms, ctx).await?;
             match fail {
                 Some(reason) => Err(TaskError::Failed(reason.clone())),
                 None => Ok(result),
@@ -84,16 +82,24 @@ pub async fn run(spec: &JobSpec, ctx: &TaskContext) -> Result<Value, TaskError> 
     }
 }
 
-async fn data_processing(size: u32, ctx: &TaskContext) -> Result<Value, TaskError> {
-    let _core = ctx.cpu.acquire().await.map_err(|_| TaskError::Cancelled)?;
-    let cancel = ctx.cancel.clone();
+async fn data_processing(
+    size: DataSize,
+    hold: HoldMs,
+    ctx: &TaskContext,
+) -> Result<Value, TaskError> {
     let started = Instant::now();
-    let checksum = tokio::task::spawn_blocking(move || crunch(size, &cancel))
-        .await
-        .map_err(|e| TaskError::Failed(format!("worker thread failed: {e}")))?
-        .ok_or(TaskError::Cancelled)?;
+    let checksum = {
+        let _core = ctx.cpu.acquire().await.map_err(|_| TaskError::Cancelled)?;
+        let cancel = ctx.cancel.clone();
+        tokio::task::spawn_blocking(move || crunch(size, &cancel))
+            .await
+            .map_err(|e| TaskError::Failed(format!("worker thread failed: {e}")))?
+            .ok_or(TaskError::Cancelled)?
+    };
+    // Slow work on demand: holds the job's slot, not a core.
+    tokio::time::sleep(hold.duration()).await;
     Ok(json!({
-        "size": size,
+        "size": u32::from(size),
         "checksum": format!("{checksum:016x}"),
         "elapsed_ms": started.elapsed().as_secs_f64() * 1e3,
     }))
@@ -101,16 +107,17 @@ async fn data_processing(size: u32, ctx: &TaskContext) -> Result<Value, TaskErro
 
 /// Generates `size` pseudo-random numbers, sorts them in chunks and folds them into a
 /// checksum; `None` when cancelled (checked between chunks, so a shutdown never waits
-/// long for it).
-fn crunch(size: u32, cancel: &AtomicBool) -> Option<u64> {
+/// long for it). [`DataSize`] bounds the allocation to 40 MB.
+fn crunch(size: DataSize, cancel: &AtomicBool) -> Option<u64> {
     const CHUNK: usize = 1 << 16;
-    let mut state = u64::from(size) ^ 0x9e37_79b9_7f4a_7c15;
-    let mut items = Vec::with_capacity(size as usize);
-    while items.len() < size as usize {
+    let size = size.get();
+    let mut state = (size as u64) ^ 0x9e37_79b9_7f4a_7c15;
+    let mut items = Vec::with_capacity(size);
+    while items.len() < size {
         if cancel.load(Ordering::Relaxed) {
             return None;
         }
-        let n = CHUNK.min(size as usize - items.len());
+        let n = CHUNK.min(size - items.len());
         items.extend((0..n).map(|_| {
             // splitmix64
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -131,79 +138,6 @@ fn crunch(size: u32, cancel: &AtomicBool) -> Option<u64> {
     }))
 }
 
-/// Result of one HTTP probe.
-struct Probe {
-    status: ServiceState,
-    latency: Option<Duration>,
-    error: Option<String>,
-}
-
-async fn probe_http(http: &reqwest::Client, base: &str) -> Probe {
-    let url = format!("{}/health/ready", base.trim_end_matches('/'));
-    let started = Instant::now();
-    match http.get(&url).timeout(PROBE_TIMEOUT).send().await {
-        Ok(res) => {
-            let latency = started.elapsed();
-            let (status, error) = if !res.status().is_success() {
-                (
-                    ServiceState::Degraded,
-                    Some(format!("answered {}", res.status())),
-                )
-            } else if latency > SLOW {
-                (ServiceState::Degraded, Some(format!("slow: {latency:?}")))
-            } else {
-                (ServiceState::Healthy, None)
-            };
-            Probe {
-                status,
-                latency: Some(latency),
-                error,
-            }
-        }
-        Err(e) => Probe {
-            status: ServiceState::Down,
-            latency: None,
-            error: Some(probe_error(&e)),
-        },
-    }
-}
-
-/// A short reason: reqwest's own message plus the innermost cause.
-fn probe_error(e: &reqwest::Error) -> String {
-    let mut source: &dyn std::error::Error = e;
-    while let Some(inner) = source.source() {
-        source = inner;
-    }
-    if e.is_timeout() {
-        format!("no answer within {PROBE_TIMEOUT:?}")
-    } else {
-        format!("unreachable: {source}")
-    }
-}
-
-async fn probe_redis(ctx: &TaskContext) -> Probe {
-    let started = Instant::now();
-    match ctx.store.ping().await {
-        Ok(()) => {
-            let latency = started.elapsed();
-            Probe {
-                status: if latency > SLOW / 10 {
-                    ServiceState::Degraded
-                } else {
-                    ServiceState::Healthy
-                },
-                latency: Some(latency),
-                error: None,
-            }
-        }
-        Err(e) => Probe {
-            status: ServiceState::Down,
-            latency: None,
-            error: Some(e.to_string()),
-        },
-    }
-}
-
 /// Workers as a whole: healthy when every live instance is, down when none answers.
 async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
     let workers: Vec<_> = ctx
@@ -211,26 +145,32 @@ async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
         .instances()
         .await?
         .into_iter()
-        .filter(|i| i.role == "worker")
+        .filter(|i| i.role == Role::Worker)
         .collect();
     if workers.is_empty() {
-        return Ok(Probe {
-            status: ServiceState::Down,
-            latency: None,
-            error: Some("no live worker instance".into()),
-        });
+        let mut probe = Probe::new(Service::Worker, ServiceState::Down);
+        probe.error = Some("no live worker instance".into());
+        return Ok(probe);
     }
-    let probes = join_all(
-        workers
-            .iter()
-            .map(|w| async move { probe_http(&ctx.http, &format!("http://{}", w.address)).await }),
-    )
+    let probes = join_all(workers.iter().map(|w| async move {
+        match url::Url::parse(&format!("http://{}/health/ready", w.address)) {
+            Ok(url) => probe::http(&ctx.http, Service::Worker, &url).await,
+            Err(e) => {
+                let mut probe = Probe::new(Service::Worker, ServiceState::Down);
+                probe.error = Some(format!("bad address {:?}: {e}", w.address));
+                probe
+            }
+        }
+    }))
     .await;
     let healthy = probes
         .iter()
         .filter(|p| p.status == ServiceState::Healthy)
         .count();
-    let latency = probes.iter().filter_map(|p| p.latency).max();
+    let latency = probes
+        .iter()
+        .filter_map(|p| p.response_time_ms)
+        .max_by(f64::total_cmp);
     let failing: Vec<String> = workers
         .iter()
         .zip(&probes)
@@ -244,91 +184,72 @@ async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
         ServiceState::Down
     };
     Ok(Probe {
+        name: Service::Worker,
         status,
-        latency,
+        response_time_ms: latency,
         error: (!failing.is_empty()).then(|| failing.join("; ")),
     })
 }
 
+async fn probe_base(ctx: &TaskContext, service: Service, base: &url::Url) -> Probe {
+    match probe::readiness_url(base) {
+        Ok(url) => probe::http(&ctx.http, service, &url).await,
+        Err(e) => {
+            let mut probe = Probe::new(service, ServiceState::Down);
+            probe.error = Some(format!("bad URL: {e}"));
+            probe
+        }
+    }
+}
+
 async fn health_check(ctx: &TaskContext) -> Result<Value, TaskError> {
     let (gateway, dashboard, redis) = tokio::join!(
-        probe_http(&ctx.http, ctx.gateway_url.as_str()),
-        probe_http(&ctx.http, ctx.dashboard_url.as_str()),
-        probe_redis(ctx),
+        probe_base(ctx, Service::ApiGateway, &ctx.gateway_url),
+        probe_base(ctx, Service::Dashboard, &ctx.dashboard_url),
+        probe::store(&ctx.store),
     );
     let workers = probe_workers(ctx).await?;
     let now = unix_now();
     let minute = minute_of(now);
     let mut summary = serde_json::Map::new();
-    for (service, probe) in [
-        (services::API_GATEWAY, gateway),
-        (services::WORKER, workers),
-        (services::REDIS, redis),
-        (services::DASHBOARD, dashboard),
-    ] {
+    for probe in [gateway, workers, redis, dashboard] {
+        let service = probe.name;
         let sample = HealthSample {
-            service: service.to_owned(),
+            service,
             timestamp: now,
             status: probe.status,
-            response_time_ms: probe.latency.map(|l| l.as_secs_f64() * 1e3),
+            response_time_ms: probe.response_time_ms,
             error: probe.error,
         };
         ctx.store.record_health(&sample, HEALTH_HISTORY).await?;
         ctx.store
-            .series_add(&series::checks(service), minute, 1)
+            .series_add(&series::checks(service.as_str()), minute, 1)
             .await?;
         let up = i64::from(probe.status != ServiceState::Down);
         ctx.store
-            .series_add(&series::up(service), minute, up)
+            .series_add(&series::up(service.as_str()), minute, up)
             .await?;
-        summary.insert(service.to_owned(), json!(sample.status));
+        summary.insert(service.as_str().to_owned(), json!(sample.status));
     }
     Ok(Value::Object(summary))
 }
 
-/// Adds what a counter gained since the last collection to this minute's point.
-async fn roll(
-    ctx: &TaskContext,
-    counter: &str,
-    series: &str,
-    minute: i64,
-) -> Result<i64, TaskError> {
-    let current = read_i64(ctx, counter).await?;
-    let seen_key = format!("{}rollup:{counter}", ctx.key_prefix);
-    let seen = read_i64(ctx, &seen_key).await?;
-    // A counter below what was seen was reset (Redis lost its data): count it whole.
-    let delta = if current >= seen {
-        current - seen
-    } else {
-        current
-    };
-    if delta > 0 {
-        ctx.store.series_add(series, minute, delta).await?;
-    }
-    ctx.store.set(&seen_key, &current.to_string()).await?;
-    Ok(delta)
-}
-
-async fn read_i64(ctx: &TaskContext, key: &str) -> Result<i64, TaskError> {
-    Ok(ctx
-        .store
-        .get(key)
-        .await?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
-}
-
 async fn metrics_collection(ctx: &TaskContext) -> Result<Value, TaskError> {
     let minute = minute_of(unix_now());
-    let requests = roll(ctx, keys::TOTAL_REQUESTS, series::REQUESTS, minute).await?;
+    let store = &ctx.store;
+    let requests = store
+        .roll_up(keys::TOTAL_REQUESTS, series::REQUESTS, minute)
+        .await?;
     let mut tasks = serde_json::Map::new();
     for task in TaskType::ALL {
         let name = task.as_str();
-        let delta = roll(ctx, &keys::worker_tasks(name), &series::tasks(name), minute).await?;
+        let delta = store
+            .roll_up(&keys::worker_tasks(name), &series::tasks(name), minute)
+            .await?;
         tasks.insert(name.to_owned(), json!(delta));
     }
-    let depth = ctx.store.queue_stats().await?.depth;
-    ctx.store
+    let depth = store.queue_stats().await?.depth;
+    store
         .series_set(
             series::QUEUE_DEPTH,
             minute,
@@ -338,21 +259,10 @@ async fn metrics_collection(ctx: &TaskContext) -> Result<Value, TaskError> {
     Ok(json!({"requests": requests, "tasks": tasks, "queue_depth": depth}))
 }
 
-/// Every series the tasks write.
-fn all_series() -> Vec<String> {
-    let mut names = vec![series::REQUESTS.to_owned(), series::QUEUE_DEPTH.to_owned()];
-    names.extend(TaskType::ALL.iter().map(|t| series::tasks(t.as_str())));
-    for service in services::ALL {
-        names.push(series::checks(service));
-        names.push(series::up(service));
-    }
-    names
-}
-
 async fn cleanup(ctx: &TaskContext) -> Result<Value, TaskError> {
     let before = minute_of(unix_now()) - SERIES_RETENTION_MINUTES;
     let mut points = 0;
-    for name in all_series() {
+    for name in series::all() {
         points += ctx.store.series_trim(&name, before).await?;
     }
     let dead_letters = ctx.store.trim_dead_letters(DEAD_LETTERS_KEPT).await?;
@@ -366,8 +276,9 @@ mod tests {
     #[test]
     fn crunch_is_deterministic_and_cancellable() {
         let run = AtomicBool::new(false);
-        assert_eq!(crunch(1000, &run), crunch(1000, &run));
-        assert_ne!(crunch(1000, &run), crunch(1001, &run));
-        assert_eq!(crunch(1000, &AtomicBool::new(true)), None);
+        let size = |n: u64| DataSize::try_from(n).expect("in range");
+        assert_eq!(crunch(size(1000), &run), crunch(size(1000), &run));
+        assert_ne!(crunch(size(1000), &run), crunch(size(1001), &run));
+        assert_eq!(crunch(size(1000), &AtomicBool::new(true)), None);
     }
 }

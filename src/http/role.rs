@@ -1,0 +1,132 @@
+//! The one start-up path of every serving role: install the metrics, announce the
+//! instance, keep readiness from a background store check, serve the role's routes
+//! with the shared surface, and drain on the shutdown signal.
+
+use std::future::Future;
+use std::net::TcpListener;
+
+use actix_web::web;
+
+use super::health::RoleCheck;
+use super::{Drain, Health, RequestMetrics, ServeError};
+use crate::config::Settings;
+use crate::presence;
+use crate::service::Role;
+use crate::store::Instance;
+use crate::store::SharedStore;
+use crate::telemetry::{self, metric};
+
+/// A role about to serve: its readiness and its announcement, running.
+pub struct RoleServer {
+    health: Health,
+    instance: Instance,
+    listener: TcpListener,
+    drain: Drain,
+    metrics: Option<RequestMetrics>,
+    _upkeep: Upkeep,
+}
+
+/// The store check and the heartbeat; both stop when this is dropped.
+struct Upkeep {
+    checker: tokio::task::JoinHandle<()>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        self.checker.abort();
+        self.heartbeat.abort();
+    }
+}
+
+/// The request metrics of `role`'s server, and the gauge of its store connection.
+fn metrics_of(role: Role) -> (Option<RequestMetrics>, &'static str) {
+    match role {
+        Role::Gateway => (
+            Some(RequestMetrics {
+                requests: metric::GATEWAY_REQUESTS.name,
+                duration: metric::GATEWAY_REQUEST_DURATION.name,
+                in_progress: metric::GATEWAY_IN_PROGRESS.name,
+            }),
+            metric::GATEWAY_REDIS_STATUS.name,
+        ),
+        Role::Dashboard => (
+            Some(RequestMetrics {
+                requests: metric::DASHBOARD_REQUESTS.name,
+                duration: metric::DASHBOARD_REQUEST_DURATION.name,
+                in_progress: metric::DASHBOARD_IN_PROGRESS.name,
+            }),
+            metric::DASHBOARD_REDIS_STATUS.name,
+        ),
+        Role::Worker => (None, metric::WORKER_REDIS_STATUS.name),
+    }
+}
+
+impl RoleServer {
+    /// Starts `role`'s upkeep on `listener` (bound by the caller): metrics, store
+    /// check, heartbeat. `check` is the role's own readiness condition.
+    pub fn start(
+        role: Role,
+        settings: &Settings,
+        store: &SharedStore,
+        listener: TcpListener,
+        check: Option<RoleCheck>,
+    ) -> Result<Self, ServeError> {
+        telemetry::install_metrics();
+        let (metrics, gauge) = metrics_of(role);
+        if let Some(m) = metrics {
+            // Present from the first scrape, before any request has been counted.
+            metrics::gauge!(m.in_progress).set(0.0);
+        }
+        let health = Health::new(role.service(), settings.ready_without_store, check);
+        let instance = presence::describe(role, listener.local_addr()?);
+        Ok(RoleServer {
+            _upkeep: Upkeep {
+                checker: health.spawn_store_check(
+                    store.clone(),
+                    settings.store_check_period,
+                    gauge,
+                ),
+                heartbeat: presence::spawn_heartbeat(store.clone(), instance.clone()),
+            },
+            health,
+            instance,
+            listener,
+            drain: Drain {
+                delay: settings.drain_delay,
+                grace: settings.grace_period,
+            },
+            metrics,
+        })
+    }
+
+    /// The role's readiness.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// How this instance announces itself.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// Serves `routes` with the shared surface until `shutdown` resolves, then drains.
+    pub async fn serve<F>(
+        self,
+        routes: F,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError>
+    where
+        F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    {
+        let RoleServer {
+            health,
+            listener,
+            drain,
+            metrics,
+            _upkeep,
+            ..
+        } = self;
+        super::serve(listener, health, metrics, drain, routes, shutdown).await
+    }
+}

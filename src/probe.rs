@@ -1,0 +1,156 @@
+//! The one probe of a service, used by the worker's `health_check` and by the
+//! dashboard, so both judge alike.
+//!
+//! An HTTP probe is one `GET <base>/health/ready` on a fresh connection. It finds a
+//! service
+//! - healthy: 2xx within [`DEGRADED_AFTER`];
+//! - degraded: 2xx but slower than that, or any other answer (503 while not ready,
+//!   with the service's own reason);
+//! - down: no answer within [`PROBE_TIMEOUT`] (refused, unresolvable, timed out).
+//!
+//! The store probe is one PING, judged by the same thresholds.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use url::Url;
+
+use crate::clock::millis_f64;
+use crate::service::Service;
+use crate::store::{ServiceState, SharedStore};
+
+/// How long a probe waits for an answer before calling the service down.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// An answer slower than this makes a service degraded.
+pub const DEGRADED_AFTER: Duration = Duration::from_secs(1);
+
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Probe {
+    /// The service probed.
+    pub name: Service,
+    /// Its state.
+    pub status: ServiceState,
+    /// Round trip of the probe, when the service answered.
+    pub response_time_ms: Option<f64>,
+    /// What was wrong, when something was.
+    pub error: Option<String>,
+}
+
+impl Probe {
+    /// A probe result with no timing and no error.
+    pub fn new(name: Service, status: ServiceState) -> Self {
+        Probe {
+            name,
+            status,
+            response_time_ms: None,
+            error: None,
+        }
+    }
+}
+
+/// The client every probe uses: [`PROBE_TIMEOUT`], and a fresh connection per probe (a
+/// pooled one the service closed while idle would fail the probe, and the connect
+/// time is part of the answer anyway).
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .pool_max_idle_per_host(0)
+        .build()
+}
+
+/// The readiness URL of a service whose base URL is `base` (a base path is kept).
+pub fn readiness_url(base: &Url) -> Result<Url, url::ParseError> {
+    Url::parse(&format!(
+        "{}/health/ready",
+        base.as_str().trim_end_matches('/')
+    ))
+}
+
+/// Probes `url` (a readiness URL) of `service` once.
+pub async fn http(client: &reqwest::Client, service: Service, url: &Url) -> Probe {
+    let start = Instant::now();
+    let answer = match client.get(url.clone()).send().await {
+        // The reason a service gives for not being ready, when it gives one.
+        Ok(res) => Ok((res.status(), res.text().await.unwrap_or_default())),
+        Err(e) => Err(e),
+    };
+    let elapsed = start.elapsed();
+    let mut probe = Probe::new(service, ServiceState::Healthy);
+    match answer {
+        Ok((status, _)) if status.is_success() => {
+            probe.response_time_ms = Some(millis_f64(elapsed));
+            if elapsed > DEGRADED_AFTER {
+                probe.status = ServiceState::Degraded;
+                probe.error = Some(format!("slow: answered in {} ms", elapsed.as_millis()));
+            }
+        }
+        Ok((status, body)) => {
+            probe.response_time_ms = Some(millis_f64(elapsed));
+            probe.status = ServiceState::Degraded;
+            let reason = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["reason"].as_str().map(str::to_owned));
+            probe.error = Some(match reason {
+                Some(reason) => format!("not ready (HTTP {}): {reason}", status.as_u16()),
+                None => format!("not ready (HTTP {})", status.as_u16()),
+            });
+        }
+        Err(e) => {
+            probe.status = ServiceState::Down;
+            probe.error = Some(describe(&e));
+        }
+    }
+    probe
+}
+
+/// Pings `store`.
+pub async fn store(store: &SharedStore) -> Probe {
+    let start = Instant::now();
+    let result = store.ping().await;
+    let elapsed = start.elapsed();
+    let mut probe = Probe::new(Service::Redis, ServiceState::Healthy);
+    match result {
+        Ok(()) => {
+            probe.response_time_ms = Some(millis_f64(elapsed));
+            if elapsed > DEGRADED_AFTER {
+                probe.status = ServiceState::Degraded;
+                probe.error = Some(format!("slow: answered in {} ms", elapsed.as_millis()));
+            }
+        }
+        Err(e) => {
+            probe.status = ServiceState::Down;
+            probe.error = Some(e.to_string());
+        }
+    }
+    probe
+}
+
+/// A short, human reason for a failed request: the innermost cause says the most
+/// ("Connection refused"), the outer layers only repeat the URL.
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {} s", PROBE_TIMEOUT.as_secs());
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    if e.is_connect() {
+        format!("cannot connect: {cause}")
+    } else {
+        cause.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_url_keeps_a_base_path() {
+        let base = Url::parse("http://gw:8080/prefix/").expect("url");
+        let url = readiness_url(&base).expect("url");
+        assert_eq!(url.as_str(), "http://gw:8080/prefix/health/ready");
+    }
+}

@@ -1,0 +1,109 @@
+//! The names the system gives its parts, as types: a [`Role`] is what one process runs
+//! (and announces in its heartbeat), a [`Service`] is what the dashboard and the health
+//! history speak of. Their strings are fixed by the original system.
+
+use serde::{Deserialize, Serialize};
+
+/// A role one `svc` process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The REST API.
+    Gateway,
+    /// The scheduler and job consumer.
+    Worker,
+    /// The web page.
+    Dashboard,
+}
+
+impl Role {
+    /// Every role, in display order.
+    pub const ALL: [Role; 3] = [Role::Gateway, Role::Worker, Role::Dashboard];
+
+    /// The name in heartbeats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Worker => "worker",
+            Role::Dashboard => "dashboard",
+        }
+    }
+
+    /// The service this role provides.
+    pub fn service(self) -> Service {
+        match self {
+            Role::Gateway => Service::ApiGateway,
+            Role::Worker => Service::Worker,
+            Role::Dashboard => Service::Dashboard,
+        }
+    }
+}
+
+/// A part of the system whose health is probed, recorded and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Service {
+    /// The gateway replicas.
+    #[serde(rename = "api-gateway")]
+    ApiGateway,
+    /// The worker replicas.
+    #[serde(rename = "worker-service")]
+    Worker,
+    /// The shared store.
+    #[serde(rename = "redis")]
+    Redis,
+    /// The dashboard replicas.
+    #[serde(rename = "dashboard")]
+    Dashboard,
+}
+
+impl Service {
+    /// Every service, in display order.
+    pub const ALL: [Service; 4] = [
+        Service::ApiGateway,
+        Service::Worker,
+        Service::Redis,
+        Service::Dashboard,
+    ];
+
+    /// The name in JSON answers, store keys and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::ApiGateway => "api-gateway",
+            Service::Worker => "worker-service",
+            Service::Redis => "redis",
+            Service::Dashboard => "dashboard",
+        }
+    }
+
+    /// The name people read on the page.
+    pub fn title(self) -> &'static str {
+        match self {
+            Service::ApiGateway => "API gateway",
+            Service::Worker => "Worker",
+            Service::Redis => "Redis",
+            Service::Dashboard => "Dashboard",
+        }
+    }
+
+    /// The role whose replicas provide it (none for the store).
+    pub fn role(self) -> Option<Role> {
+        match self {
+            Service::ApiGateway => Some(Role::Gateway),
+            Service::Worker => Some(Role::Worker),
+            Service::Dashboard => Some(Role::Dashboard),
+            Service::Redis => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
