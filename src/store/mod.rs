@@ -290,3 +290,22 @@ pub fn open(settings: &StoreSettings, prefix: &str) -> Result<SharedStore, Store
         StoreSettings::Redis(redis) => Arc::new(redis::RedisStore::new(redis, prefix)?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_covers_every_series_the_tasks_write() {
+        let all = series::all();
+        for service in Service::ALL {
+            assert!(all.contains(&series::checks(service.as_str())));
+            assert!(all.contains(&series::up(service.as_str())));
+        }
+        for task in TaskType::ALL {
+            assert!(all.contains(&series::tasks(task.as_str())));
+        }
+        assert!(all.contains(&series::REQUESTS.to_owned()));
+        assert!(all.contains(&series::QUEUE_DEPTH.to_owned()));
+    }
+}

@@ -181,3 +181,31 @@ async fn a_password_the_server_does_not_need_is_reported_as_such() {
         .expect_err("AUTH without a configured password");
     assert!(err.to_string().contains("no password"), "{err}");
 }
+
+#[tokio::test]
+async fn pooled_connections_in_steady_use_cost_no_extra_round_trip() {
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.settings(), "svc:").expect("store");
+    // Each reclaim scan takes a pooled connection of its own.
+    for _ in 0..20 {
+        store
+            .reclaim("c", Duration::from_secs(60), 10, svc::store::RECLAIM_START)
+            .await
+            .expect("reclaim");
+    }
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut redis.client().await)
+        .await
+        .expect("INFO");
+    let calls = |command: &str| -> i64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(calls("xautoclaim") >= 20, "{stats}");
+    assert!(calls("ping") <= 1, "a PING per check-out: {stats}");
+}

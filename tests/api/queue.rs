@@ -223,6 +223,22 @@ async fn a_busy_worker_takes_no_delivery_it_cannot_start() {
         let job = app.job_in_state(id, "done", Duration::from_secs(30)).await;
         assert_eq!(job["attempts"], 1, "ran more than once: {job}");
     }
+    // One log line per outcome, with the job, its type, attempts, time and worker.
+    let log = worker.output();
+    for id in &ids {
+        let line = log
+            .lines()
+            .find(|l| l.contains("job done") && l.contains(id.as_str()))
+            .unwrap_or_else(|| panic!("no outcome line for {id}:\n{log}"));
+        for field in [
+            "task_type=\"data_processing\"",
+            "attempts=1",
+            "duration_ms=",
+            "worker=",
+        ] {
+            assert!(line.contains(field), "{field} missing: {line}");
+        }
+    }
     let metrics = reqwest::get(worker.url("/metrics"))
         .await
         .expect("metrics")

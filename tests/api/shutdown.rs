@@ -116,8 +116,13 @@ async fn a_second_signal_skips_the_drain() {
         (res.status() == 503).then_some(())
     })
     .await;
-    let start = Instant::now();
     svc.signal("INT");
-    assert_eq!(svc.wait_exit(Duration::from_secs(5)), Some(130));
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(svc.wait_exit(Duration::from_secs(10)), Some(130));
+    // The warning reaches the log before the process ends: it is flushed on the way
+    // out, not lost with the log writer's thread.
+    let output = svc.output();
+    assert!(
+        output.contains("second signal: exiting without draining"),
+        "{output}"
+    );
 }

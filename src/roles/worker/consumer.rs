@@ -262,11 +262,15 @@ async fn attempt(
 fn outcome_line(job: &JobRecord, worker: &str, took: Duration, what: &'static str) {
     let task_type = job.spec.task_type().as_str();
     let duration_ms = took.as_secs_f64() * 1e3;
-    let error = job.error.as_deref().unwrap_or("");
-    if job.scheduled_for.is_some() && job.error.is_none() {
-        tracing::debug!(job = %job.id, task_type, attempts = job.attempts, duration_ms, worker, "{what}");
-    } else {
-        tracing::info!(job = %job.id, task_type, attempts = job.attempts, duration_ms, worker, error, "{what}");
+    let attempts = job.attempts;
+    match &job.error {
+        Some(error) => {
+            tracing::info!(job = %job.id, task_type, attempts, duration_ms, worker, %error, "{what}");
+        }
+        None if job.scheduled_for.is_some() => {
+            tracing::debug!(job = %job.id, task_type, attempts, duration_ms, worker, "{what}");
+        }
+        None => tracing::info!(job = %job.id, task_type, attempts, duration_ms, worker, "{what}"),
     }
 }
 
