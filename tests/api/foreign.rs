@@ -80,3 +80,36 @@ async fn the_dashboard_shows_every_figure_it_can_and_names_the_wrong_keys() {
         "the page names the key: {page}"
     );
 }
+
+#[tokio::test]
+async fn the_worker_rolls_and_probes_what_it_can_around_a_foreign_value() {
+    let redis = RedisServer::start();
+    poke(&redis, &["HSET", "api:total_requests", "a", "1"]).await;
+    poke(&redis, &["SET", "svc:instances", "not a set"]).await;
+    poke(&redis, &["SET", "worker:tasks:cleanup", "7"]).await;
+    let app = TestApp::gateway(test_settings(StoreSettings::Redis(redis.settings()))).await;
+    app.wait_ready(200, Duration::from_secs(10)).await;
+    let _worker = crate::helpers::worker_process(&redis, &[("WORKER_INTERVAL", "24h")]).await;
+    let rolled = app.submit(r#"{"type":"metrics_collection"}"#).await;
+    let probed = app.submit(r#"{"type":"health_check"}"#).await;
+    let rolled = app
+        .job_in_state(&rolled, "done", Duration::from_secs(20))
+        .await;
+    assert_eq!(rolled["result"]["tasks"]["cleanup"], 7, "{rolled}");
+    assert!(
+        rolled["result"]["errors"]
+            .to_string()
+            .contains("api:total_requests"),
+        "{rolled}"
+    );
+    let probed = app
+        .job_in_state(&probed, "done", Duration::from_secs(20))
+        .await;
+    assert_eq!(probed["result"]["worker-service"], "degraded", "{probed}");
+    let recorded: i64 = redis::cmd("LLEN")
+        .arg("svc:health:redis")
+        .query_async(&mut redis.client().await)
+        .await
+        .expect("LLEN");
+    assert_eq!(recorded, 1);
+}

@@ -167,7 +167,13 @@ fn replicas(snap: &Snapshot, now: f64) -> Markup {
         return html! {
             section.panel aria-labelledby="replicas-title" {
                 h2 #replicas-title { "Replicas " span.muted { "(unknown)" } }
-                p.muted { "Unknown: the store did not answer." }
+                p.muted {
+                    @if snap.redis_connected {
+                        "Unknown: the list of instances cannot be read (see above)."
+                    } @else {
+                        "Unknown: the store is unreachable."
+                    }
+                }
             }
         };
     };

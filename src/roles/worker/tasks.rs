@@ -139,14 +139,21 @@ fn crunch(size: DataSize, cancel: &AtomicBool) -> Option<u64> {
 }
 
 /// Workers as a whole: healthy when every live instance is, down when none answers.
+/// When the instances cannot be listed, this worker (which is running this very
+/// task) is up, and the rest unknown: degraded, saying why.
 async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
-    let workers: Vec<_> = ctx
-        .store
-        .instances()
-        .await?
-        .into_iter()
-        .filter(|i| i.role == Role::Worker)
-        .collect();
+    let workers: Vec<_> = match ctx.store.instances().await {
+        Ok(instances) => instances
+            .into_iter()
+            .filter(|i| i.role == Role::Worker)
+            .collect(),
+        Err(e) if e.is_connection() => return Err(e.into()),
+        Err(e) => {
+            let mut probe = Probe::new(Service::Worker, ServiceState::Degraded);
+            probe.error = Some(format!("replicas unknown: {e}"));
+            return Ok(probe);
+        }
+    };
     if workers.is_empty() {
         let mut probe = Probe::new(Service::Worker, ServiceState::Down);
         probe.error = Some("no live worker instance".into());
@@ -234,19 +241,29 @@ async fn health_check(ctx: &TaskContext) -> Result<Value, TaskError> {
     Ok(Value::Object(summary))
 }
 
+/// Rolls each counter on its own: a foreign value under one key is reported (and
+/// logged) without holding up the others; a lost connection fails the job.
 async fn metrics_collection(ctx: &TaskContext) -> Result<Value, TaskError> {
     let minute = minute_of(unix_now());
     let store = &ctx.store;
-    let requests = store
-        .roll_up(keys::TOTAL_REQUESTS, series::REQUESTS, minute)
-        .await?;
+    let mut errors = Vec::new();
+    let mut roll = async |counter: &str, series: &str| -> Result<Value, TaskError> {
+        match store.roll_up(counter, series, minute).await {
+            Ok(delta) => Ok(json!(delta)),
+            Err(e) if e.is_connection() => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "counter not rolled up");
+                errors.push(e.to_string());
+                Ok(Value::Null)
+            }
+        }
+    };
+    let requests = roll(keys::TOTAL_REQUESTS, series::REQUESTS).await?;
     let mut tasks = serde_json::Map::new();
     for task in TaskType::ALL {
         let name = task.as_str();
-        let delta = store
-            .roll_up(&keys::worker_tasks(name), &series::tasks(name), minute)
-            .await?;
-        tasks.insert(name.to_owned(), json!(delta));
+        let delta = roll(&keys::worker_tasks(name), &series::tasks(name)).await?;
+        tasks.insert(name.to_owned(), delta);
     }
     let depth = store.queue_stats().await?.depth;
     store
@@ -256,7 +273,7 @@ async fn metrics_collection(ctx: &TaskContext) -> Result<Value, TaskError> {
             i64::try_from(depth).unwrap_or(i64::MAX),
         )
         .await?;
-    Ok(json!({"requests": requests, "tasks": tasks, "queue_depth": depth}))
+    Ok(json!({"requests": requests, "tasks": tasks, "queue_depth": depth, "errors": errors}))
 }
 
 async fn cleanup(ctx: &TaskContext) -> Result<Value, TaskError> {
