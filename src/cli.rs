@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    ConfigError, Environment, RedisSettings, Secret, Settings, StoreSettings, invalid, service_url,
+    ConfigError, Environment, RedisSettings, Secret, Sentinels, Settings, StoreSettings, Tls,
+    WAIT_RANGE, WaitReplicas, invalid, service_url, within,
 };
 use crate::roles::{all, dashboard, gateway, worker};
 
@@ -163,9 +164,33 @@ pub struct LoadArgs {
 /// Flags every serving role shares: the store, logging, readiness and shutdown.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Redis URL, redis://[:password@]host[:port][/db]; wins over the REDIS_HOST family.
+    /// Redis URL, redis://[:password@]host[:port][/db] (rediss:// for TLS); wins over
+    /// the REDIS_HOST family.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
+    /// Find the primary through these sentinels (host:port,host:port,...) and follow
+    /// its failovers; the password and database come from the other Redis settings.
+    #[arg(long, env = "REDIS_SENTINELS")]
+    pub redis_sentinels: Option<String>,
+    /// The name the sentinels monitor the primary under.
+    #[arg(long, env = "REDIS_MASTER_NAME", default_value = "mymaster")]
+    pub redis_master_name: String,
+    /// The sentinels' own password, when they have one.
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<Secret>,
+    /// Talk to Redis over TLS (rustls; the system's roots unless --redis-ca-file).
+    #[arg(long, env = "REDIS_TLS")]
+    pub redis_tls: bool,
+    /// PEM bundle of CA certificates to trust for Redis TLS.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// Replicas that must hold a job before POST /api/jobs answers 202: `auto` (one
+    /// whenever the primary has a replica) or a number (0: never wait).
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value = "auto")]
+    pub redis_wait_replicas: WaitReplicas,
+    /// How long to wait for the replicas' acknowledgement before answering 503.
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub redis_wait_timeout: Duration,
     /// Redis host [default: localhost; `svc all` uses its embedded store when unset].
     #[arg(long, env = "REDIS_HOST")]
     pub redis_host: Option<String>,
@@ -209,9 +234,11 @@ impl CommonArgs {
     /// Validated shared settings. `redis_required` is false only for `svc all`, which
     /// falls back to the embedded store when no Redis is named.
     pub fn settings(&self, redis_required: bool) -> Result<Settings, ConfigError> {
+        let named =
+            self.redis_url.is_some() || self.redis_host.is_some() || self.redis_sentinels.is_some();
         let store = match (&self.redis_url, &self.redis_host) {
             (Some(url), _) => StoreSettings::Redis(RedisSettings::from_url(url.expose())?),
-            (None, host) if host.is_some() || redis_required => {
+            (None, host) if named || redis_required => {
                 let host = host.clone().unwrap_or_else(|| "localhost".into());
                 if host.is_empty() {
                     return Err(invalid("REDIS_HOST", "empty host"));
@@ -227,6 +254,10 @@ impl CommonArgs {
             }
             (None, _) => StoreSettings::Memory,
         };
+        let store = match store {
+            StoreSettings::Redis(redis) => StoreSettings::Redis(self.redis_extras(redis)?),
+            memory => memory,
+        };
         Settings {
             environment: self.environment,
             store,
@@ -238,6 +269,43 @@ impl CommonArgs {
             log_level: self.log_level.clone(),
         }
         .validate()
+    }
+}
+
+impl CommonArgs {
+    /// Sentinels, TLS and the replica acknowledgement, on top of the server settings.
+    fn redis_extras(&self, mut redis: RedisSettings) -> Result<RedisSettings, ConfigError> {
+        if let Some(list) = &self.redis_sentinels {
+            redis.sentinels = Some(Sentinels::parse(
+                list,
+                &self.redis_master_name,
+                self.redis_sentinel_password
+                    .clone()
+                    .filter(|p| !p.expose().is_empty()),
+            )?);
+            // The password may come from REDIS_PASSWORD when no URL names one.
+            if redis.password.is_none() {
+                redis.password = self
+                    .redis_password
+                    .clone()
+                    .filter(|p| !p.expose().is_empty());
+            }
+        }
+        if self.redis_tls || self.redis_ca_file.is_some() {
+            redis.tls = Some(Tls { ca_file: None });
+        }
+        if let (Some(tls), Some(file)) = (&mut redis.tls, &self.redis_ca_file) {
+            if !file.is_file() {
+                return Err(invalid(
+                    "REDIS_CA_FILE",
+                    format!("{} is not a readable file", file.display()),
+                ));
+            }
+            tls.ca_file = Some(file.clone());
+        }
+        redis.wait_replicas = self.redis_wait_replicas;
+        redis.wait_timeout = within("REDIS_WAIT_TIMEOUT", self.redis_wait_timeout, WAIT_RANGE)?;
+        Ok(redis)
     }
 }
 

@@ -88,7 +88,93 @@ pub struct RedisSettings {
     pub username: Option<String>,
     /// Password (`requirepass` or the ACL user's).
     pub password: Option<Secret>,
+    /// TLS to the server (`rediss://` or `REDIS_TLS=on`), when used.
+    pub tls: Option<Tls>,
+    /// Sentinels that name the primary, when used: then `host` and `port` are unused.
+    pub sentinels: Option<Sentinels>,
+    /// How many replicas must acknowledge a job before `POST /api/jobs` answers 202.
+    pub wait_replicas: WaitReplicas,
+    /// How long to wait for those acknowledgements.
+    pub wait_timeout: Duration,
 }
+
+/// TLS to Redis, with rustls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM bundle of the CA certificates to trust instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Redis found through Sentinel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sentinels {
+    /// `host:port` of each sentinel.
+    pub addrs: Vec<(String, u16)>,
+    /// The name the sentinels monitor the primary under.
+    pub master: String,
+    /// The sentinels' own password, when they have one.
+    pub password: Option<Secret>,
+}
+
+impl Sentinels {
+    /// Parses `host:port,host:port,...` (the port defaults to 26379).
+    pub fn parse(list: &str, master: &str, password: Option<Secret>) -> Result<Self, ConfigError> {
+        let mut addrs = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (host, port) = match item.rsplit_once(':') {
+                Some((host, port)) => (
+                    host,
+                    port.parse::<u16>()
+                        .map_err(|_| invalid("REDIS_SENTINELS", format!("bad port in {item:?}")))?,
+                ),
+                None => (item, 26379),
+            };
+            let host = host.trim_matches(['[', ']']);
+            if host.is_empty() {
+                return Err(invalid("REDIS_SENTINELS", format!("no host in {item:?}")));
+            }
+            addrs.push((host.to_owned(), port));
+        }
+        if addrs.is_empty() {
+            return Err(invalid("REDIS_SENTINELS", "names no sentinel"));
+        }
+        if master.is_empty() {
+            return Err(invalid("REDIS_MASTER_NAME", "is empty"));
+        }
+        Ok(Sentinels {
+            addrs,
+            master: master.to_owned(),
+            password,
+        })
+    }
+}
+
+/// How many replicas must hold a job before it is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReplicas {
+    /// One, whenever the primary has a replica connected; none on a lone server.
+    Auto,
+    /// Exactly this many (0: never wait).
+    Count(u32),
+}
+
+impl FromStr for WaitReplicas {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(WaitReplicas::Auto),
+            n => n
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 16)
+                .map(WaitReplicas::Count)
+                .ok_or_else(|| format!("{s:?} is not `auto` or a number from 0 to 16")),
+        }
+    }
+}
+
+/// What the acknowledgement wait may be.
+pub const WAIT_RANGE: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(10);
 
 impl RedisSettings {
     /// Settings for a server on `host:port` with no password.
@@ -99,18 +185,25 @@ impl RedisSettings {
             db: 0,
             username: None,
             password: None,
+            tls: None,
+            sentinels: None,
+            wait_replicas: WaitReplicas::Auto,
+            wait_timeout: Duration::from_millis(500),
         }
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]`.
+    /// Parses `redis://[[user]:password@]host[:port][/db]` (`rediss://` for TLS).
     pub fn from_url(raw: &str) -> Result<Self, ConfigError> {
         let url = url::Url::parse(raw).map_err(|e| ConfigError::RedisUrl(e.to_string()))?;
-        if url.scheme() != "redis" {
-            return Err(ConfigError::RedisUrl(format!(
-                "scheme must be redis://, not {}://",
-                url.scheme()
-            )));
-        }
+        let tls = match url.scheme() {
+            "redis" => None,
+            "rediss" => Some(Tls { ca_file: None }),
+            other => {
+                return Err(ConfigError::RedisUrl(format!(
+                    "scheme must be redis:// or rediss://, not {other}://"
+                )));
+            }
+        };
         let host = match url.host_str() {
             Some(h) if !h.is_empty() => h.trim_matches(['[', ']']).to_owned(),
             _ => return Err(ConfigError::RedisUrl("no host".into())),
@@ -127,11 +220,11 @@ impl RedisSettings {
             .map(decode)
             .transpose()?;
         Ok(RedisSettings {
-            host,
-            port: url.port().unwrap_or(6379),
             db,
             username,
             password,
+            tls,
+            ..RedisSettings::new(host, url.port().unwrap_or(6379))
         })
     }
 }
@@ -150,13 +243,34 @@ impl fmt::Debug for RedisSettings {
 }
 
 impl fmt::Display for RedisSettings {
-    /// `redis://host:port/db`, never with the password.
+    /// `redis://host:port/db` (`rediss://` with TLS; the sentinels and the primary's
+    /// name with Sentinel), never with the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "redis://{}:{}/{}", self.host, self.port, self.db)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        match &self.sentinels {
+            None => write!(f, "{scheme}://{}:{}/{}", self.host, self.port, self.db),
+            Some(s) => {
+                let addrs: Vec<String> = s.addrs.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+                write!(
+                    f,
+                    "{scheme}://{} (sentinels; primary {:?})/{}",
+                    addrs.join(","),
+                    s.master,
+                    self.db
+                )
+            }
+        }
     }
 }
 
 /// Which store backs the roles.
+// Built once per process and read at start-up: the size of the Redis variant costs
+// nothing, and boxing it would only make every test that builds one noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
     /// The embedded in-process store (`svc all` without Redis).
@@ -296,6 +410,34 @@ mod tests {
             let err = RedisSettings::from_url(bad).expect_err(bad).to_string();
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn sentinels_and_tls_parse_and_print_without_secrets() {
+        let s = Sentinels::parse(" s1:26380, s2 ,[::1]:1 ", "primary", None).expect("valid");
+        assert_eq!(
+            s.addrs,
+            vec![
+                ("s1".into(), 26380),
+                ("s2".into(), 26379),
+                ("::1".into(), 1)
+            ]
+        );
+        let tls = RedisSettings::from_url("rediss://:hunter2@cache:6380/1").expect("valid");
+        assert!(tls.tls.is_some());
+        assert_eq!(tls.to_string(), "rediss://cache:6380/1");
+        let ha = RedisSettings {
+            sentinels: Some(s),
+            ..tls
+        };
+        let shown = format!("{ha} {ha:?}");
+        assert!(
+            shown.contains("s1:26380") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert_eq!("auto".parse(), Ok(WaitReplicas::Auto));
+        assert_eq!("2".parse(), Ok(WaitReplicas::Count(2)));
+        assert!("99".parse::<WaitReplicas>().is_err());
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub enum StoreError {
     /// The store answered with an error.
     #[error("store command failed: {0}")]
     Command(String),
+    /// A write reached the primary but not the replicas it had to reach in time: it
+    /// may be lost if the primary fails now.
+    #[error("not replicated: {0}")]
+    NotReplicated(String),
     /// The value under `key` is not what this system writes there (another program's,
     /// a hand edit, or a version this build cannot read).
     #[error("unexpected value under {key}: {reason}")]

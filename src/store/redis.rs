@@ -29,7 +29,7 @@ use super::{
     Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Reclaimed, Store, StoreError, keys,
 };
 use crate::clock::{millis, unix_now};
-use crate::config::RedisSettings;
+use crate::config::{RedisSettings, WaitReplicas};
 use crate::jobs::{JobRecord, JobState, RECORD_TTL, mark_dead};
 use crate::service::Service;
 
@@ -39,15 +39,35 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(1);
 /// A pooled connection used more recently than this is handed out without a PING.
 const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
 
-/// deadpool-redis' manager, with a recycle check only for connections that sat idle.
-struct Manager(deadpool_redis::Manager);
+/// Makes the pool's connections: deadpool-redis' manager for one server, or redis-rs'
+/// sentinel client for the primary the sentinels name now. (deadpool-redis' own
+/// sentinel manager takes no connection config, so redis-rs' default 500 ms response
+/// timeout would cut every blocking read of the job queue.) Either way a connection is
+/// checked with a PING only when it has sat idle.
+enum Manager {
+    Server(deadpool_redis::Manager),
+    Sentinel {
+        client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
+        config: AsyncConnectionConfig,
+    },
+}
 
 impl managed::Manager for Manager {
     type Type = MultiplexedConnection;
     type Error = redis::RedisError;
 
     async fn create(&self) -> Result<MultiplexedConnection, redis::RedisError> {
-        self.0.create().await
+        match self {
+            Manager::Server(m) => m.create().await,
+            // Asks the sentinels which node is the primary now.
+            Manager::Sentinel { client, config } => {
+                client
+                    .lock()
+                    .await
+                    .get_async_connection_with_config(config)
+                    .await
+            }
+        }
     }
 
     async fn recycle(
@@ -60,7 +80,17 @@ impl managed::Manager for Manager {
         if metrics.last_used() < RECHECK_AFTER_IDLE {
             return Ok(());
         }
-        self.0.recycle(conn, metrics).await
+        match self {
+            Manager::Server(m) => m.recycle(conn, metrics).await,
+            Manager::Sentinel { .. } => {
+                // A demoted primary answers PING too: ROLE says whether it still leads.
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(conn).await?;
+                match role.first() {
+                    Some(redis::Value::BulkString(r)) if r.as_slice() == b"master" => Ok(()),
+                    _ => Err(managed::RecycleError::message("no longer the primary")),
+                }
+            }
+        }
     }
 }
 
@@ -77,6 +107,11 @@ pub struct RedisStore {
     /// The same server without the password, to tell "wrong password" from "no
     /// password needed" when a login fails.
     without_password: Option<redis::Client>,
+    /// Replicas that must acknowledge an enqueued job, and how long to wait for them.
+    wait: (WaitReplicas, Duration),
+    /// When the primary's replica count was last read, and what it was (for
+    /// `WaitReplicas::Auto`).
+    replicas: std::sync::Mutex<Option<(std::time::Instant, u32)>>,
     /// `host:port`, for messages.
     target: String,
     prefix: String,
@@ -171,6 +206,12 @@ impl RedisStore {
     /// Builds the pool; connects lazily, on the current runtime (if any) whoever asks.
     /// `prefix` starts every key this system adds.
     pub fn new(settings: &RedisSettings, prefix: &str) -> Result<Self, StoreError> {
+        let unusable = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
+        if settings.tls.is_some() {
+            // redis-rs' rustls takes its crypto from the process default; installing
+            // it twice is harmless (the second call reports the first).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let mut redis_info = redis::RedisConnectionInfo::default().set_db(settings.db);
         if let Some(user) = &settings.username {
             redis_info = redis_info.set_username(user);
@@ -179,36 +220,116 @@ impl RedisStore {
         if let Some(password) = &settings.password {
             redis_info = redis_info.set_password(password.expose());
         }
-        let addr = redis::ConnectionAddr::Tcp(settings.host.clone(), settings.port);
-        let info = |redis_info| {
-            addr.clone()
-                .into_connection_info()
-                .map(|i| i.set_redis_settings(redis_info))
-                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        let (manager, target, without_password) = match &settings.sentinels {
+            None => {
+                let addr = match &settings.tls {
+                    Some(_) => redis::ConnectionAddr::TcpTls {
+                        host: settings.host.clone(),
+                        port: settings.port,
+                        insecure: false,
+                        tls_params: None,
+                    },
+                    None => redis::ConnectionAddr::Tcp(settings.host.clone(), settings.port),
+                };
+                let info = |redis_info: redis::RedisConnectionInfo| -> Result<_, StoreError> {
+                    let info = addr
+                        .clone()
+                        .into_connection_info()
+                        .map_err(unusable)?
+                        .set_redis_settings(redis_info);
+                    match settings.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+                        None => Ok(info),
+                        Some(file) => {
+                            let root_cert = std::fs::read(file).map_err(|e| {
+                                StoreError::Unavailable(format!("{}: {e}", file.display()))
+                            })?;
+                            let certificates = redis::TlsCertificates {
+                                client_tls: None,
+                                root_cert: Some(root_cert),
+                            };
+                            redis::Client::build_with_tls(info, certificates)
+                                .map(|c| c.get_connection_info().clone())
+                                .map_err(unusable)
+                        }
+                    }
+                };
+                let connection = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(OP_TIMEOUT))
+                    .set_response_timeout(None);
+                let manager =
+                    deadpool_redis::Manager::new_with_config(info(redis_info)?, connection)
+                        .map_err(unusable)?;
+                let without_password = match settings.password {
+                    Some(_) => redis::Client::open(info(without_password)?).ok(),
+                    None => None,
+                };
+                (
+                    Manager::Server(manager),
+                    format!("{}:{}", settings.host, settings.port),
+                    without_password,
+                )
+            }
+            Some(sentinels) => {
+                let mut sentinel_info = redis::RedisConnectionInfo::default();
+                if let Some(password) = &sentinels.password {
+                    sentinel_info = sentinel_info.set_password(password.expose());
+                }
+                let mut nodes = Vec::with_capacity(sentinels.addrs.len());
+                for (host, port) in &sentinels.addrs {
+                    nodes.push(
+                        redis::ConnectionAddr::Tcp(host.clone(), *port)
+                            .into_connection_info()
+                            .map_err(unusable)?
+                            .set_redis_settings(sentinel_info.clone()),
+                    );
+                }
+                let mut node = redis::sentinel::SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(redis_info.clone());
+                if settings.tls.is_some() {
+                    node = node.set_tls_mode(redis::TlsMode::Secure);
+                }
+                let client = redis::sentinel::SentinelClient::build(
+                    nodes,
+                    sentinels.master.clone(),
+                    Some(node),
+                    redis::sentinel::SentinelServerType::Master,
+                )
+                .map_err(unusable)?;
+                let manager = Manager::Sentinel {
+                    client: tokio::sync::Mutex::new(client),
+                    config: AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(OP_TIMEOUT))
+                        .set_response_timeout(None),
+                };
+                let addrs: Vec<String> = sentinels
+                    .addrs
+                    .iter()
+                    .map(|(h, p)| format!("{h}:{p}"))
+                    .collect();
+                let target = format!(
+                    "the primary {:?} of the sentinels {}",
+                    sentinels.master,
+                    addrs.join(",")
+                );
+                (manager, target, None)
+            }
         };
-        let connection = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(OP_TIMEOUT))
-            .set_response_timeout(None);
-        let manager = deadpool_redis::Manager::new_with_config(info(redis_info)?, connection)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let pool = Pool::builder(Manager(manager))
+        let pool = Pool::builder(manager)
             .runtime(deadpool::Runtime::Tokio1)
             .wait_timeout(Some(OP_TIMEOUT))
             .create_timeout(Some(OP_TIMEOUT))
             .recycle_timeout(Some(OP_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let without_password = match settings.password {
-            Some(_) => redis::Client::open(info(without_password)?).ok(),
-            None => None,
-        };
         Ok(RedisStore {
             pool,
             shared: RwLock::new(None),
             reconnect: tokio::sync::Mutex::new(()),
             runtime: Handle::try_current().ok(),
             without_password,
-            target: format!("{}:{}", settings.host, settings.port),
+            wait: (settings.wait_replicas, settings.wait_timeout),
+            replicas: std::sync::Mutex::new(None),
+            target,
             prefix: prefix.to_owned(),
         })
     }
@@ -366,7 +487,19 @@ fn from_json<T: serde::de::DeserializeOwned>(key: &str, raw: Vec<String>) -> Vec
 /// Connection failures say which (refused, authentication, lost); server-side errors
 /// (wrong type, ...) are command errors.
 fn classify(e: redis::RedisError, target: &str) -> StoreError {
-    if e.is_connection_refusal() {
+    if e.code() == Some("READONLY") {
+        // The node this connection reached was demoted: a failover is under way.
+        StoreError::Unavailable(format!(
+            "{target}: connected to a replica, not the primary (failover under way?)"
+        ))
+    } else if matches!(
+        e.kind(),
+        ErrorKind::MasterNameNotFoundBySentinel
+            | ErrorKind::NoValidReplicasFoundBySentinel
+            | ErrorKind::EmptySentinelList
+    ) {
+        StoreError::Unavailable(format!("no primary known: {target}: {e}"))
+    } else if e.is_connection_refusal() {
         StoreError::Unavailable(format!("connection refused by {target}"))
     } else if e.code() == Some("NOAUTH") {
         StoreError::Unavailable(format!(
@@ -564,12 +697,53 @@ impl Store for RedisStore {
             .arg(millis(RECORD_TTL))
             .arg(&job.id);
         let invocation = &invocation;
-        let added: i64 = self
-            .run(Retry::Safe, |mut c| async move {
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
-        Ok(added == 1)
+        let needed = self.replicas_needed().await?;
+        if needed == 0 {
+            let added: i64 = self
+                .run(Retry::Safe, |mut c| async move {
+                    invocation.invoke_async(&mut c).await
+                })
+                .await?;
+            return Ok(added == 1);
+        }
+        // WAIT blocks the connection it runs on until the replicas answer: a pooled
+        // connection of its own, not the shared one every other command uses.
+        let (_, timeout) = self.wait;
+        let target = &self.target;
+        let run = async {
+            let mut pooled = self.pooled().await?;
+            let conn: &mut MultiplexedConnection = &mut pooled;
+            let outcome = async {
+                let added: i64 = invocation.invoke_async(conn).await?;
+                if added == 0 {
+                    return Ok(None);
+                }
+                let acked: u32 = redis::cmd("WAIT")
+                    .arg(needed)
+                    .arg(millis(timeout))
+                    .query_async(conn)
+                    .await?;
+                Ok(Some(acked))
+            }
+            .await
+            .map_err(|e| classify(e, target));
+            if outcome.as_ref().is_err_and(StoreError::is_connection) {
+                drop(managed::Object::take(pooled));
+            }
+            outcome
+        };
+        match tokio::time::timeout(OP_TIMEOUT + timeout, run)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(OP_TIMEOUT + timeout)))?
+        {
+            None => Ok(false),
+            Some(acked) if acked >= needed => Ok(true),
+            Some(acked) => Err(StoreError::NotReplicated(format!(
+                "job {} reached the primary, but {acked} of {needed} replicas acknowledged it \
+                 within {timeout:?}: it may be lost if the primary fails now",
+                job.id
+            ))),
+        }
     }
 
     async fn receive(
@@ -791,8 +965,25 @@ impl RedisStore {
         limit: Duration,
     ) -> Result<T, StoreError> {
         let run = async {
-            let mut conn = self.pooled().await?;
-            let conn: &mut MultiplexedConnection = &mut conn;
+            let mut pooled = self.pooled().await?;
+            let result = self.group_command(&mut pooled, cmd).await;
+            // A connection that failed goes, rather than back to the pool.
+            if result.as_ref().is_err_and(StoreError::is_connection) {
+                drop(managed::Object::take(pooled));
+            }
+            result
+        };
+        tokio::time::timeout(limit, run)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(limit)))
+    }
+
+    async fn group_command<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        {
             match cmd.query_async::<T>(conn).await {
                 Err(e) if e.code() == Some("NOGROUP") => {
                     let created: Result<(), _> = redis::cmd("XGROUP")
@@ -815,10 +1006,32 @@ impl RedisStore {
                 }
                 result => result.map_err(|e| classify(e, &self.target)),
             }
-        };
-        tokio::time::timeout(limit, run)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(limit)))
+        }
+    }
+
+    /// Replicas an enqueued job must reach: with `auto`, one when the primary has a
+    /// replica connected (read at most once a second), else none.
+    async fn replicas_needed(&self) -> Result<u32, StoreError> {
+        match self.wait.0 {
+            WaitReplicas::Count(n) => Ok(n),
+            WaitReplicas::Auto => {
+                let fresh = *self.replicas.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some((at, n)) = fresh
+                    && at.elapsed() < Duration::from_secs(1)
+                {
+                    return Ok(n.min(1));
+                }
+                let info: String = self.query(redis::cmd("INFO").arg("replication")).await?;
+                let connected = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("connected_slaves:"))
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+                    .unwrap_or(0);
+                *self.replicas.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((std::time::Instant::now(), connected));
+                Ok(connected.min(1))
+            }
+        }
     }
 
     /// Adds to `pipe` what ends a delivery: acknowledged, and deleted from the stream so

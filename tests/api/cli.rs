@@ -184,3 +184,29 @@ fn worker_and_dashboard_judge_a_probe_url_alike() {
         assert!(!stderr.contains("secret"), "{role}: {stderr}");
     }
 }
+
+#[test]
+fn bad_redis_topologies_are_usage_errors() {
+    for (env, flag) in [
+        (vec![("REDIS_SENTINELS", ",")], "REDIS_SENTINELS"),
+        (vec![("REDIS_SENTINELS", "s1:notaport")], "REDIS_SENTINELS"),
+        (
+            vec![("REDIS_SENTINELS", "s1:26379"), ("REDIS_MASTER_NAME", "")],
+            "REDIS_MASTER_NAME",
+        ),
+        (vec![("REDIS_CA_FILE", "/no/such/ca.pem")], "REDIS_CA_FILE"),
+        (vec![("REDIS_WAIT_TIMEOUT", "1h")], "REDIS_WAIT_TIMEOUT"),
+        (vec![("REDIS_URL", "http://:hunter2@x/0")], "REDIS_URL"),
+    ] {
+        let (code, stderr) = failure(&run(&["gateway", "--port", "0"], &env));
+        assert_eq!(code, 64, "{env:?}: {stderr}");
+        assert!(stderr.contains(flag), "{env:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+    let (code, stderr) = failure(&run(
+        &["gateway", "--port", "0"],
+        &[("REDIS_WAIT_REPLICAS", "many")],
+    ));
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("redis-wait-replicas"), "{stderr}");
+}

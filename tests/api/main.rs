@@ -12,6 +12,7 @@ mod metrics;
 mod queue;
 mod resilience;
 mod secrets;
+mod sentinel;
 mod shutdown;
 mod store;
 mod worker;

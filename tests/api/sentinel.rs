@@ -1,0 +1,542 @@
+//! Redis that survives losing a node: a primary, a replica and three sentinels as real
+//! processes; the gateway and two workers find the primary through the sentinels and
+//! follow a failover with no restart; no accepted job is lost. And managed Redis over
+//! TLS.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{SvcProcess, eventually, free_port, require_tool};
+
+/// One `redis-server` (data node or sentinel) of this test; killed on drop.
+struct Node {
+    port: u16,
+    child: Child,
+}
+
+impl Node {
+    fn start(args: &[String]) -> Self {
+        let binary = require_tool("redis-server", "redis-server");
+        let port = args
+            .iter()
+            .position(|a| a == "--port")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let child = Command::new(binary)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        Node { port, child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A test's own directory, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "svc-test-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("create dir");
+        Dir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn command(port: u16, password: Option<&str>, args: &[&str]) -> redis::RedisResult<Value> {
+    let url = match password {
+        Some(p) => format!("redis://:{p}@127.0.0.1:{port}/0"),
+        None => format!("redis://127.0.0.1:{port}/0"),
+    };
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let value: redis::Value = cmd.query_async(&mut conn).await?;
+    Ok(to_json(value))
+}
+
+fn to_json(value: redis::Value) -> Value {
+    match value {
+        redis::Value::BulkString(b) => Value::String(String::from_utf8_lossy(&b).into_owned()),
+        redis::Value::SimpleString(s) => Value::String(s),
+        redis::Value::Int(n) => Value::from(n),
+        redis::Value::Array(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        _ => Value::Null,
+    }
+}
+
+fn data_node(dir: &Dir, name: &str, password: &str, replica_of: Option<u16>) -> Node {
+    let port = free_port();
+    let node_dir = dir.path(name);
+    std::fs::create_dir_all(&node_dir).expect("node dir");
+    let mut args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--requirepass",
+        password,
+        "--masterauth",
+        password,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.push(node_dir.display().to_string());
+    if let Some(primary) = replica_of {
+        args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.to_string(),
+        ]);
+    }
+    Node::start(&args)
+}
+
+fn sentinel(dir: &Dir, n: usize, primary: u16, password: &str) -> Node {
+    let port = free_port();
+    let config = dir.path(&format!("sentinel-{n}.conf"));
+    std::fs::write(
+        &config,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\n\
+             sentinel monitor mymaster 127.0.0.1 {primary} 2\n\
+             sentinel auth-pass mymaster {password}\n\
+             sentinel down-after-milliseconds mymaster 1000\n\
+             sentinel failover-timeout mymaster 10000\n\
+             sentinel parallel-syncs mymaster 1\n",
+            dir.0.display()
+        ),
+    )
+    .expect("sentinel config");
+    Node::start(&[
+        config.display().to_string(),
+        "--sentinel".into(),
+        "--port".into(),
+        port.to_string(),
+    ])
+}
+
+async fn primary_port(sentinel: u16) -> Option<u16> {
+    let addr = command(
+        sentinel,
+        None,
+        &["SENTINEL", "get-master-addr-by-name", "mymaster"],
+    )
+    .await
+    .ok()?;
+    addr[1].as_str()?.parse().ok()
+}
+
+/// The outage as clients saw it.
+#[derive(Default)]
+struct Outage {
+    failed: u64,
+    first_failure: Option<Instant>,
+    first_success_after: Option<Instant>,
+}
+
+#[tokio::test]
+async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
+    let dir = Dir::new("sentinel");
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let mut primary = data_node(&dir, "primary", &password, None);
+    let replica = data_node(&dir, "replica", &password, None);
+    // Start the replica after the primary answers.
+    eventually(Duration::from_secs(10), "the primary to answer", || async {
+        command(primary.port, Some(&password), &["PING"]).await.ok()
+    })
+    .await;
+    command(
+        replica.port,
+        Some(&password),
+        &["REPLICAOF", "127.0.0.1", &primary.port.to_string()],
+    )
+    .await
+    .expect("REPLICAOF");
+    eventually(Duration::from_secs(15), "the replica in sync", || async {
+        let info = command(primary.port, Some(&password), &["INFO", "replication"])
+            .await
+            .ok()?;
+        let info = info.as_str()?.to_owned();
+        (info.contains("connected_slaves:1") && info.contains("state=online")).then_some(())
+    })
+    .await;
+    let sentinels: Vec<Node> = (0..3)
+        .map(|n| sentinel(&dir, n, primary.port, &password))
+        .collect();
+    // Each sentinel must know the two others before a failover can be agreed.
+    for s in &sentinels {
+        eventually(Duration::from_secs(30), "the sentinels to meet", || async {
+            let known = command(s.port, None, &["SENTINEL", "sentinels", "mymaster"])
+                .await
+                .ok()?;
+            (known.as_array()?.len() == 2).then_some(())
+        })
+        .await;
+    }
+    let list: Vec<String> = sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let list = list.join(",");
+    let env = [
+        ("REDIS_SENTINELS", list.as_str()),
+        ("REDIS_MASTER_NAME", "mymaster"),
+        ("REDIS_PASSWORD", password.as_str()),
+        ("DRAIN_DELAY", "0s"),
+        ("WORKER_INTERVAL", "24h"),
+        ("VISIBILITY_TIMEOUT", "3s"),
+        ("API_GATEWAY_URL", "http://127.0.0.1:9"),
+        ("DASHBOARD_URL", "http://127.0.0.1:9"),
+    ];
+    let serve = |role: &str| SvcProcess::spawn(&[role, "--host", "127.0.0.1", "--port", "0"], &env);
+    let mut gateway = serve("gateway");
+    let mut workers = [serve("worker"), serve("worker")];
+    gateway.wait_ready().await;
+    for w in &mut workers {
+        w.wait_ready().await;
+    }
+
+    // Steady load on /api/status, and its outage as a client sees it.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let status_url = gateway.url("/api/status");
+    let load = tokio::spawn({
+        let (client, stop) = (client.clone(), stop.clone());
+        async move {
+            let mut outage = Outage::default();
+            let mut last_total = 0;
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
+                let ok = match client.get(&status_url).send().await {
+                    Ok(res) => res
+                        .json::<Value>()
+                        .await
+                        .ok()
+                        .filter(|b| b["redis_connected"] == true)
+                        .and_then(|b| b["total_requests"].as_i64()),
+                    Err(_) => None,
+                };
+                match ok {
+                    Some(total) => {
+                        last_total = total;
+                        if outage.first_failure.is_some() && outage.first_success_after.is_none() {
+                            outage.first_success_after = Some(Instant::now());
+                        }
+                    }
+                    None => {
+                        outage.failed += 1;
+                        outage.first_failure.get_or_insert_with(Instant::now);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (outage, last_total)
+        }
+    });
+
+    // 200 jobs around the failure: 100 before, 100 after the kill.
+    let jobs_url = gateway.url("/api/jobs");
+    let submit = |client: reqwest::Client, url: String| async move {
+        let res = client
+            .post(&url)
+            .body(r#"{"type":"data_processing","size":100}"#)
+            .send()
+            .await
+            .ok()?;
+        if res.status() != 202 {
+            return None;
+        }
+        res.json::<Value>().await.ok()?["id"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let mut accepted = Vec::new();
+    for _ in 0..100 {
+        accepted.extend(submit(client.clone(), jobs_url.clone()).await);
+    }
+    let old_primary = primary.port;
+    primary.kill();
+    let killed = Instant::now();
+    let mut refused = 0;
+    for _ in 0..100 {
+        match submit(client.clone(), jobs_url.clone()).await {
+            Some(id) => accepted.push(id),
+            None => refused += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A replica is promoted and every role is ready again, with no restart.
+    let new_primary = eventually(Duration::from_secs(30), "a new primary", || async {
+        primary_port(sentinels[0].port)
+            .await
+            .filter(|p| *p != old_primary)
+    })
+    .await;
+    assert_eq!(new_primary, replica.port);
+    for svc in std::iter::once(&mut gateway).chain(workers.iter_mut()) {
+        svc.wait_ready().await;
+    }
+    let ready_after = killed.elapsed();
+
+    // Every accepted job reaches done.
+    let done: HashSet<String> = eventually(
+        Duration::from_secs(90),
+        "every accepted job done",
+        || async {
+            let mut done = HashSet::new();
+            for id in &accepted {
+                let job: Value = client
+                    .get(gateway.url(&format!("/api/jobs/{id}")))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                if job["state"] == "done" {
+                    done.insert(id.clone());
+                }
+            }
+            (done.len() == accepted.len()).then_some(done)
+        },
+    )
+    .await;
+    assert_eq!(done.len(), accepted.len());
+
+    // The counters resume on the new primary (the load ran all along).
+    stop.store(true, Ordering::Relaxed);
+    let (outage, last_total) = load.await.expect("load");
+    assert!(last_total > 0, "the request counter resumed");
+    let outage_time = match (outage.first_failure, outage.first_success_after) {
+        (Some(a), Some(b)) => format!("{:?}", b.duration_since(a)),
+        (None, _) => "none seen".into(),
+        (Some(_), None) => "never recovered".into(),
+    };
+    println!(
+        "failover: roles ready {ready_after:?} after the kill; /api/status outage \
+         {outage_time} ({} failed requests); jobs accepted {}, refused {refused}, \
+         all accepted done",
+        outage.failed,
+        accepted.len()
+    );
+    assert_ne!(outage_time, "never recovered");
+}
+
+/// A CA and a server certificate for `localhost` and 127.0.0.1, made with openssl.
+fn certificates(dir: &Dir) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = require_tool("openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(&dir.0)
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=svc test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.path("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.path("ca.pem"),
+        dir.path("server.pem"),
+        dir.path("server.key"),
+    )
+}
+
+fn tls_server(dir: &Dir, password: &str, cert: &Path, key: &Path, ca: &Path) -> (Node, u16) {
+    let port = free_port();
+    let node = Node::start(&[
+        "--port".into(),
+        "0".into(),
+        "--tls-port".into(),
+        port.to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--tls-cert-file".into(),
+        cert.display().to_string(),
+        "--tls-key-file".into(),
+        key.display().to_string(),
+        "--tls-ca-cert-file".into(),
+        ca.display().to_string(),
+        "--tls-auth-clients".into(),
+        "no".into(),
+        "--requirepass".into(),
+        password.into(),
+        "--save".into(),
+        "".into(),
+        "--dir".into(),
+        dir.0.display().to_string(),
+    ]);
+    (node, port)
+}
+
+#[tokio::test]
+async fn a_managed_redis_over_tls_is_used_with_its_ca_and_refused_without() {
+    let dir = Dir::new("tls");
+    let (ca, cert, key) = certificates(&dir);
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let (_server, port) = tls_server(&dir, &password, &cert, &key, &ca);
+    let url = format!("rediss://:{password}@localhost:{port}/0");
+    let ca_file = ca.display().to_string();
+    let mut trusted = SvcProcess::spawn(
+        &["gateway", "--host", "127.0.0.1", "--port", "0"],
+        &[
+            ("REDIS_URL", &url),
+            ("REDIS_CA_FILE", &ca_file),
+            ("DRAIN_DELAY", "0s"),
+        ],
+    );
+    trusted.wait_ready().await;
+    let status: Value = reqwest::get(trusted.url("/api/status"))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["redis_connected"], true, "{status}");
+    assert_eq!(status["total_requests"], 1, "{status}");
+
+    // The same server, without its CA: the system's roots do not vouch for it.
+    let untrusted = SvcProcess::spawn(
+        &["gateway", "--host", "127.0.0.1", "--port", "0"],
+        &[("REDIS_URL", &url), ("DRAIN_DELAY", "0s")],
+    );
+    let client = reqwest::Client::new();
+    let reason = eventually(Duration::from_secs(10), "a not-ready reason", || async {
+        let body: Value = client
+            .get(untrusted.url("/health/ready"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let reason = body["reason"].as_str()?.to_owned();
+        (reason != "starting").then_some(reason)
+    })
+    .await;
+    assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+    assert!(!untrusted.output().contains(&password));
+}
+
+#[tokio::test]
+async fn a_job_no_replica_acknowledged_is_answered_503() {
+    let redis = crate::helpers::RedisServer::start();
+    let client = reqwest::Client::new();
+    let post = |svc: &SvcProcess| {
+        client
+            .post(svc.url("/api/jobs"))
+            .body(r#"{"type":"cleanup"}"#)
+            .send()
+    };
+    // `auto` on a lone server: nothing to wait for.
+    let lone = crate::helpers::gateway_process(&redis, &[]).await;
+    assert_eq!(post(&lone).await.expect("post").status(), 202);
+    // One replica required and none there: the answer says so.
+    let strict = crate::helpers::gateway_process(
+        &redis,
+        &[
+            ("REDIS_WAIT_REPLICAS", "1"),
+            ("REDIS_WAIT_TIMEOUT", "100ms"),
+        ],
+    )
+    .await;
+    let res = post(&strict).await.expect("post");
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.expect("json");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("0 of 1 replicas"), "{body}");
+}
