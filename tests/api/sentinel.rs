@@ -540,3 +540,42 @@ async fn a_job_no_replica_acknowledged_is_answered_503() {
     let message = body["message"].as_str().unwrap_or_default();
     assert!(message.contains("0 of 1 replicas"), "{body}");
 }
+
+#[tokio::test]
+async fn readiness_says_so_while_the_sentinels_know_no_primary() {
+    let dir = Dir::new("lonely-sentinel");
+    let port = free_port();
+    let config = dir.path("sentinel.conf");
+    std::fs::write(
+        &config,
+        format!("port {port}\nbind 127.0.0.1\ndir {}\n", dir.0.display()),
+    )
+    .expect("config");
+    let _sentinel = Node::start(&[
+        config.display().to_string(),
+        "--sentinel".into(),
+        "--port".into(),
+        port.to_string(),
+    ]);
+    let sentinels = format!("127.0.0.1:{port}");
+    let gateway = SvcProcess::spawn(
+        &["gateway", "--host", "127.0.0.1", "--port", "0"],
+        &[("REDIS_SENTINELS", &sentinels), ("DRAIN_DELAY", "0s")],
+    );
+    let client = reqwest::Client::new();
+    let reason = eventually(Duration::from_secs(10), "a not-ready reason", || async {
+        let body: Value = client
+            .get(gateway.url("/health/ready"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let reason = body["reason"].as_str()?.to_owned();
+        (reason != "starting").then_some(reason)
+    })
+    .await;
+    assert!(reason.contains("no primary known"), "{reason}");
+    assert!(reason.contains("mymaster"), "{reason}");
+}
