@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Role {
     /// REST API gateway: health, status, info, jobs and Prometheus metrics (default port 8080).
-    Gateway(ServeArgs),
+    Gateway(GatewayArgs),
     /// Periodic tasks and the job queue; health, status and metrics on port 8081.
     Worker(WorkerArgs),
     /// Web dashboard: live state of every service, its history and replicas (default port 3000).
@@ -51,6 +51,50 @@ pub struct ServeArgs {
     pub port: Option<u16>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// Flags of `svc gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub limits: LimitFlags,
+}
+
+/// How the gateway limits each client on `/api/*` (off unless `--rate-limit` is set).
+#[derive(Debug, Args)]
+pub struct LimitFlags {
+    /// Requests per second each client may make to /api/* (0: no limit).
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 0)]
+    pub rate_limit: u32,
+    /// Requests a client may make at once after a quiet spell [default: the rate].
+    #[arg(long, env = "RATE_BURST")]
+    pub rate_burst: Option<u32>,
+    /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl LimitFlags {
+    /// The gateway's config.
+    pub fn config(&self) -> Result<gateway::Config, ConfigError> {
+        let Some(per_second) = std::num::NonZeroU32::new(self.rate_limit) else {
+            return Ok(gateway::Config::default());
+        };
+        let burst = std::num::NonZeroU32::new(self.rate_burst.unwrap_or(self.rate_limit))
+            .ok_or_else(|| invalid("RATE_BURST", "must be at least 1"))?;
+        if per_second.get() > 1_000_000 || burst.get() > 1_000_000 {
+            return Err(invalid("RATE_LIMIT", "rate and burst are at most 1000000"));
+        }
+        Ok(gateway::Config {
+            rate_limit: Some(crate::http::limit::RateLimit {
+                per_second,
+                burst,
+                trusted_proxies: self.trusted_proxies.clone(),
+            }),
+        })
+    }
 }
 
 /// Flags of `svc worker`.
@@ -119,6 +163,8 @@ pub struct AllArgs {
     pub worker_port: u16,
     #[command(flatten)]
     pub worker: WorkerFlags,
+    #[command(flatten)]
+    pub limits: LimitFlags,
     /// Port of the dashboard.
     #[arg(long, default_value_t = dashboard::DEFAULT_PORT)]
     pub dashboard_port: u16,
@@ -360,6 +406,7 @@ impl AllArgs {
             .map_err(|e| invalid("HOST", e.to_string()))
         };
         Ok(all::Config {
+            gateway: self.limits.config()?,
             worker: self
                 .worker
                 .config(url(ports.gateway)?, url(ports.dashboard)?)?,

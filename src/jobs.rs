@@ -245,6 +245,9 @@ pub struct JobRecord {
     /// Why the last attempt failed.
     #[serde(default)]
     pub error: Option<String>,
+    /// The id of the request that submitted it, so its log lines can be followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// Fields this build does not know (written by another version): kept as they are.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -270,6 +273,8 @@ struct StoredRecord {
     result: Option<Value>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
     #[serde(flatten)]
     rest: Map<String, Value>,
 }
@@ -305,6 +310,7 @@ impl TryFrom<StoredRecord> for JobRecord {
             worker: stored.worker,
             result: stored.result,
             error: stored.error,
+            request_id: stored.request_id,
             other: rest,
         })
     }
@@ -325,6 +331,7 @@ impl JobRecord {
             worker: None,
             result: None,
             error: None,
+            request_id: None,
             other: Map::new(),
         }
     }

@@ -49,7 +49,8 @@ fn main() -> ExitCode {
 async fn run(role: Role) -> Result<(), Error> {
     match role {
         Role::Gateway(args) => {
-            let (launch, listener) = start(&args, gateway::DEFAULT_PORT)?;
+            let config = args.limits.config()?;
+            let (launch, listener) = start(&args.serve, gateway::DEFAULT_PORT)?;
             let Launch {
                 settings,
                 store,
@@ -57,7 +58,11 @@ async fn run(role: Role) -> Result<(), Error> {
                 forced,
                 logs: _logs,
             } = launch;
-            until_forced(forced, gateway::run(&settings, store, listener, shutdown)).await
+            until_forced(
+                forced,
+                gateway::run(&settings, &config, store, listener, shutdown),
+            )
+            .await
         }
         Role::Worker(args) => {
             let config = args

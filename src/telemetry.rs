@@ -105,6 +105,12 @@ pub mod metric {
         "Redis connection status of the API gateway (1 connected, 0 not)",
     );
 
+    /// Gateway requests refused by the per-client rate limit.
+    pub const GATEWAY_RATE_LIMITED: Metric = counter(
+        "api_gateway_rate_limited_total",
+        "Gateway requests refused with 429 by the per-client rate limit",
+    );
+
     /// Jobs a worker finished, by `task_type` and `status` (`success` or `failure`).
     pub const WORKER_TASKS: Metric = counter(
         "worker_tasks_processed_total",
@@ -194,6 +200,7 @@ pub mod metric {
         GATEWAY_REQUEST_DURATION,
         GATEWAY_IN_PROGRESS,
         GATEWAY_REDIS_STATUS,
+        GATEWAY_RATE_LIMITED,
         WORKER_TASKS,
         WORKER_IN_PROGRESS,
         WORKER_REDIS_STATUS,

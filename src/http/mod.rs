@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod health;
+pub mod limit;
 pub mod observe;
 pub mod role;
 pub mod shutdown;

@@ -8,9 +8,12 @@
 use std::time::Instant;
 
 use actix_web::Error;
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use tracing::Instrument;
 
 /// Names of one role's request metrics.
 #[derive(Debug, Clone, Copy)]
@@ -44,18 +47,75 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
-/// Times the request, counts it and writes its access-log line.
+/// The header that carries a request's id, in and out.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The id of the request being served: the client's `X-Request-ID` when it is a sane
+/// token (1 to 128 of `A-Z a-z 0-9 . _ : -`), else a new one. Every log line of the
+/// request carries it, the response echoes it, and a job submitted with it keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn of(req: &ServiceRequest) -> Self {
+        let given = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                (1..=128).contains(&v.len())
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+            });
+        RequestId(given.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned))
+    }
+}
+
+impl actix_web::FromRequest for RequestId {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().simple().to_string()));
+        std::future::ready(Ok(id))
+    }
+}
+
+/// Times the request, counts it and writes its access-log line, all inside a span
+/// that carries the request's id.
 pub async fn observe(
     metrics: Option<RequestMetrics>,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = RequestId::of(&req);
+    let span = tracing::info_span!("request", request_id = %id.0);
+    req.extensions_mut().insert(id.clone());
+    observe_in_span(metrics, req, next, id)
+        .instrument(span)
+        .await
+}
+
+async fn observe_in_span(
+    metrics: Option<RequestMetrics>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+    id: RequestId,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let start = Instant::now();
     let method = method_label(req.method());
     if let Some(m) = metrics {
         metrics::gauge!(m.in_progress).increment(1.0);
     }
-    let result = next.call(req).await;
+    let mut result = next.call(req).await;
+    if let (Ok(res), Ok(value)) = (&mut result, HeaderValue::from_str(&id.0)) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID), value);
+    }
     let elapsed = start.elapsed();
     let (status, route) = match &result {
         Ok(res) => (res.status(), res.request().match_pattern()),

@@ -50,6 +50,8 @@ impl Listeners {
 /// gateway's address in this process.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The gateway's.
+    pub gateway: gateway::Config,
     /// The worker's.
     pub worker: WorkerConfig,
     /// The dashboard's.
@@ -80,6 +82,7 @@ pub async fn run(
             &stop,
             gateway::run(
                 settings,
+                &config.gateway,
                 store.clone(),
                 listeners.gateway,
                 stop.clone().cancelled_owned()

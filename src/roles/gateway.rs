@@ -20,10 +20,13 @@ use serde_json::json;
 use crate::clock::unix_now;
 use crate::config::{Environment, Settings};
 use crate::http::error::ApiError;
+use crate::http::limit::{Limiter, RateLimit};
+use crate::http::observe::RequestId;
 use crate::http::{self, RoleServer, ServeError};
 use crate::jobs::{JobRecord, JobSpec};
 use crate::service::{Role, Service};
 use crate::store::{SharedStore, StoreError, keys};
+use actix_web::middleware::from_fn;
 
 /// Port the gateway listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -36,14 +39,29 @@ struct Gateway {
     environment: Environment,
 }
 
+/// What the gateway does besides the shared settings.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The per-client limit on `/api/*`, when there is one.
+    pub rate_limit: Option<RateLimit>,
+}
+
 /// Serves the gateway on `listener` until `shutdown` resolves, then drains.
 pub async fn run(
     settings: &Settings,
+    config: &Config,
     store: SharedStore,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let server = RoleServer::start(Role::Gateway, settings, &store, listener, None)?;
+    let (limiter, _forget) = match &config.rate_limit {
+        Some(limit) => {
+            let (limiter, task) = Limiter::start(limit);
+            (Some(web::Data::new(limiter)), Some(AbortOnDrop(task)))
+        }
+        None => (None, None),
+    };
     let state = web::Data::new(Gateway {
         store,
         environment: settings.environment,
@@ -53,12 +71,23 @@ pub async fn run(
         .limit(MAX_JOB_BODY)
         .content_type_required(false);
     let routes = move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(state.clone())
-            .service(http::get("/", index))
-            .service(http::get("/api/status", status))
-            .service(http::get("/api/info", info))
-            .service(http::post("/api/jobs", jobs.clone(), submit_job))
-            .service(http::get("/api/jobs/{id}", job_state));
+        cfg.app_data(state.clone()).service(http::get("/", index));
+        let api = web::scope("/api")
+            .service(http::get("/status", status))
+            .service(http::get("/info", info))
+            .service(http::post("/jobs", jobs.clone(), submit_job))
+            .service(http::get("/jobs/{id}", job_state));
+        match &limiter {
+            Some(limiter) => {
+                cfg.service(
+                    api.app_data(limiter.clone())
+                        .wrap(from_fn(http::limit::limit)),
+                );
+            }
+            None => {
+                cfg.service(api);
+            }
+        }
     };
     server.serve(routes, shutdown).await
 }
@@ -130,9 +159,11 @@ const MAX_JOB_BODY: usize = 16 * 1024;
 #[tracing::instrument(level = "debug", skip_all)]
 async fn submit_job(
     gateway: web::Data<Gateway>,
+    request: RequestId,
     spec: web::Json<JobSpec>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = JobRecord::new(spec.into_inner(), unix_now());
+    let mut job = JobRecord::new(spec.into_inner(), unix_now());
+    job.request_id = Some(request.0);
     if !gateway.store.enqueue(&job).await? {
         return Err(ApiError::Unavailable("the job queue is full".into()));
     }
@@ -156,5 +187,14 @@ async fn job_state(
             key: gateway.store.key(&format!("job:{id}")),
             reason: "not a JSON object".into(),
         })),
+    }
+}
+
+/// Stops a background task when the server that needs it stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -289,7 +289,14 @@ impl TestApp {
         let store: SharedStore =
             store::open(&settings.store, &settings.key_prefix).expect("open store");
         Self::start(move |listener, shutdown| async move {
-            gateway::run(&settings, store, listener, shutdown).await
+            gateway::run(
+                &settings,
+                &gateway::Config::default(),
+                store,
+                listener,
+                shutdown,
+            )
+            .await
         })
     }
 

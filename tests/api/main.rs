@@ -15,4 +15,5 @@ mod secrets;
 mod sentinel;
 mod shutdown;
 mod store;
+mod traffic;
 mod worker;

@@ -15,6 +15,7 @@ use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::tasks::{self, TaskContext, TaskError};
 use crate::clock::unix_now;
@@ -116,12 +117,20 @@ pub async fn run(
             let consumer = consumer.clone();
             jobs.spawn(async move {
                 let keep_alive = config.visibility_timeout / 3;
+                // Every line of the job carries its id, and the submitting request's
+                // once the record is read.
+                let span = tracing::info_span!(
+                    "job",
+                    job = delivery.job_id.as_deref().unwrap_or(""),
+                    request_id = tracing::field::Empty,
+                );
                 let run = async {
                     tokio::select! {
                         () = process(&ctx, &consumer, &delivery, config.max_attempts) => {}
                         () = keep_alive_loop(&ctx, &consumer, &delivery, keep_alive) => {}
                     }
-                };
+                }
+                .instrument(span);
                 if let Err(panic) = AssertUnwindSafe(run).catch_unwind().await {
                     // The delivery stays pending: it is retried, and dead-lettered
                     // after the last attempt.
@@ -205,6 +214,9 @@ async fn attempt(
             .await;
         }
     };
+    if let Some(request_id) = &job.request_id {
+        tracing::Span::current().record("request_id", request_id.as_str());
+    }
     if matches!(job.state, JobState::Done | JobState::Dead) {
         return store.discard(delivery).await;
     }
