@@ -111,6 +111,12 @@ pub mod metric {
         "Gateway requests refused with 429 by the per-client rate limit",
     );
 
+    /// 1 while the store's circuit breaker fails operations fast, else 0.
+    pub const STORE_CIRCUIT_OPEN: Metric = gauge(
+        "redis_circuit_open",
+        "1 while Redis stopped answering and operations fail fast, else 0",
+    );
+
     /// Jobs a worker finished, by `task_type` and `status` (`success` or `failure`).
     pub const WORKER_TASKS: Metric = counter(
         "worker_tasks_processed_total",
@@ -201,6 +207,7 @@ pub mod metric {
         GATEWAY_IN_PROGRESS,
         GATEWAY_REDIS_STATUS,
         GATEWAY_RATE_LIMITED,
+        STORE_CIRCUIT_OPEN,
         WORKER_TASKS,
         WORKER_IN_PROGRESS,
         WORKER_REDIS_STATUS,

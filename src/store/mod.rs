@@ -3,6 +3,7 @@
 //! [`memory::MemoryStore`] (in-process, for `svc all` on a laptop). Both pass the same
 //! contract tests in `tests/api/store.rs`.
 
+pub mod breaker;
 pub mod memory;
 pub mod redis;
 

@@ -25,6 +25,7 @@ use deadpool_redis::redis::streams::{
 use deadpool_redis::redis::{self, AsyncConnectionConfig, ErrorKind, IntoConnectionInfo};
 use tokio::runtime::Handle;
 
+use super::breaker::Breaker;
 use super::{
     Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Reclaimed, Store, StoreError, keys,
 };
@@ -114,6 +115,8 @@ pub struct RedisStore {
     replicas: std::sync::Mutex<Option<(std::time::Instant, u32)>>,
     /// `host:port`, for messages.
     target: String,
+    /// Fails operations fast while the server does not answer.
+    breaker: Breaker,
     prefix: String,
 }
 
@@ -329,6 +332,7 @@ impl RedisStore {
             without_password,
             wait: (settings.wait_replicas, settings.wait_timeout),
             replicas: std::sync::Mutex::new(None),
+            breaker: Breaker::new(&target),
             target,
             prefix: prefix.to_owned(),
         })
@@ -448,9 +452,11 @@ impl RedisStore {
         &self,
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        let permit = self.breaker.permit()?;
         let result = tokio::time::timeout(OP_TIMEOUT, op)
             .await
             .unwrap_or(Err(StoreError::Timeout(OP_TIMEOUT)));
+        self.breaker.record(permit, &result);
         if result.as_ref().is_err_and(StoreError::is_connection) {
             self.drop_shared();
         }

@@ -145,3 +145,69 @@ fn a_bad_rate_limit_is_a_usage_error() {
         assert_eq!(out.status.code(), Some(64), "{env:?}: {out:?}");
     }
 }
+
+#[tokio::test]
+async fn a_frozen_redis_opens_the_circuit_and_a_thawed_one_closes_it() {
+    let redis = RedisServer::start();
+    let gateway = gateway_process(&redis, &[]).await;
+    let client = reqwest::Client::new();
+    let status = || async {
+        client
+            .get(gateway.url("/api/status"))
+            .send()
+            .await
+            .expect("status")
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
+    redis.freeze();
+    // After a few timeouts the gateway stops waiting on Redis and says why.
+    let open = eventually(Duration::from_secs(30), "the circuit to open", || async {
+        let body = status().await;
+        body["error"]
+            .as_str()
+            .filter(|e| e.contains("circuit open"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(open.contains("stopped answering"), "{open}");
+    // Readiness says so too (between probes of the store, which take the timeout).
+    eventually(
+        Duration::from_secs(10),
+        "readiness to name the circuit",
+        || async {
+            let ready: Value = client
+                .get(gateway.url("/health/ready"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            ready["reason"]
+                .as_str()
+                .filter(|r| r.contains("circuit"))
+                .map(drop)
+        },
+    )
+    .await;
+    let metrics = client
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        crate::metrics::sample(&metrics, "redis_circuit_open").is_some(),
+        "{metrics}"
+    );
+
+    redis.thaw();
+    eventually(Duration::from_secs(20), "the circuit to close", || async {
+        (status().await["redis_connected"] == true).then_some(())
+    })
+    .await;
+}
