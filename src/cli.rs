@@ -267,6 +267,15 @@ pub struct CommonArgs {
     /// After the drain delay, how long in-flight work may take to finish.
     #[arg(long, env = "GRACE_PERIOD", default_value = "20s", value_parser = humantime::parse_duration)]
     pub grace_period: Duration,
+    /// Connections waiting to be accepted (the listen backlog).
+    #[arg(long, env = "LISTEN_BACKLOG", default_value_t = 4096)]
+    pub backlog: u32,
+    /// Open connections per server thread; more wait in the backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 25_000)]
+    pub max_connections: usize,
+    /// Requests served at once, probes and scrapes aside; beyond it a fast 503 (0: no bound).
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 0)]
+    pub max_in_flight: usize,
 }
 
 impl ServeArgs {
@@ -313,6 +322,11 @@ impl CommonArgs {
             drain_delay: self.drain_delay,
             grace_period: self.grace_period,
             log_level: self.log_level.clone(),
+            limits: crate::config::ServerLimits {
+                backlog: self.backlog,
+                max_connections: self.max_connections,
+                max_in_flight: self.max_in_flight,
+            },
         }
         .validate()
     }

@@ -298,6 +298,31 @@ pub struct Settings {
     pub grace_period: Duration,
     /// Log level or filter (`RUST_LOG`, when set, wins).
     pub log_level: String,
+    /// Bounds on the work a server takes on.
+    pub limits: ServerLimits,
+}
+
+/// Bounds on the work one server takes on, so a flood is refused fast instead of
+/// queueing without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections waiting to be accepted (the listen backlog).
+    pub backlog: u32,
+    /// Open connections per server thread; more wait in the backlog.
+    pub max_connections: usize,
+    /// Requests served at once (probes and scrapes aside); beyond it, a fast 503.
+    /// 0: no bound.
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            backlog: 4096,
+            max_connections: 25_000,
+            max_in_flight: 0,
+        }
+    }
 }
 
 impl Settings {
@@ -312,6 +337,7 @@ impl Settings {
             drain_delay: Duration::ZERO,
             grace_period: Duration::from_secs(5),
             log_level: "info".into(),
+            limits: ServerLimits::default(),
         }
     }
 
@@ -326,6 +352,19 @@ impl Settings {
             return Err(invalid("KEY_PREFIX", "must not contain white space"));
         }
         within("DRAIN_DELAY", self.drain_delay, SHUTDOWN_RANGE)?;
+        let l = self.limits;
+        if !(1..=65_535).contains(&l.backlog) {
+            return Err(invalid("LISTEN_BACKLOG", "must be between 1 and 65535"));
+        }
+        if !(1..=1_000_000).contains(&l.max_connections) {
+            return Err(invalid("MAX_CONNECTIONS", "must be between 1 and 1000000"));
+        }
+        if l.max_in_flight > 1_000_000 {
+            return Err(invalid(
+                "MAX_IN_FLIGHT",
+                "must be at most 1000000 (0: no bound)",
+            ));
+        }
         within("GRACE_PERIOD", self.grace_period, SHUTDOWN_RANGE)?;
         Ok(self)
     }

@@ -104,9 +104,12 @@ async fn run(role: Role) -> Result<(), Error> {
             // Validated before binding, then built from the ports actually bound.
             args.config(ports)?;
             let listeners = all::Listeners {
-                gateway: http::bind((args.host, ports.gateway).into())?,
-                worker: http::bind((args.host, ports.worker).into())?,
-                dashboard: http::bind((args.host, ports.dashboard).into())?,
+                gateway: http::bind((args.host, ports.gateway).into(), settings.limits.backlog)?,
+                worker: http::bind((args.host, ports.worker).into(), settings.limits.backlog)?,
+                dashboard: http::bind(
+                    (args.host, ports.dashboard).into(),
+                    settings.limits.backlog,
+                )?,
             };
             let config = args.config(listeners.ports().map_err(http::ServeError::Io)?)?;
             let Launch {
@@ -148,6 +151,6 @@ async fn run(role: Role) -> Result<(), Error> {
 /// anything else happens.
 fn start(args: &ServeArgs, default_port: u16) -> Result<(Launch, TcpListener), Error> {
     let settings: Settings = args.common.settings(true)?;
-    let listener = http::bind(args.listen_addr(default_port))?;
+    let listener = http::bind(args.listen_addr(default_port), settings.limits.backlog)?;
     Ok((Launch::start(settings)?, listener))
 }

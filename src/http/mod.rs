@@ -22,7 +22,10 @@ pub mod shutdown;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::config::ServerLimits;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::middleware::{ErrorHandlers, from_fn};
@@ -48,9 +51,21 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Binds `addr`; the caller owns the listener (tests bind port 0).
-pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })
+/// Binds `addr` with a listen backlog of `backlog` (the OS default, 128, makes a burst
+/// of connects wait a second for a retry); the caller owns the listener (tests bind
+/// port 0). Must run on the runtime.
+pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServeError> {
+    let bind = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(backlog)?.into_std()
+    };
+    bind().map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// A resource at `path` that answers 405 (as JSON, with `Allow: allow`) to methods it
@@ -102,6 +117,7 @@ pub async fn serve<F>(
     health: Health,
     metrics: Option<RequestMetrics>,
     drain: Drain,
+    limits: ServerLimits,
     routes: F,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError>
@@ -110,6 +126,8 @@ where
 {
     let addr = listener.local_addr()?;
     let data = web::Data::new(health.clone());
+    let in_flight = (limits.max_in_flight > 0)
+        .then(|| Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -119,10 +137,15 @@ where
             .configure(routes.clone())
             .default_service(web::to(error::not_found))
             .wrap(ErrorHandlers::new().default_handler(error::as_json))
+            .wrap(from_fn({
+                let in_flight = in_flight.clone();
+                move |req, next| bound_in_flight(in_flight.clone(), req, next)
+            }))
             .wrap(from_fn(move |req, next| {
                 observe::observe(metrics, req, next)
             }))
     })
+    .max_connections(limits.max_connections)
     .disable_signals()
     .shutdown_timeout(drain.grace.as_secs().max(1))
     .listen(listener)?
@@ -161,6 +184,39 @@ where
             Ok(())
         }
     }
+}
+
+/// Answers a fast 503 once `in_flight` requests are being served (probes and scrapes
+/// are always served: they are cheap, and a busy pod is not a dead one).
+async fn bound_in_flight(
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let exempt = req.path().starts_with("/health/") || req.path() == "/metrics";
+    let permit = match in_flight {
+        Some(slots) if !exempt => match slots.try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let mut res = error::body(
+                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "busy: the most requests this server serves at once are in flight",
+                );
+                res.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from_static("1"),
+                );
+                return Ok(req.into_response(res).map_into_right_body());
+            }
+        },
+        _ => None,
+    };
+    let res = next.call(req).await?;
+    drop(permit);
+    Ok(res.map_into_left_body())
 }
 
 fn finished(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {

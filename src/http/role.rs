@@ -22,6 +22,7 @@ pub struct RoleServer {
     instance: Instance,
     listener: TcpListener,
     drain: Drain,
+    limits: crate::config::ServerLimits,
     metrics: Option<RequestMetrics>,
     _upkeep: Upkeep,
 }
@@ -96,6 +97,7 @@ impl RoleServer {
                 delay: settings.drain_delay,
                 grace: settings.grace_period,
             },
+            limits: settings.limits,
             metrics,
         })
     }
@@ -123,10 +125,11 @@ impl RoleServer {
             health,
             listener,
             drain,
+            limits,
             metrics,
             _upkeep,
             ..
         } = self;
-        super::serve(listener, health, metrics, drain, routes, shutdown).await
+        super::serve(listener, health, metrics, drain, limits, routes, shutdown).await
     }
 }

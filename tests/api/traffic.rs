@@ -211,3 +211,61 @@ async fn a_frozen_redis_opens_the_circuit_and_a_thawed_one_closes_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_bound_get_a_fast_503_and_probes_still_answer() {
+    let redis = RedisServer::start();
+    let gateway = gateway_process(&redis, &[("MAX_IN_FLIGHT", "2")]).await;
+    let client = reqwest::Client::new();
+    // A frozen Redis holds each /api/status for the store timeout.
+    redis.freeze();
+    let held: Vec<_> = (0..6)
+        .map(|_| {
+            let request = client.get(gateway.url("/api/status")).send();
+            tokio::spawn(async move {
+                let res = request.await.map_err(|e| e.to_string())?;
+                let status = res.status().as_u16();
+                let body: Value = res.json().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((status, body))
+            })
+        })
+        .collect();
+    let live = client
+        .get(gateway.url("/health/live"))
+        .send()
+        .await
+        .expect("live while busy");
+    assert_eq!(live.status(), 200);
+    let mut busy = 0;
+    for request in held {
+        let (status, body) = request.await.expect("task").expect("answered");
+        match status {
+            200 => {}
+            503 => {
+                assert!(
+                    body["message"].as_str().is_some_and(|m| m.contains("busy")),
+                    "{body}"
+                );
+                busy += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(busy >= 1, "no request was refused with 2 of 6 slots");
+    redis.thaw();
+}
+
+#[test]
+fn bad_server_limits_are_usage_errors() {
+    for (var, value) in [
+        ("LISTEN_BACKLOG", "0"),
+        ("MAX_CONNECTIONS", "0"),
+        ("MAX_IN_FLIGHT", "2000000"),
+    ] {
+        let out = crate::helpers::svc_command(&["gateway", "--port", "0"], &[(var, value)])
+            .output()
+            .expect("run svc");
+        assert_eq!(out.status.code(), Some(64), "{var}={value}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(var));
+    }
+}
