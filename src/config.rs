@@ -485,3 +485,51 @@ mod tests {
         assert_eq!(format!("{s} {s:?}"), "[redacted] [redacted]");
     }
 }
+
+/// Property tests: no configuration value makes a parser panic or echo a password.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn redis_urls_never_panic_or_show_the_password(
+            scheme in prop_oneof![
+                Just("redis".to_owned()),
+                Just("rediss".to_owned()),
+                "[a-z]{0,6}",
+            ],
+            user in "[a-z%]{0,6}",
+            host in "[a-z0-9.\\[\\]:%-]{0,16}",
+            port in prop_oneof![any::<u16>().prop_map(|p| p.to_string()), "[0-9a-z]{0,7}"],
+            db in "[0-9a-z-]{0,5}",
+        ) {
+            let raw = format!("{scheme}://{user}:hunter2secret@{host}:{port}/{db}");
+            match RedisSettings::from_url(&raw) {
+                Ok(s) => {
+                    let shown = format!("{s} {s:?}");
+                    prop_assert!(!shown.contains("hunter2secret"));
+                }
+                Err(e) => prop_assert!(!e.to_string().contains("hunter2secret")),
+            }
+        }
+
+        #[test]
+        fn sentinel_lists_and_wait_counts_never_panic(list in ".{0,40}", n in ".{0,6}") {
+            if let Ok(s) = Sentinels::parse(&list, "mymaster", None) {
+                prop_assert!(!s.addrs.is_empty());
+            }
+            let _ = n.parse::<WaitReplicas>();
+        }
+
+        #[test]
+        fn probe_urls_never_keep_credentials(raw in "http://[a-z:@]{0,12}[a-z]{1,8}(:[0-9]{1,5})?/?") {
+            if let Ok(url) = url::Url::parse(&raw)
+                && let Ok(url) = service_url("API_GATEWAY_URL", url)
+            {
+                prop_assert!(url.username().is_empty() && url.password().is_none());
+            }
+        }
+    }
+}

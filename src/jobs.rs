@@ -442,3 +442,62 @@ mod tests {
         assert_eq!(mark_dead("[1]", "x", 2.0), None);
     }
 }
+
+/// Property tests: no input, however strange, makes a parser panic, and what parses is
+/// within the rules.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// JSON-ish text: mostly the shapes a job takes, with arbitrary values in them.
+    fn jobish() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| n.to_string()),
+            "[a-z_]{0,12}".prop_map(|s| format!("{s:?}")),
+            Just("null".to_owned()),
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+        ];
+        let key = prop_oneof![
+            Just("type"),
+            Just("size"),
+            Just("fail"),
+            Just("hold_ms"),
+            Just("id"),
+            Just("state"),
+            Just("attempts"),
+            Just("created_at"),
+            Just("extra"),
+        ];
+        prop::collection::vec((key, value), 0..8).prop_map(|fields| {
+            let body: Vec<String> = fields
+                .into_iter()
+                .map(|(k, v)| format!("{k:?}:{v}"))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn submissions_never_panic_and_stay_in_range(text in prop_oneof![jobish(), ".{0,64}"]) {
+            if let Ok(JobSpec::DataProcessing { size, hold_ms, .. }) =
+                JobSpec::parse_submission(text.as_bytes())
+            {
+                prop_assert!((1..=MAX_DATA_SIZE as usize).contains(&size.get()));
+                prop_assert!(hold_ms.duration() <= Duration::from_millis(u64::from(MAX_HOLD_MS)));
+            }
+        }
+
+        #[test]
+        fn stored_records_never_panic_and_round_trip(text in prop_oneof![jobish(), ".{0,64}"]) {
+            if let Ok(record) = JobRecord::decode(&text) {
+                prop_assert_eq!(JobRecord::decode(&record.encode()), Ok(record));
+            }
+            let _ = mark_dead(&text, "reason", 1.0);
+        }
+    }
+}
