@@ -17,6 +17,10 @@ lint:
 test *ARGS:
     tests/run.sh {{ARGS}}
 
+# Real faults under load, one row per scenario (installs redis-server, nginx, wrk when missing)
+chaos *ARGS:
+    tests/chaos.sh {{ARGS}}
+
 # Everything CI runs
 ci:
     bash .ci/run
