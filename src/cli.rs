@@ -196,6 +196,9 @@ pub struct CommonArgs {
     /// After the drain delay, how long in-flight work may take to finish.
     #[arg(long, env = "GRACE_PERIOD", default_value = "20s", value_parser = humantime::parse_duration)]
     pub grace_period: Duration,
+    /// Serve fault injection under /faults/ on the gateway and the worker (FAULTS=on), for demos.
+    #[arg(long, env = "FAULTS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub faults: bool,
 }
 
 impl ServeArgs {
@@ -236,6 +239,7 @@ impl CommonArgs {
             drain_delay: self.drain_delay,
             grace_period: self.grace_period,
             log_level: self.log_level.clone(),
+            faults: self.faults,
         }
         .validate()
     }

@@ -12,8 +12,10 @@
 //! [`serve`] runs a role's routes with that surface, request metrics and an access log,
 //! and shuts down gracefully: see [`shutdown`]. [`role::RoleServer`] is the one start-up
 //! path every role takes (metrics, readiness, store check, heartbeat, drain).
+//! [`faults`] adds the fault-injection routes when a role runs with `--faults`.
 
 pub mod error;
+pub mod faults;
 pub mod health;
 pub mod observe;
 pub mod role;
@@ -27,6 +29,7 @@ use actix_web::dev::HttpServiceFactory;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, FromRequest, Handler, HttpResponse, HttpServer, Responder, web};
 
+pub use faults::Faults;
 pub use health::Health;
 pub use observe::RequestMetrics;
 pub use role::RoleServer;
@@ -54,7 +57,7 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 
 /// A resource at `path` that answers 405 (as JSON, with `Allow: allow`) to methods it
 /// has no route for.
-fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move |req| error::method_not_allowed(req, allow)))
 }
 
@@ -100,6 +103,7 @@ pub async fn serve<F>(
     listener: TcpListener,
     health: Health,
     metrics: Option<RequestMetrics>,
+    faults: Option<Faults>,
     drain: Drain,
     routes: F,
     shutdown: impl Future<Output = ()>,
@@ -116,7 +120,17 @@ where
             .service(get("/health/ready", health::ready))
             .service(get("/metrics", prometheus))
             .configure(routes.clone())
+            .configure(|cfg| {
+                if let Some(f) = &faults {
+                    f.configure(cfg);
+                }
+            })
             .default_service(web::to(error::not_found))
+            // Innermost: an injected error is logged and counted like a real one.
+            .wrap(from_fn({
+                let faults = faults.clone();
+                move |req, next| faults::api(faults.clone(), req, next)
+            }))
             .wrap(ErrorHandlers::new().default_handler(error::as_json))
             .wrap(from_fn(move |req, next| {
                 observe::observe(metrics, req, next)

@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod connection;
 mod dashboard;
+mod faults;
 mod foreign;
 mod gateway;
 mod helpers;
