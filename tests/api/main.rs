@@ -9,6 +9,7 @@ mod faults;
 mod foreign;
 mod gateway;
 mod helpers;
+mod load;
 mod metrics;
 mod queue;
 mod resilience;
