@@ -164,7 +164,8 @@ async fn an_open_loop_keeps_its_rate_against_a_slow_server() {
     let sent = number(&s, "sent");
     assert!((100.0..=125.0).contains(&sent), "sent {sent}: {s}");
     assert_eq!(s["ok"], s["sent"]);
-    assert_eq!(s["unsent"], 0);
+    let due = sent + number(&s, "unsent");
+    assert!((119.0..=121.0).contains(&due), "due {due}: {s}");
     assert!(number(&s["latency_ms"], "p50") >= 300.0, "{s}");
 }
 

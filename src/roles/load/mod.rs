@@ -294,7 +294,8 @@ async fn closed_loop(run: &Arc<Run>, started: Instant) -> (u64, Duration) {
 }
 
 /// Requests on the schedule of [`due`] until the deadline; returns how many were due
-/// and never sent (every slot busy until the end), and the sending time.
+/// and never sent (every slot busy, or the sender behind, until the end), and the
+/// sending time.
 async fn open_loop(run: &Arc<Run>, started: Instant, from: f64, to: f64) -> (u64, Duration) {
     let slots = Arc::new(Semaphore::new(run.config.concurrency));
     let deadline = tokio::time::Instant::from_std(started + run.config.duration);
@@ -302,6 +303,11 @@ async fn open_loop(run: &Arc<Run>, started: Instant, from: f64, to: f64) -> (u64
     let mut i = 0u64;
     while let Some(offset) = due(i, from, to, run.config.duration) {
         let due_at = started + offset;
+        if Instant::now() >= started + run.config.duration {
+            // The sender fell behind its own schedule: what is left is never sent.
+            unsent = count_due(i, from, to, run.config.duration);
+            break;
+        }
         if due_at > Instant::now() {
             tokio::select! {
                 () = tokio::time::sleep_until(due_at.into()) => {}
@@ -329,7 +335,12 @@ async fn open_loop(run: &Arc<Run>, started: Instant, from: f64, to: f64) -> (u64
         });
         i += 1;
     }
-    let sent_for = started.elapsed().min(run.config.duration);
+    // The schedule spans the whole duration unless Ctrl-C cut it short.
+    let sent_for = if run.abort.is_cancelled() {
+        started.elapsed().min(run.config.duration)
+    } else {
+        run.config.duration
+    };
     // Wait for what is in flight (each bounded by the request timeout, or abandoned
     // at once on interrupt).
     let all = u32::try_from(run.config.concurrency).unwrap_or(u32::MAX);

@@ -199,7 +199,7 @@ pub struct Summary {
     /// Requests sent and neither answered nor failed (abandoned on Ctrl-C).
     pub unfinished: u64,
     /// Requests due in an open-loop run that were never sent: all `concurrency` slots
-    /// were busy until the end.
+    /// were busy, or the sender itself fell behind, until the end.
     pub unsent: u64,
     /// `errors / (ok + errors)`, 0 when nothing finished.
     pub error_rate: f64,
@@ -258,8 +258,8 @@ impl fmt::Display for Summary {
             };
             writeln!(
                 f,
-                "open loop at {asked}: {} sent ({:.1} req/s), {} due but not sent (all {} slots busy)",
-                self.sent, self.send_rate, self.unsent, self.concurrency
+                "open loop at {asked}: {} sent ({:.1} req/s), {} due but not sent",
+                self.sent, self.send_rate, self.unsent
             )?;
         }
         if self.interrupted {
