@@ -115,11 +115,13 @@ impl Faults {
 
     /// Routes under `/faults/`.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
-        let json = web::JsonConfig::default()
-            .limit(MAX_BODY)
-            .content_type_required(false);
+        // Per resource: an app-wide JsonConfig would apply to the role's own routes.
+        let json = || {
+            web::JsonConfig::default()
+                .limit(MAX_BODY)
+                .content_type_required(false)
+        };
         cfg.app_data(web::Data::new(self.clone()))
-            .app_data(json)
             .service(super::get("/faults", status))
             .service(super::get("/faults/status/{code}", answer_status))
             .service(super::get("/faults/delay/{duration}", delay))
@@ -130,11 +132,12 @@ impl Faults {
             )
             .service(
                 super::resource("/faults/api", "POST, DELETE")
+                    .app_data(json())
                     .route(web::post().to(set_api))
                     .route(web::delete().to(clear_api)),
             )
-            .service(super::resource("/faults/cpu", "POST").route(web::post().to(cpu)))
-            .service(super::resource("/faults/memory", "POST").route(web::post().to(memory)));
+            .service(super::post("/faults/cpu", json(), cpu))
+            .service(super::post("/faults/memory", json(), memory));
     }
 
     /// Whether this `/api/*` request should fail, and how long it waits first.
@@ -405,19 +408,14 @@ async fn memory(
         })
     })
     .await;
+    let failed = |why: String| {
+        held.fetch_sub(mib, Ordering::SeqCst);
+        ApiError::Unavailable(format!("cannot allocate {mib} MiB: {why}"))
+    };
     let buf = match filled {
         Ok(Ok(buf)) => buf,
-        failed => {
-            held.fetch_sub(mib, Ordering::SeqCst);
-            let why = match failed {
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-                Ok(Ok(_)) => String::new(),
-            };
-            return Err(ApiError::Unavailable(format!(
-                "cannot allocate {mib} MiB: {why}"
-            )));
-        }
+        Ok(Err(e)) => return Err(failed(e.to_string())),
+        Err(e) => return Err(failed(e.to_string())),
     };
     let until = Instant::now() + duration;
     let what = format!("memory: {mib} MiB held");

@@ -125,14 +125,12 @@ async fn readiness_and_liveness_can_be_turned_off_and_say_why() {
 
     let metrics = app.get("/metrics").await.1;
     for fault in ["ready_disable", "ready_enable", "live_disable"] {
+        let series = format!(r#"svc_faults_injected_total{{fault="{fault}"}}"#);
         assert!(
-            metrics.contains(&format!(
-                r#"svc_faults_injected_total{{fault="{fault}"}} 1"#
-            )),
-            "{fault}: {metrics}"
+            sample(&metrics, &series) >= Some(1.0),
+            "{series}: {metrics}"
         );
     }
-    assert!(metrics.contains("svc_faults_active 1"), "{metrics}");
 }
 
 #[tokio::test]
@@ -191,7 +189,7 @@ async fn cpu_and_memory_faults_are_bounded_and_listed_while_active() {
         .send(
             reqwest::Method::POST,
             "/faults/cpu",
-            r#"{"duration": "2s", "cores": 1}"#,
+            r#"{"duration": "300ms", "cores": 1}"#,
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -269,6 +267,22 @@ async fn a_fault_on_a_worker_shows_as_a_banner_on_the_dashboard() {
         "{}",
         worker.output()
     );
+    // The worker's own process: exact counts, and valid for Prometheus.
+    let metrics = reqwest::get(worker.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    promtool_check(&metrics);
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"svc_faults_injected_total{fault="ready_disable"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&metrics, "svc_faults_active"), Some(1.0));
 
     reqwest::Client::new()
         .post(worker.url("/faults/ready/enable"))
