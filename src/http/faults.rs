@@ -94,7 +94,7 @@ impl Faults {
         if let Some(api) = *lock(&self.inner.api) {
             active.push(format!(
                 "/api: {}% errors, +{} latency",
-                api.error_rate * 100.0,
+                percent(api.error_rate),
                 humantime::format_duration(api.latency)
             ));
         }
@@ -179,6 +179,11 @@ pub async fn api(
     next.call(req)
         .await
         .map(ServiceResponse::map_into_boxed_body)
+}
+
+/// A share as a percentage for people: 0.07 is 7, not 7.000000000000001.
+fn percent(share: f64) -> f64 {
+    (share * 10_000.0).round() / 100.0
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -310,7 +315,7 @@ async fn set_api(
         "api",
         &format!(
             "/api: {}% errors, +{} latency",
-            fault.error_rate * 100.0,
+            percent(fault.error_rate),
             humantime::format_duration(latency)
         ),
     );
