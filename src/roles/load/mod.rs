@@ -41,6 +41,8 @@ pub const MAX_RATE: f64 = 1_000_000.0;
 pub const MAX_CONCURRENCY: usize = 10_000;
 /// Requests in flight at most in an open loop unless `--concurrency` says otherwise.
 pub const OPEN_LOOP_CONCURRENCY: usize = 1024;
+/// HTTP clients (each with its own connection pool) an open loop spreads requests over.
+const OPEN_LOOP_CLIENTS: usize = 16;
 
 /// How requests are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,7 +131,9 @@ pub fn due(i: u64, from: f64, to: f64, duration: Duration) -> Option<Duration> {
 
 struct Run {
     config: LoadConfig,
-    client: reqwest::Client,
+    /// One per closed loop, like wrk's one connection per loop (no pool shared by
+    /// every loop to contend on); a few shared round-robin in an open loop.
+    clients: Vec<reqwest::Client>,
     stats: Mutex<Stats>,
     /// Cancelled on interrupt: abandon what is in flight.
     abort: CancellationToken,
@@ -141,12 +145,14 @@ impl Run {
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends one request; its latency counts from `due`.
-    async fn send(&self, due: Instant) {
+    /// Sends one request with the `n`-th client (modulo their number); its latency
+    /// counts from `due`.
+    async fn send(&self, n: usize, due: Instant) {
         let config = &self.config;
-        let mut request = self
-            .client
-            .request(config.method.clone(), config.url.clone());
+        let Some(client) = self.clients.get(n % self.clients.len().max(1)) else {
+            return;
+        };
+        let mut request = client.request(config.method.clone(), config.url.clone());
         if let Some(body) = &config.body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -182,13 +188,24 @@ pub async fn run(
     config: LoadConfig,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Summary, reqwest::Error> {
-    let client = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .pool_max_idle_per_host(config.concurrency)
-        .build()?;
+    let (count, idle) = match config.pace {
+        Pace::Closed => (config.concurrency, 1),
+        Pace::Open { .. } => {
+            let count = config.concurrency.min(OPEN_LOOP_CLIENTS);
+            (count, config.concurrency.div_ceil(count))
+        }
+    };
+    let clients = (0..count)
+        .map(|_| {
+            reqwest::Client::builder()
+                .timeout(config.timeout)
+                .pool_max_idle_per_host(idle)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let run = Arc::new(Run {
         config,
-        client,
+        clients,
         stats: Mutex::new(Stats::default()),
         abort: CancellationToken::new(),
     });
@@ -277,11 +294,11 @@ fn take_one(run: &Run) -> bool {
 async fn closed_loop(run: &Arc<Run>, started: Instant) -> (u64, Duration) {
     let deadline = started + run.config.duration;
     let loops: Vec<_> = (0..run.config.concurrency)
-        .map(|_| {
+        .map(|n| {
             let run = run.clone();
             tokio::spawn(async move {
                 while Instant::now() < deadline && !run.abort.is_cancelled() && take_one(&run) {
-                    run.send(Instant::now()).await;
+                    run.send(n, Instant::now()).await;
                 }
             })
         })
@@ -329,8 +346,9 @@ async fn open_loop(run: &Arc<Run>, started: Instant, from: f64, to: f64) -> (u64
             break;
         }
         let run = run.clone();
+        let n = usize::try_from(i).unwrap_or_default();
         tokio::spawn(async move {
-            run.send(due_at).await;
+            run.send(n, due_at).await;
             drop(slot);
         });
         i += 1;
