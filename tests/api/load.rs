@@ -222,3 +222,33 @@ fn bad_load_flags_are_usage_errors() {
         assert_eq!(stderr.lines().count(), 1, "{extra:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_terminal_gets_a_progress_line_each_second_and_a_pipe_does_not() {
+    let app = gateway(false).await;
+    let url = format!("{}/health/live", app.address);
+    // script(1) runs the command on a pseudo-terminal.
+    let script = crate::helpers::require_tool("script", "bsdutils");
+    let command = format!(
+        "{} load {url} --rate 20 -d 2500ms",
+        env!("CARGO_BIN_EXE_svc")
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(script)
+            .args(["-qec", &command, "/dev/null"])
+            .output()
+            .expect("run script")
+    })
+    .await
+    .expect("join");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("[   1s] sent "), "{shown}");
+    assert!(shown.contains("[   2s] sent "), "{shown}");
+    assert!(shown.contains("p99 "), "{shown}");
+    assert!(shown.contains(" requests in "), "{shown}");
+
+    let piped = load(args(&url, &["--rate", "20", "-d", "1500ms"])).await;
+    assert!(piped.status.success(), "{piped:?}");
+    assert!(piped.stderr.is_empty(), "{piped:?}");
+}
