@@ -202,6 +202,10 @@ async fn a_ramp_sends_the_area_under_it() {
 
 #[test]
 fn bad_load_flags_are_usage_errors() {
+    let https = svc_command(&["load", "https://127.0.0.1:9/"], &[])
+        .output()
+        .expect("run svc");
+    assert_eq!(https.status.code(), Some(64), "{https:?}");
     for extra in [
         &["--rate", "0"][..],
         &["--rate", "2000000"],

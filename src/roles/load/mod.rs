@@ -22,6 +22,12 @@ use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderValue};
+use hyper_util::rt::TokioIo;
 use reqwest::Method;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -85,6 +91,10 @@ pub struct LoadConfig {
 impl LoadConfig {
     /// Checks every number against its bounds.
     pub fn validate(self) -> Result<Self, ConfigError> {
+        // This build speaks plain HTTP only (no TLS stack): say so up front.
+        if self.url.scheme() != "http" || self.url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("URL", "must be an http://host[:port]/... URL"));
+        }
         within("--duration", self.duration, DURATION_RANGE)?;
         within("--timeout", self.timeout, TIMEOUT_RANGE)?;
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
@@ -131,8 +141,7 @@ pub fn due(i: u64, from: f64, to: f64, duration: Duration) -> Option<Duration> {
 
 struct Run {
     config: LoadConfig,
-    /// One per closed loop, like wrk's one connection per loop (no pool shared by
-    /// every loop to contend on); a few shared round-robin in an open loop.
+    /// The open loop's clients, used round-robin (each pool has its own lock).
     clients: Vec<reqwest::Client>,
     stats: Mutex<Stats>,
     /// Cancelled on interrupt: abandon what is in flight.
@@ -188,8 +197,9 @@ pub async fn run(
     config: LoadConfig,
     interrupt: impl Future<Output = ()>,
 ) -> Result<Summary, reqwest::Error> {
+    // The closed loop has connections of its own: see [`Connection`].
     let (count, idle) = match config.pace {
-        Pace::Closed => (config.concurrency, 1),
+        Pace::Closed => (0, 0),
         Pace::Open { .. } => {
             let count = config.concurrency.min(OPEN_LOOP_CLIENTS);
             (count, config.concurrency.div_ceil(count))
@@ -294,11 +304,24 @@ fn take_one(run: &Run) -> bool {
 async fn closed_loop(run: &Arc<Run>, started: Instant) -> (u64, Duration) {
     let deadline = started + run.config.duration;
     let loops: Vec<_> = (0..run.config.concurrency)
-        .map(|n| {
+        .map(|_| {
             let run = run.clone();
             tokio::spawn(async move {
+                let mut conn = Connection::new(&run.config);
                 while Instant::now() < deadline && !run.abort.is_cancelled() && take_one(&run) {
-                    run.send(n, Instant::now()).await;
+                    let sent = Instant::now();
+                    let exchange = tokio::time::timeout(run.config.timeout, conn.exchange());
+                    tokio::select! {
+                        outcome = exchange => {
+                            let (outcome, answered) = outcome.unwrap_or_else(|_| {
+                                conn.close();
+                                (Outcome::Timeout, false)
+                            });
+                            let latency = answered.then(|| sent.elapsed());
+                            run.stats().record(&outcome, latency);
+                        }
+                        () = run.abort.cancelled() => return,
+                    }
                 }
             })
         })
@@ -364,6 +387,102 @@ async fn open_loop(run: &Arc<Run>, started: Instant, from: f64, to: f64) -> (u64
     let all = u32::try_from(run.config.concurrency).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
     (unsent, sent_for)
+}
+
+/// One HTTP/1.1 connection of a closed loop, opened again when it breaks: like wrk's,
+/// with none of a pooled client's bookkeeping on every request, so the loop spends
+/// its time sending.
+struct Connection {
+    host: String,
+    port: u16,
+    request: Request<Full<Bytes>>,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    fn new(config: &LoadConfig) -> Self {
+        let host = config.url.host_str().unwrap_or("localhost").to_owned();
+        let port = config.url.port_or_known_default().unwrap_or(80);
+        let target = match config.url.query() {
+            Some(query) => format!("{}?{query}", config.url.path()),
+            None => config.url.path().to_owned(),
+        };
+        let authority = match config.url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        };
+        let mut request = Request::new(Full::new(Bytes::from(
+            config.body.clone().unwrap_or_default(),
+        )));
+        *request.method_mut() = config.method.clone();
+        if let Ok(uri) = target.parse() {
+            *request.uri_mut() = uri;
+        }
+        let headers = request.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&authority) {
+            headers.insert(header::HOST, value);
+        }
+        if config.body.is_some() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        Connection {
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port,
+            request,
+            sender: None,
+        }
+    }
+
+    fn close(&mut self) {
+        self.sender = None;
+    }
+
+    /// Sends the request once (connecting first when needed); how it ended and
+    /// whether there was an answer.
+    async fn exchange(&mut self) -> (Outcome, bool) {
+        let sender = match &mut self.sender {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => match self.connect().await {
+                Ok(sender) => self.sender.insert(sender),
+                Err(_) => return (Outcome::Connect, false),
+            },
+        };
+        if sender.ready().await.is_err() {
+            self.sender = None;
+            return (Outcome::Other, false);
+        }
+        let response = match sender.send_request(self.request.clone()).await {
+            Ok(response) => response,
+            Err(_) => {
+                self.sender = None;
+                return (Outcome::Other, false);
+            }
+        };
+        let status = response.status();
+        // Read the body so the connection is reused.
+        match response.into_body().collect().await {
+            Ok(_) if status.is_success() => (Outcome::Ok, true),
+            Ok(_) => (Outcome::Status(status.as_u16()), true),
+            Err(_) => {
+                self.sender = None;
+                (Outcome::Other, false)
+            }
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        // Drives the connection; ends when the sender is dropped or the peer closes.
+        tokio::spawn(connection);
+        Ok(sender)
+    }
 }
 
 /// Requests due from the `i`-th to the end of the run.
