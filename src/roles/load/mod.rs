@@ -19,6 +19,7 @@ pub mod stats;
 
 use std::future::Future;
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -144,6 +145,8 @@ struct Run {
     /// The open loop's clients, used round-robin (each pool has its own lock).
     clients: Vec<reqwest::Client>,
     stats: Mutex<Stats>,
+    /// Requests sent: counted apart from `stats`, so sending takes no lock.
+    sent: AtomicU64,
     /// Cancelled on interrupt: abandon what is in flight.
     abort: CancellationToken,
 }
@@ -217,6 +220,7 @@ pub async fn run(
         config,
         clients,
         stats: Mutex::new(Stats::default()),
+        sent: AtomicU64::new(0),
         abort: CancellationToken::new(),
     });
     let started = Instant::now();
@@ -229,7 +233,11 @@ pub async fn run(
             );
             loop {
                 ticks.tick().await;
-                let line = run.stats().progress(started.elapsed());
+                let sent = run.sent.load(Ordering::Relaxed);
+                let mut stats = run.stats();
+                stats.sent = sent;
+                let line = stats.progress(started.elapsed());
+                drop(stats);
                 // Rewrites one line in place on the terminal.
                 eprint!("\r\x1b[2K{line}");
             }
@@ -256,6 +264,7 @@ pub async fn run(
         eprintln!();
     }
     let elapsed = started.elapsed();
+    let sent = run.sent.load(Ordering::Relaxed);
     let stats = run.stats();
     let finished = stats.ok + stats.failed();
     let config = &run.config;
@@ -273,10 +282,10 @@ pub async fn run(
         concurrency: config.concurrency,
         duration_s: elapsed.as_secs_f64(),
         interrupted,
-        sent: stats.sent,
+        sent,
         ok: stats.ok,
         errors: stats.failed(),
-        unfinished: stats.sent.saturating_sub(finished),
+        unfinished: sent.saturating_sub(finished),
         unsent,
         error_rate: if finished == 0 {
             0.0
@@ -285,19 +294,25 @@ pub async fn run(
         },
         errors_by_kind: stats.errors.clone(),
         throughput: finished as f64 / elapsed.as_secs_f64().max(1e-9),
-        send_rate: stats.sent as f64 / sent_for.as_secs_f64().max(1e-9),
+        send_rate: sent as f64 / sent_for.as_secs_f64().max(1e-9),
         latency_ms: stats.latency(),
     })
 }
 
 /// Whether one more request may be sent: the count is under `--requests`. Counts it.
 fn take_one(run: &Run) -> bool {
-    let mut stats = run.stats();
-    if run.config.max_requests.is_some_and(|max| stats.sent >= max) {
-        return false;
+    match run.config.max_requests {
+        None => {
+            run.sent.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Some(max) => run
+            .sent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok(),
     }
-    stats.sent += 1;
-    true
 }
 
 /// `concurrency` loops until the deadline; returns (0, sending time).
@@ -311,24 +326,27 @@ async fn closed_loop(run: &Arc<Run>, started: Instant) -> (u64, Duration) {
                 while Instant::now() < deadline && !run.abort.is_cancelled() && take_one(&run) {
                     let sent = Instant::now();
                     let exchange = tokio::time::timeout(run.config.timeout, conn.exchange());
-                    tokio::select! {
-                        outcome = exchange => {
-                            let (outcome, answered) = outcome.unwrap_or_else(|_| {
-                                conn.close();
-                                (Outcome::Timeout, false)
-                            });
-                            let latency = answered.then(|| sent.elapsed());
-                            run.stats().record(&outcome, latency);
-                        }
-                        () = run.abort.cancelled() => return,
-                    }
+                    let (outcome, answered) = exchange.await.unwrap_or_else(|_| {
+                        conn.close();
+                        (Outcome::Timeout, false)
+                    });
+                    let latency = answered.then(|| sent.elapsed());
+                    run.stats().record(&outcome, latency);
                 }
             })
         })
         .collect();
-    for handle in loops {
-        // A loop that panicked has counted what it sent; the rest goes on.
-        let _ = handle.await;
+    // On interrupt the loops are aborted where they are (no per-request check).
+    let aborts: Vec<_> = loops.iter().map(|l| l.abort_handle()).collect();
+    let finished = async {
+        for handle in loops {
+            // A loop that panicked has counted what it sent; the rest goes on.
+            let _ = handle.await;
+        }
+    };
+    tokio::select! {
+        () = finished => {}
+        () = run.abort.cancelled() => aborts.iter().for_each(tokio::task::AbortHandle::abort),
     }
     (0, started.elapsed().min(run.config.duration))
 }
