@@ -41,7 +41,7 @@ run-dashboard *ARGS:
 run-all *ARGS:
     cargo run --release --locked -- all {{ARGS}}
 
-# Benchmark the gateway, the worker and the dashboard (against nginx where it applies; installs redis-server, nginx, wrk when missing)
+# Benchmark the gateway, the worker, the dashboard and svc load (against nginx and wrk where it applies; installs redis-server, nginx, wrk when missing)
 bench *ARGS:
     tests/bench.sh {{ARGS}}
 

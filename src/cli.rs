@@ -12,7 +12,7 @@ use crate::config::{
     ConfigError, Environment, RedisSettings, Secret, Sentinels, Settings, StoreSettings, Tls,
     WAIT_RANGE, WaitReplicas, invalid, service_url, within,
 };
-use crate::roles::{all, dashboard, gateway, worker};
+use crate::roles::{all, dashboard, gateway, load, worker};
 
 /// Microservice health monitoring: API gateway, worker and dashboard in one binary.
 #[derive(Debug, Parser)]
@@ -190,9 +190,10 @@ pub struct HealthcheckArgs {
 pub struct LoadArgs {
     /// URL to send requests to, e.g. http://127.0.0.1:8080/api/status.
     pub url: url::Url,
-    /// Requests in flight at once.
-    #[arg(long, short = 'c', default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
-    pub concurrency: u16,
+    /// Closed loop: requests in flight at once. Open loop: the most in flight
+    /// [default: 16 closed loop, 1024 open loop].
+    #[arg(long, short = 'c', value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub concurrency: Option<u16>,
     /// How long to send.
     #[arg(long, short = 'd', default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -205,6 +206,83 @@ pub struct LoadArgs {
     /// JSON body to send with each request (e.g. a job for POST /api/jobs).
     #[arg(long)]
     pub body: Option<String>,
+    /// Open loop: send this many requests per second whatever the answers take, and
+    /// time each from when it was due.
+    #[arg(long, conflicts_with = "ramp")]
+    pub rate: Option<f64>,
+    /// Open loop with a rate rising linearly over the duration, e.g. 50..500.
+    #[arg(long, value_parser = parse_ramp)]
+    pub ramp: Option<(f64, f64)>,
+    /// How long one request may take before it counts as a timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit non-zero when more than this share of requests fail: 0.01 or 1%.
+    #[arg(long, value_parser = parse_share)]
+    pub max_error_rate: Option<f64>,
+}
+
+/// `FROM..TO`, two request rates.
+fn parse_ramp(raw: &str) -> Result<(f64, f64), String> {
+    let (from, to) = raw
+        .split_once("..")
+        .ok_or_else(|| format!("{raw:?} is not FROM..TO, e.g. 50..500"))?;
+    let rate = |s: &str| {
+        s.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{s:?} is not a request rate"))
+    };
+    Ok((rate(from)?, rate(to)?))
+}
+
+/// A share from 0 to 1, written as a fraction (0.05) or a percentage (5%).
+fn parse_share(raw: &str) -> Result<f64, String> {
+    let (number, scale) = match raw.strip_suffix('%') {
+        Some(percent) => (percent, 100.0),
+        None => (raw, 1.0),
+    };
+    let share = number
+        .trim()
+        .parse::<f64>()
+        .map(|n| n / scale)
+        .map_err(|_| format!("{raw:?} is not a share such as 0.05 or 5%"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{raw:?} is not between 0 and 1 (0% and 100%)"))
+    }
+}
+
+impl LoadArgs {
+    /// The load generator's config; `progress` when stderr is a terminal.
+    pub fn config(&self, progress: bool) -> Result<load::LoadConfig, ConfigError> {
+        let pace = match (self.rate, self.ramp) {
+            (Some(rate), _) => load::Pace::Open {
+                from: rate,
+                to: rate,
+            },
+            (None, Some((from, to))) => load::Pace::Open { from, to },
+            (None, None) => load::Pace::Closed,
+        };
+        let concurrency = self.concurrency.map(usize::from).unwrap_or(match pace {
+            load::Pace::Closed => 16,
+            load::Pace::Open { .. } => load::OPEN_LOOP_CONCURRENCY,
+        });
+        load::LoadConfig {
+            url: self.url.clone(),
+            method: self.method.clone(),
+            body: self.body.clone(),
+            pace,
+            concurrency,
+            duration: self.duration,
+            max_requests: self.requests,
+            timeout: self.timeout,
+            progress,
+        }
+        .validate()
+    }
 }
 
 /// Flags every serving role shares: the store, logging, readiness and shutdown.
@@ -276,6 +354,9 @@ pub struct CommonArgs {
     /// Requests served at once, probes and scrapes aside; beyond it a fast 503 (0: no bound).
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 0)]
     pub max_in_flight: usize,
+    /// Serve fault injection under /faults/ on the gateway and the worker (FAULTS=on), for demos.
+    #[arg(long, env = "FAULTS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub faults: bool,
 }
 
 impl ServeArgs {
@@ -327,6 +408,7 @@ impl CommonArgs {
                 max_connections: self.max_connections,
                 max_in_flight: self.max_in_flight,
             },
+            faults: self.faults,
         }
         .validate()
     }

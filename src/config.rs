@@ -298,6 +298,8 @@ pub struct Settings {
     pub grace_period: Duration,
     /// Log level or filter (`RUST_LOG`, when set, wins).
     pub log_level: String,
+    /// Serve the fault-injection routes under `/faults/` (gateway and worker).
+    pub faults: bool,
     /// Bounds on the work a server takes on.
     pub limits: ServerLimits,
 }
@@ -337,6 +339,7 @@ impl Settings {
             drain_delay: Duration::ZERO,
             grace_period: Duration::from_secs(5),
             log_level: "info".into(),
+            faults: false,
             limits: ServerLimits::default(),
         }
     }

@@ -134,21 +134,35 @@ async fn run(role: Role) -> Result<(), Error> {
         }
         Role::Healthcheck(args) => Ok(svc::healthcheck::check(&args.url, args.timeout).await?),
         Role::Load(args) => {
-            let report = load::run(load::LoadConfig {
-                url: args.url,
-                method: args.method,
-                body: args.body,
-                concurrency: usize::from(args.concurrency),
-                duration: args.duration,
-                max_requests: args.requests,
-            })
-            .await
-            .map_err(|e| Error::Load(e.to_string()))?;
-            println!("{report}");
-            if report.ok == 0 {
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let config = args.config(progress)?;
+            // Ctrl-C ends the run early, with the summary so far.
+            let (interrupt, _second) = http::shutdown::signal()
+                .map_err(|e| Error::Startup(format!("cannot install signal handlers: {e}")))?;
+            let summary = load::run(config, interrupt)
+                .await
+                .map_err(|e| Error::Load(e.to_string()))?;
+            if args.json {
+                let json = serde_json::to_string_pretty(&summary)
+                    .map_err(|e| Error::Load(e.to_string()))?;
+                println!("{json}");
+            } else {
+                print!("{summary}");
+            }
+            if summary.interrupted {
+                return Err(Error::LoadInterrupted);
+            }
+            if summary.ok == 0 {
                 return Err(Error::Load("no request succeeded".into()));
             }
-            Ok(())
+            match args.max_error_rate {
+                Some(max) if summary.error_rate > max => Err(Error::Load(format!(
+                    "error rate {:.2}% is above --max-error-rate {:.2}%",
+                    summary.error_rate * 100.0,
+                    max * 100.0
+                ))),
+                _ => Ok(()),
+            }
         }
     }
 }

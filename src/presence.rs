@@ -42,17 +42,28 @@ pub fn describe(role: Role, addr: SocketAddr) -> Instance {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: unix_now(),
         address: format!("{host}:{}", addr.port()),
+        faults: Vec::new(),
     }
 }
 
-/// Announces `instance` now and every [`HEARTBEAT_PERIOD`] until the task is aborted.
-/// A failed beat is retried at the next one: the store may be down for a while.
-pub fn spawn_heartbeat(store: SharedStore, instance: Instance) -> tokio::task::JoinHandle<()> {
+/// Announces `instance` now and every [`HEARTBEAT_PERIOD`] until the task is aborted,
+/// each beat with the faults `faults` says are active then. A failed beat is retried
+/// at the next one: the store may be down for a while.
+pub fn spawn_heartbeat<F>(
+    store: SharedStore,
+    instance: Instance,
+    faults: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Vec<String> + Send + 'static,
+{
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(HEARTBEAT_PERIOD);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut instance = instance;
         loop {
             ticks.tick().await;
+            instance.faults = faults();
             if let Err(e) = store.heartbeat(&instance, HEARTBEAT_TTL).await {
                 tracing::debug!(error = %e, "heartbeat failed");
             }

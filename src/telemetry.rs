@@ -200,6 +200,17 @@ pub mod metric {
         "Health probes the dashboard made of the other services, by result",
     );
 
+    /// Fault-injection actions, by `fault` (`api`, `cpu`, `ready_disable`, ...).
+    pub const FAULTS_INJECTED: Metric = counter(
+        "svc_faults_injected_total",
+        "Fault-injection actions taken on this instance, by fault",
+    );
+    /// Faults active on this instance now (only with fault injection on).
+    pub const FAULTS_ACTIVE: Metric = gauge(
+        "svc_faults_active",
+        "Injected faults active on this instance now",
+    );
+
     /// All of them.
     pub const ALL: &[Metric] = &[
         GATEWAY_REQUESTS,
@@ -223,6 +234,8 @@ pub mod metric {
         DASHBOARD_IN_PROGRESS,
         DASHBOARD_REDIS_STATUS,
         DASHBOARD_PROBES,
+        FAULTS_INJECTED,
+        FAULTS_ACTIVE,
     ];
 }
 

@@ -4,9 +4,10 @@
 //! - `/health/ready` reads flags kept by a background check that pings the store once
 //!   per period, so a storm of probes never becomes a storm of store round trips. It is
 //!   503 until the first check has run, while draining after a shutdown signal, while
-//!   the store is unreachable (unless the role runs with `ready_without_store`), and for
-//!   good once one of the role's own loops has stopped. The `reason` says which, and
-//!   for the store what failed (refused, authentication, timeout).
+//!   the store is unreachable (unless the role runs with `ready_without_store`), while
+//!   a fault turns it off (see [`super::faults`]), and for good once one of the role's
+//!   own loops has stopped. The `reason` says which, and for the store what failed
+//!   (refused, authentication, timeout).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,6 +37,10 @@ struct Inner {
     failed: Mutex<Option<String>>,
     /// A role's own condition (e.g. the worker's scheduler ticks).
     role_check: Option<RoleCheck>,
+    /// Readiness turned off on purpose (fault injection).
+    ready_fault: AtomicBool,
+    /// Liveness turned off on purpose (fault injection).
+    live_fault: AtomicBool,
 }
 
 /// A role's own readiness condition: `Err(reason)` when not ready.
@@ -54,6 +59,8 @@ impl Health {
                 draining: AtomicBool::new(false),
                 failed: Mutex::new(None),
                 role_check,
+                ready_fault: AtomicBool::new(false),
+                live_fault: AtomicBool::new(false),
             }),
         }
     }
@@ -85,11 +92,34 @@ impl Health {
         *lock(&self.inner.failed) = Some(reason);
     }
 
+    /// Turns readiness off (`true`) or back on, on purpose: see [`super::faults`].
+    pub fn set_ready_fault(&self, on: bool) {
+        self.inner.ready_fault.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether readiness is off on purpose.
+    pub fn ready_fault(&self) -> bool {
+        self.inner.ready_fault.load(Ordering::Relaxed)
+    }
+
+    /// Turns liveness off (`true`) or back on, on purpose: see [`super::faults`].
+    pub fn set_live_fault(&self, on: bool) {
+        self.inner.live_fault.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether liveness is off on purpose.
+    pub fn live_fault(&self) -> bool {
+        self.inner.live_fault.load(Ordering::Relaxed)
+    }
+
     /// `Ok` when ready, else the reason.
     pub fn readiness(&self) -> Result<(), String> {
         let i = &self.inner;
         if i.draining.load(Ordering::Relaxed) {
             return Err("draining".into());
+        }
+        if i.ready_fault.load(Ordering::Relaxed) {
+            return Err("fault injected: readiness disabled".into());
         }
         if let Some(reason) = lock(&i.failed).as_ref() {
             return Err(reason.clone());
@@ -152,6 +182,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// `GET /health/live`.
 pub async fn live(health: web::Data<Health>) -> HttpResponse {
+    if health.live_fault() {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "dead",
+            "service": health.service(),
+            "reason": "fault injected: liveness disabled",
+            "timestamp": unix_now(),
+        }));
+    }
     HttpResponse::Ok().json(json!({
         "status": "alive",
         "service": health.service(),

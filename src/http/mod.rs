@@ -12,8 +12,10 @@
 //! [`serve`] runs a role's routes with that surface, request metrics and an access log,
 //! and shuts down gracefully: see [`shutdown`]. [`role::RoleServer`] is the one start-up
 //! path every role takes (metrics, readiness, store check, heartbeat, drain).
+//! [`faults`] adds the fault-injection routes when a role runs with `--faults`.
 
 pub mod error;
+pub mod faults;
 pub mod health;
 pub mod limit;
 pub mod observe;
@@ -31,6 +33,7 @@ use actix_web::dev::HttpServiceFactory;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, FromRequest, Handler, HttpResponse, HttpServer, Responder, web};
 
+pub use faults::Faults;
 pub use health::Health;
 pub use observe::RequestMetrics;
 pub use role::RoleServer;
@@ -70,7 +73,7 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServeError> {
 
 /// A resource at `path` that answers 405 (as JSON, with `Allow: allow`) to methods it
 /// has no route for.
-fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+pub(crate) fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move |req| error::method_not_allowed(req, allow)))
 }
 
@@ -109,21 +112,39 @@ pub struct Drain {
     pub grace: Duration,
 }
 
+/// What every role's server has besides its own routes.
+pub struct Surface {
+    /// Readiness and liveness.
+    pub health: Health,
+    /// The request metrics, for a role that has them.
+    pub metrics: Option<RequestMetrics>,
+    /// The fault-injection routes, when enabled.
+    pub faults: Option<Faults>,
+    /// How it stops.
+    pub drain: Drain,
+    /// Bounds on the work it takes on.
+    pub limits: ServerLimits,
+}
+
 /// Serves `routes` on `listener` with the shared surface until `shutdown` resolves,
 /// then drains: readiness turns 503 at once, the listener keeps serving for
 /// `drain.delay`, then closes, and in-flight requests get `drain.grace` to finish.
 pub async fn serve<F>(
     listener: TcpListener,
-    health: Health,
-    metrics: Option<RequestMetrics>,
-    drain: Drain,
-    limits: ServerLimits,
+    surface: Surface,
     routes: F,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError>
 where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
+    let Surface {
+        health,
+        metrics,
+        faults,
+        drain,
+        limits,
+    } = surface;
     let addr = listener.local_addr()?;
     let data = web::Data::new(health.clone());
     let in_flight = (limits.max_in_flight > 0)
@@ -135,7 +156,17 @@ where
             .service(get("/health/ready", health::ready))
             .service(get("/metrics", prometheus))
             .configure(routes.clone())
+            .configure(|cfg| {
+                if let Some(f) = &faults {
+                    f.configure(cfg);
+                }
+            })
             .default_service(web::to(error::not_found))
+            // Innermost: an injected error is logged and counted like a real one.
+            .wrap(from_fn({
+                let faults = faults.clone();
+                move |req, next| faults::api(faults.clone(), req, next)
+            }))
             .wrap(ErrorHandlers::new().default_handler(error::as_json))
             .wrap(from_fn({
                 let in_flight = in_flight.clone();

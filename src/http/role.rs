@@ -1,6 +1,7 @@
 //! The one start-up path of every serving role: install the metrics, announce the
 //! instance, keep readiness from a background store check, serve the role's routes
-//! with the shared surface, and drain on the shutdown signal.
+//! with the shared surface (and the fault routes when enabled), and drain on the
+//! shutdown signal.
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -8,7 +9,7 @@ use std::net::TcpListener;
 use actix_web::web;
 
 use super::health::RoleCheck;
-use super::{Drain, Health, RequestMetrics, ServeError};
+use super::{Drain, Faults, Health, RequestMetrics, ServeError};
 use crate::config::Settings;
 use crate::presence;
 use crate::service::Role;
@@ -24,6 +25,7 @@ pub struct RoleServer {
     drain: Drain,
     limits: crate::config::ServerLimits,
     metrics: Option<RequestMetrics>,
+    faults: Option<Faults>,
     _upkeep: Upkeep,
 }
 
@@ -81,6 +83,13 @@ impl RoleServer {
         }
         let health = Health::new(role.service(), settings.ready_without_store, check);
         let instance = presence::describe(role, listener.local_addr()?);
+        // The gateway and the worker take faults; the dashboard must show them, not
+        // suffer them.
+        let faults = (settings.faults && role != Role::Dashboard).then(|| {
+            metrics::gauge!(metric::FAULTS_ACTIVE.name).set(0.0);
+            Faults::new(health.clone())
+        });
+        let active = faults.clone();
         Ok(RoleServer {
             _upkeep: Upkeep {
                 checker: health.spawn_store_check(
@@ -88,7 +97,9 @@ impl RoleServer {
                     settings.store_check_period,
                     gauge,
                 ),
-                heartbeat: presence::spawn_heartbeat(store.clone(), instance.clone()),
+                heartbeat: presence::spawn_heartbeat(store.clone(), instance.clone(), move || {
+                    active.as_ref().map(Faults::active).unwrap_or_default()
+                }),
             },
             health,
             instance,
@@ -99,6 +110,7 @@ impl RoleServer {
             },
             limits: settings.limits,
             metrics,
+            faults,
         })
     }
 
@@ -127,9 +139,17 @@ impl RoleServer {
             drain,
             limits,
             metrics,
+            faults,
             _upkeep,
             ..
         } = self;
-        super::serve(listener, health, metrics, drain, limits, routes, shutdown).await
+        let surface = super::Surface {
+            health,
+            metrics,
+            faults,
+            drain,
+            limits,
+        };
+        super::serve(listener, surface, routes, shutdown).await
     }
 }

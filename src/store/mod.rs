@@ -255,6 +255,10 @@ pub struct Instance {
     pub started_at: f64,
     /// Where it serves HTTP (`host:port`).
     pub address: String,
+    /// Faults injected in it and active now (empty for records written before
+    /// faults existed).
+    #[serde(default)]
+    pub faults: Vec<String>,
 }
 
 /// Health of a service as a probe saw it.
@@ -299,6 +303,13 @@ pub fn open(settings: &StoreSettings, prefix: &str) -> Result<SharedStore, Store
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heartbeat_written_before_faults_existed_still_parses() {
+        let old = r#"{"role":"worker","id":"w-1","version":"0.1.0","started_at":1.0,"address":"10.0.0.1:8081"}"#;
+        let instance: Instance = serde_json::from_str(old).expect("old record");
+        assert!(instance.faults.is_empty());
+    }
 
     #[test]
     fn retention_covers_every_series_the_tasks_write() {

@@ -133,6 +133,7 @@ async fn announce(store: &SharedStore, role: Role, id: &str, version: &str, star
         version: version.into(),
         started_at,
         address: "10.0.0.7:8081".into(),
+        faults: Vec::new(),
     };
     store
         .heartbeat(&instance, Duration::from_secs(60))

@@ -21,6 +21,7 @@ fn instance(id: &str) -> Instance {
         version: "1.0.0".into(),
         started_at: 1.0e9,
         address: "10.0.0.1:8081".into(),
+        faults: Vec::new(),
     }
 }
 

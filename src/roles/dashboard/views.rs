@@ -82,6 +82,7 @@ pub fn live(view: &View) -> Markup {
             h2 { "System " (badge(snap.system.status)) }
             p #reason { (snap.system.reason) }
         }
+        (fault_banner(snap))
         @if !snap.redis_connected {
             p.notice #stale role="note" {
                 "History and replicas are unavailable: the store is unreachable."
@@ -353,6 +354,31 @@ pub fn ago(seconds: f64) -> String {
 fn clock(unix: f64) -> String {
     let s = unix.max(0.0) as u64 % 86400;
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+// Fault injection ---------------------------------------------------------------------
+
+/// A banner while any instance reports an injected fault (its heartbeat carries them),
+/// so nobody mistakes a demo for an incident; nothing otherwise.
+fn fault_banner(snap: &Snapshot) -> Markup {
+    let faulty: Vec<_> = snap
+        .instances
+        .iter()
+        .flatten()
+        .filter(|i| !i.faults.is_empty())
+        .collect();
+    html! {
+        @if !faulty.is_empty() {
+            div.notice #faults role="alert" {
+                p { strong { "Fault injection active" } ": what you see below is a demo, not an incident." }
+                ul {
+                    @for i in faulty {
+                        li { (i.role.as_str()) " " code { (i.id) } ": " (i.faults.join("; ")) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
