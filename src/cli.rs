@@ -196,6 +196,13 @@ pub struct CommonArgs {
     /// After the drain delay, how long in-flight work may take to finish.
     #[arg(long, env = "GRACE_PERIOD", default_value = "20s", value_parser = humantime::parse_duration)]
     pub grace_period: Duration,
+    /// Address the dashboard probes this process at, host or host:port (announced in the
+    /// heartbeat) [default: POD_IP and the port, else the listen address unless a wildcard].
+    #[arg(long, env = "ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// The pod's IP (the downward API sets it), the default advertised host.
+    #[arg(long, env = "POD_IP", hide = true)]
+    pub pod_ip: Option<IpAddr>,
 }
 
 impl ServeArgs {
@@ -236,6 +243,16 @@ impl CommonArgs {
             drain_delay: self.drain_delay,
             grace_period: self.grace_period,
             log_level: self.log_level.clone(),
+            advertise: self
+                .advertise_addr
+                .clone()
+                .filter(|a| !a.is_empty())
+                .or_else(|| {
+                    self.pod_ip.map(|ip| match ip {
+                        IpAddr::V6(v6) => format!("[{v6}]"),
+                        IpAddr::V4(v4) => v4.to_string(),
+                    })
+                }),
         }
         .validate()
     }

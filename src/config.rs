@@ -184,6 +184,9 @@ pub struct Settings {
     pub grace_period: Duration,
     /// Log level or filter (`RUST_LOG`, when set, wins).
     pub log_level: String,
+    /// Where other processes can reach this one (`host` or `host:port`), announced in
+    /// its heartbeat; `None`: the listen address, when it is not a wildcard.
+    pub advertise: Option<String>,
 }
 
 impl Settings {
@@ -198,6 +201,7 @@ impl Settings {
             drain_delay: Duration::ZERO,
             grace_period: Duration::from_secs(5),
             log_level: "info".into(),
+            advertise: None,
         }
     }
 
@@ -210,6 +214,16 @@ impl Settings {
         }
         if self.key_prefix.contains(char::is_whitespace) {
             return Err(invalid("KEY_PREFIX", "must not contain white space"));
+        }
+        if let Some(addr) = &self.advertise
+            && url::Url::parse(&format!("http://{addr}"))
+                .ok()
+                .is_none_or(|u| u.host_str().is_none_or(str::is_empty) || u.path() != "/")
+        {
+            return Err(invalid(
+                "ADVERTISE_ADDR",
+                format!("{addr:?} is not a host or host:port"),
+            ));
         }
         within("DRAIN_DELAY", self.drain_delay, SHUTDOWN_RANGE)?;
         within("GRACE_PERIOD", self.grace_period, SHUTDOWN_RANGE)?;

@@ -23,8 +23,12 @@ pub struct RoleServer {
     listener: TcpListener,
     drain: Drain,
     metrics: Option<RequestMetrics>,
+    store: SharedStore,
     _upkeep: Upkeep,
 }
+
+/// How long a departing instance waits for the store to take its leave.
+const DEPART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The store check and the heartbeat; both stop when this is dropped.
 struct Upkeep {
@@ -79,7 +83,8 @@ impl RoleServer {
             metrics::gauge!(m.in_progress).set(0.0);
         }
         let health = Health::new(role.service(), settings.ready_without_store, check);
-        let instance = presence::describe(role, listener.local_addr()?);
+        let instance =
+            presence::describe(role, listener.local_addr()?, settings.advertise.as_deref());
         Ok(RoleServer {
             _upkeep: Upkeep {
                 checker: health.spawn_store_check(
@@ -97,6 +102,7 @@ impl RoleServer {
                 grace: settings.grace_period,
             },
             metrics,
+            store: store.clone(),
         })
     }
 
@@ -124,9 +130,25 @@ impl RoleServer {
             listener,
             drain,
             metrics,
+            store,
+            instance,
             _upkeep,
-            ..
         } = self;
+        let heartbeat = _upkeep.heartbeat.abort_handle();
+        let draining = health.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Unready first: the departure below may wait on the store.
+            draining.start_draining();
+            // A clean exit leaves the replica list at once: never shown as lost. The
+            // store may be down; the heartbeat then just expires.
+            heartbeat.abort();
+            match tokio::time::timeout(DEPART_TIMEOUT, store.depart(&instance)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "departure not recorded"),
+                Err(_) => tracing::debug!("departure not recorded: store too slow"),
+            }
+        };
         super::serve(listener, health, metrics, drain, routes, shutdown).await
     }
 }

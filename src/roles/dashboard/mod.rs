@@ -4,8 +4,8 @@
 //! - `GET /`: the page; `GET /partials/status`: its live part, which the script fetches
 //!   again every refresh period (never under `/api`: the Ingress sends that to the gateway);
 //! - `GET /static/{file}`: the stylesheet and script, cached for a year by content hash;
-//! - `GET /api/health-check`, `GET /api/system-info`: the same data as JSON, for direct
-//!   clients.
+//! - `GET /api/health-check`, `GET /api/system-info`, `GET /api/incidents`: the same
+//!   data as JSON, for direct clients.
 //!
 //! Every answer comes from the newest [`snapshot::Snapshot`], gathered once per refresh
 //! period in the background, so no request waits on a probe. Readiness depends only on
@@ -13,6 +13,8 @@
 //! when it is needed most.
 
 mod assets;
+pub mod record;
+pub mod replicas;
 pub mod snapshot;
 pub mod system;
 pub mod views;
@@ -108,6 +110,7 @@ pub async fn run(
         worker: readiness(&config.worker_url)?,
         store,
         health: server.health().clone(),
+        own_id: server.instance().id.clone(),
     };
     let (latest, gatherer) = snapshot::spawn(sources, config.refresh);
     let state = web::Data::new(Dashboard {
@@ -129,7 +132,8 @@ pub async fn run(
                 .service(http::get("/partials/status", partial))
                 .service(http::get("/static/{file}", assets::serve))
                 .service(http::get("/api/health-check", health_check))
-                .service(http::get("/api/system-info", system_info)),
+                .service(http::get("/api/system-info", system_info))
+                .service(http::get("/api/incidents", incidents)),
         );
     };
     let served = server.serve(routes, shutdown).await;
@@ -192,9 +196,37 @@ struct HealthCheck<'a> {
     reason: &'a str,
     timestamp: f64,
     checked_at: f64,
-    services: &'a [probe::Probe],
+    services: Vec<ServiceEntry<'a>>,
     /// What could not be read from the store, each naming its key.
     errors: &'a [String],
+}
+
+/// One entry of `services`: the original's `name`, `status`, `response_time_ms`, plus
+/// the replica counts of the three roles and the uptime of the last hour.
+#[derive(Serialize)]
+struct ServiceEntry<'a> {
+    #[serde(flatten)]
+    probe: &'a probe::Probe,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<replicas::Count>,
+    /// Percent; `null` with no data.
+    uptime_1h: Option<f64>,
+}
+
+/// The services a client is told about: the embedded store is part of this process,
+/// not a service, so it has no entry.
+fn service_entries(snapshot: &Snapshot) -> Vec<ServiceEntry<'_>> {
+    snapshot
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.name != Service::Redis || snapshot.store_backend == "redis")
+        .map(|(i, probe)| ServiceEntry {
+            probe,
+            replicas: snapshot.counts.get(i).copied().flatten(),
+            uptime_1h: snapshot.history.get(i).and_then(|h| h.uptime_1h),
+        })
+        .collect()
 }
 
 async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
@@ -209,9 +241,38 @@ async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
             reason: &snapshot.system.reason,
             timestamp: unix_now(),
             checked_at: snapshot.taken_at,
-            services: &snapshot.services,
+            services: service_entries(&snapshot),
             errors: &snapshot.errors,
         })
+}
+
+/// `GET /api/incidents`: `{incidents: [...]}`, newest first; an open incident has
+/// `ended_at: null` and its duration so far. With the store unreachable the list is
+/// unknown: `incidents: null`.
+async fn incidents(dashboard: web::Data<Dashboard>) -> HttpResponse {
+    let snapshot = match latest(&dashboard).await {
+        Ok(snapshot) => snapshot,
+        Err(starting) => return starting,
+    };
+    let now = unix_now();
+    let list: Option<Vec<serde_json::Value>> = snapshot.incidents.as_ref().map(|list| {
+        list.iter()
+            .map(|i| {
+                json!({
+                    "service": i.service,
+                    "from": i.from,
+                    "to": i.to,
+                    "started_at": i.started_at,
+                    "ended_at": i.ended_at,
+                    "duration_s": i.duration_s(now),
+                    "reason": i.reason,
+                })
+            })
+            .collect()
+    });
+    HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(json!({"incidents": list, "checked_at": snapshot.taken_at, "timestamp": now}))
 }
 
 async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
@@ -250,6 +311,7 @@ async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
             "redis_connected": snapshot.redis_connected,
             "total_requests": f.total_requests,
             "requests_last_minute": requests_last_minute,
+            "requests_per_minute_last_60s": f.request_rate,
             "task_stats": task_stats,
             "last_task": f.last_task,
             "last_task_seconds_ago": f.last_task_at.map(|t| (now - t).max(0.0)),
