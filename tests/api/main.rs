@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod connection;
 mod dashboard;
+mod detection;
 mod foreign;
 mod gateway;
 mod helpers;

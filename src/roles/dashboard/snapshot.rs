@@ -217,7 +217,9 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
             read.ok(store.instances().await),
             read.ok(store.lost_instances(LOST_FOR).await),
         ) {
-            (Some(live), Some(lost)) => {
+            (Some(live), Some(mut lost)) => {
+                // A process that came back under the same id is not lost.
+                lost.retain(|(gone, _)| live.iter().all(|i| i.id != gone.id));
                 memory.live = live;
                 memory.lost = lost;
                 true
