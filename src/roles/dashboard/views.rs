@@ -102,7 +102,7 @@ pub fn live(view: &View) -> Markup {
                     Some(t) => { "the newest health sample is " (ago(view.now - t)) " old." }
                     None => { "no health samples recorded yet." }
                 }
-                " Is the worker running? Uptime and charts are hidden until it records again."
+                " Is the worker running? Response-time charts are hidden until it records again."
             }
         }
         section.cards aria-labelledby="services-title" {
@@ -216,7 +216,7 @@ fn doing(view: &View) -> String {
 
 fn replicas(snap: &Snapshot, now: f64) -> Markup {
     html! {
-        section.panel aria-labelledby="replicas-title" {
+        section.panel.wide aria-labelledby="replicas-title" {
             h2 #replicas-title {
                 "Replicas "
                 span.muted {
@@ -273,7 +273,7 @@ fn replica_row(r: &Replica, now: f64) -> Markup {
                 }
             }
             td.num { (millis(r.probe.as_ref().and_then(|p| p.response_time_ms))) }
-            td.id { (r.instance.address.as_deref().unwrap_or("none")) }
+            td.addr { (r.instance.address.as_deref().unwrap_or("none")) }
             td.id { (r.instance.id) }
             td { (r.instance.version) }
             td { (ago(now - r.instance.started_at)) }
