@@ -581,6 +581,8 @@ fn bad_dashboard_flags_are_usage_errors() {
         ["dashboard", "--refresh", "0s"],
         ["dashboard", "--gateway-url", "https://gw:8080"],
         ["dashboard", "--worker-url", "not a url"],
+        ["dashboard", "--advertise-addr", "not an address"],
+        ["gateway", "--advertise-addr", "gw:8080/path"],
     ] {
         let out = svc_command(&args, &[]).output().expect("run svc");
         let stderr = String::from_utf8_lossy(&out.stderr);

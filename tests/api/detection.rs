@@ -135,6 +135,26 @@ async fn killing_one_of_two_gateways_is_degraded_and_both_is_down() {
 }
 
 #[tokio::test]
+async fn a_gateway_shut_down_cleanly_leaves_the_count_and_is_not_lost() {
+    let redis = RedisServer::start();
+    let mut first = gateway_process(&redis, &[]).await;
+    let second = gateway_process(&redis, &[]).await;
+    let worker = worker_process(&redis, &[]).await;
+    let dashboard = dashboard_over(&redis, &second, &worker).await;
+    until_service(&dashboard, "api-gateway", "both gateways ready", |s| {
+        s["replicas"] == json!({"ready": 2, "total": 2})
+    })
+    .await;
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(WITHIN), Some(0), "{}", first.output());
+    let check = until_service(&dashboard, "api-gateway", "one gateway, healthy", |s| {
+        s["status"] == "healthy" && s["replicas"] == json!({"ready": 1, "total": 1})
+    })
+    .await;
+    assert_eq!(check["system_status"], "healthy", "{check}");
+}
+
+#[tokio::test]
 async fn a_redis_freeze_is_counted_in_uptime_and_kept_as_an_incident() {
     let redis = RedisServer::start();
     let gateway = gateway_process(&redis, &[]).await;
