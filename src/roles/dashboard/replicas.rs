@@ -94,7 +94,8 @@ pub async fn probe_all(
 ) -> Vec<Replica> {
     let mut replicas: Vec<Replica> = futures_util::stream::iter(live.iter().cloned())
         .map(|instance| async move {
-            let probe = if instance.id == own.0 {
+            // `svc all` runs every role under one id: only the dashboard is this one.
+            let probe = if instance.id == own.0 && instance.role == Role::Dashboard {
                 Some(own.1.clone())
             } else {
                 match &instance.address {
@@ -268,6 +269,23 @@ mod tests {
             replica(g, "b", refused(), false),
         ];
         assert_eq!(judge(g, &none, None).0.status, ServiceState::Down);
+    }
+
+    #[tokio::test]
+    async fn only_the_dashboard_answers_for_itself_when_roles_share_an_id() {
+        // `svc all`: three roles, one process id. The gateway is probed, and refuses.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let mut gateway = replica(Role::Gateway, "host-1", None, false).instance;
+        gateway.address = Some(closed.to_string());
+        let mut dashboard = gateway.clone();
+        dashboard.role = Role::Dashboard;
+        let own = Probe::new(crate::service::Service::Dashboard, ServiceState::Healthy);
+        let client = probe::client().expect("client");
+        let replicas = probe_all(&client, &[gateway, dashboard], &[], ("host-1", &own)).await;
+        let states: Vec<&str> = replicas.iter().map(Replica::state_word).collect();
+        assert_eq!(states, ["down", "ready"]);
     }
 
     #[test]

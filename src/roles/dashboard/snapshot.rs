@@ -219,7 +219,10 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         ) {
             (Some(live), Some(mut lost)) => {
                 // A process that came back under the same id is not lost.
-                lost.retain(|(gone, _)| live.iter().all(|i| i.id != gone.id));
+                lost.retain(|(gone, _)| {
+                    live.iter()
+                        .all(|i| (i.role, &i.id) != (gone.role, &gone.id))
+                });
                 memory.live = live;
                 memory.lost = lost;
                 true
