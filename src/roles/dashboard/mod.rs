@@ -92,6 +92,39 @@ struct Dashboard {
     latest: Latest,
     environment: Environment,
     config: Config,
+    page: Rendered,
+    partial: Rendered,
+}
+
+/// The last rendering of one view: what a view shows changes with the snapshot and,
+/// through its ages ("checked 3 s ago"), with the second, so one rendering serves
+/// every request for that snapshot within that second. With fifty replicas in the
+/// table a rendering costs more than serving its bytes.
+#[derive(Default)]
+struct Rendered(std::sync::Mutex<Option<((u64, u64), web::Bytes)>>);
+
+impl Rendered {
+    fn get_or_render(&self, key: (u64, u64), render: impl FnOnce() -> String) -> web::Bytes {
+        let cached = |slot: &Option<((u64, u64), web::Bytes)>| {
+            slot.as_ref()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, body)| body.clone())
+        };
+        // A poisoned lock only means a render panicked: the slot is still usable.
+        let lock = || {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(body) = cached(&lock()) {
+            return body;
+        }
+        // Rendered outside the lock: two requests in the same new second may both
+        // render, and neither waits on the other.
+        let body = web::Bytes::from(render());
+        *lock() = Some((key, body.clone()));
+        body
+    }
 }
 
 /// Serves the dashboard on `listener` until `shutdown` resolves, then drains.
@@ -117,6 +150,8 @@ pub async fn run(
         latest,
         environment: settings.environment,
         config: config.clone(),
+        page: Rendered::default(),
+        partial: Rendered::default(),
     });
     let routes = move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone()).service(
@@ -159,34 +194,43 @@ async fn latest(dashboard: &Dashboard) -> Result<Arc<Snapshot>, HttpResponse> {
     })
 }
 
-fn html(markup: maud::Markup) -> HttpResponse {
+fn html(body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
-        .body(markup.into_string())
+        .body(body)
 }
 
 async fn render(
-    dashboard: web::Data<Dashboard>,
+    dashboard: &Dashboard,
+    rendered: &Rendered,
     markup: fn(&View) -> maud::Markup,
 ) -> HttpResponse {
-    match latest(&dashboard).await {
-        Ok(snapshot) => html(markup(&View {
-            snapshot: &snapshot,
-            now: unix_now(),
-            environment: dashboard.environment,
-            refresh: dashboard.config.refresh,
-        })),
+    match latest(dashboard).await {
+        Ok(snapshot) => {
+            // Ages are shown in whole seconds: one rendering serves this second.
+            let now = unix_now();
+            let key = (snapshot.taken_at.to_bits(), now as u64);
+            html(rendered.get_or_render(key, || {
+                markup(&View {
+                    snapshot: &snapshot,
+                    now,
+                    environment: dashboard.environment,
+                    refresh: dashboard.config.refresh,
+                })
+                .into_string()
+            }))
+        }
         Err(starting) => starting,
     }
 }
 
 async fn page(dashboard: web::Data<Dashboard>) -> HttpResponse {
-    render(dashboard, views::page).await
+    render(&dashboard, &dashboard.page, views::page).await
 }
 
 async fn partial(dashboard: web::Data<Dashboard>) -> HttpResponse {
-    render(dashboard, views::live).await
+    render(&dashboard, &dashboard.partial, views::live).await
 }
 
 /// Body of `GET /api/health-check`, the original's fields plus the reason.
@@ -326,4 +370,23 @@ async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
             "checked_at": snapshot.taken_at,
             "timestamp": now,
         }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rendering_per_snapshot_and_second() {
+        let rendered = Rendered::default();
+        let first = rendered.get_or_render((1, 10), || "a".into());
+        let again = rendered.get_or_render((1, 10), || panic!("rendered twice"));
+        assert_eq!((first.as_ref(), again.as_ref()), (&b"a"[..], &b"a"[..]));
+        let next_second = rendered.get_or_render((1, 11), || "b".into());
+        let next_snapshot = rendered.get_or_render((2, 11), || "c".into());
+        assert_eq!(
+            (next_second.as_ref(), next_snapshot.as_ref()),
+            (&b"b"[..], &b"c"[..])
+        );
+    }
 }
