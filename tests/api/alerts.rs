@@ -246,3 +246,70 @@ async fn losing_redis_fires_the_redis_alert_and_no_role_is_called_down() {
         assert!(!names(&firing).contains(&quiet), "{firing:?}");
     }
 }
+
+const DASHBOARD: &str = include_str!("../../deploy/components/monitoring/grafana-dashboard.json");
+
+#[tokio::test]
+async fn every_grafana_panel_query_returns_data_while_the_system_runs() {
+    let redis = RedisServer::start();
+    let gateway = gateway_process(&redis, &[]).await;
+    let worker = worker_process(&redis, &[("WORKER_INTERVAL", "1s")]).await;
+    let dashboard = dashboard_over(&redis, &gateway, &worker).await;
+    let prometheus = Prometheus::start(&[
+        ("api-gateway-service", "api-gateway-0", gateway.address),
+        ("worker-service", "worker-0", worker.address),
+        ("dashboard-service", "dashboard-0", dashboard.address),
+    ])
+    .await;
+    let panels: Value = serde_json::from_str(DASHBOARD).expect("dashboard JSON");
+    let queries: Vec<(String, String)> = panels["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap_or("?").to_owned();
+            p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(move |t| Some((title.clone(), t["expr"].as_str()?.to_owned())))
+        })
+        .collect();
+    assert!(queries.len() > 10, "{queries:?}");
+    let client = reqwest::Client::new();
+    let api = format!("http://{}/api/status", gateway.address);
+    let deadline = std::time::Instant::now() + WITHIN;
+    loop {
+        // Traffic while the queries wait, as a running system has.
+        let _ = client.get(&api).send().await;
+        let mut missing = Vec::new();
+        for (title, expr) in &queries {
+            // Scrapes every second: a 30 s window holds plenty of them.
+            let expr = expr.replace("$__rate_interval", "30s");
+            let found = prometheus
+                .api(&format!("query?query={}", urlencode(&expr)))
+                .await
+                .and_then(|data| {
+                    let numbers = data["result"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+                        .filter(|v| v.is_finite())
+                        .count();
+                    (numbers > 0).then_some(())
+                });
+            if found.is_none() {
+                missing.push(format!("{title}: {expr}"));
+            }
+        }
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "panels with no data after {WITHIN:?}:\n{}",
+            missing.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
