@@ -184,6 +184,12 @@ async fn health_check_reports_every_service_with_the_original_fields() {
     }
     let me = service(&check, "dashboard");
     assert_eq!(me["replicas"]["ready"], 1, "{me}");
+    // The dashboard's card says what it does: one probe per Service URL, none to itself.
+    let (_, page) = app.get("/partials/status").await;
+    assert!(
+        page.contains("Serving this page; sending 2 readiness probes every 5 s"),
+        "{page}"
+    );
 }
 
 #[tokio::test]

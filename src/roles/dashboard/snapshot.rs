@@ -113,6 +113,9 @@ pub struct Snapshot {
     pub incidents: Option<Vec<Incident>>,
     /// What the recorder is doing.
     pub recorder: RecorderStatus,
+    /// Readiness probes sent this round (replicas and Service URLs; not this dashboard,
+    /// which answers for itself).
+    pub probes_sent: usize,
     /// The system state that follows from them.
     pub system: System,
     /// History per service, in the same order.
@@ -265,6 +268,13 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         fallback(Role::Gateway, &sources.gateway),
         fallback(Role::Worker, &sources.worker)
     );
+    let probes_sent = replicas
+        .iter()
+        .filter(|r| r.probe.is_some())
+        .filter(|r| !(r.instance.role == Role::Dashboard && r.instance.id == sources.own_id))
+        .count()
+        + usize::from(gateway.is_some())
+        + usize::from(worker.is_some());
     let (gateway, gateways) = replicas::judge(Role::Gateway, &replicas, gateway);
     let (worker, workers) = replicas::judge(Role::Worker, &replicas, worker);
     let (dashboard, dashboards) = replicas::judge(Role::Dashboard, &replicas, Some(own));
@@ -306,6 +316,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         replicas_current,
         incidents,
         recorder: memory.recorder.status(now),
+        probes_sent,
         history,
         instances,
         figures,
@@ -529,6 +540,7 @@ mod tests {
             replicas_current: true,
             incidents: Some(Vec::new()),
             recorder: RecorderStatus::default(),
+            probes_sent: 0,
             system: system::system(&[]),
             history: vec![history],
             instances: Some(Vec::new()),

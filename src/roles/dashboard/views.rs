@@ -188,9 +188,9 @@ fn card(
 /// What this dashboard is doing, in one sentence.
 fn doing(view: &View) -> String {
     let snap = view.snapshot;
-    let probed = snap.replicas.iter().filter(|r| r.probe.is_some()).count();
+    let probed = snap.probes_sent;
     let mut text = format!(
-        "Serving this page; probing {probed} replica{} every {} s",
+        "Serving this page; sending {probed} readiness probe{} every {} s",
         if probed == 1 { "" } else { "s" },
         view.refresh.as_secs_f64()
     );
