@@ -357,6 +357,13 @@ pub struct CommonArgs {
     /// Serve fault injection under /faults/ on the gateway and the worker (FAULTS=on), for demos.
     #[arg(long, env = "FAULTS", value_parser = clap::builder::BoolishValueParser::new())]
     pub faults: bool,
+    /// Address the dashboard probes this process at, host or host:port (announced in the
+    /// heartbeat) [default: POD_IP and the port, else the listen address unless a wildcard].
+    #[arg(long, env = "ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// The pod's IP (the downward API sets it), the default advertised host.
+    #[arg(long, env = "POD_IP", hide = true)]
+    pub pod_ip: Option<IpAddr>,
 }
 
 impl ServeArgs {
@@ -409,6 +416,16 @@ impl CommonArgs {
                 max_in_flight: self.max_in_flight,
             },
             faults: self.faults,
+            advertise: self
+                .advertise_addr
+                .clone()
+                .filter(|a| !a.is_empty())
+                .or_else(|| {
+                    self.pod_ip.map(|ip| match ip {
+                        IpAddr::V6(v6) => format!("[{v6}]"),
+                        IpAddr::V4(v4) => v4.to_string(),
+                    })
+                }),
         }
         .validate()
     }

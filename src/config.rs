@@ -298,6 +298,9 @@ pub struct Settings {
     pub grace_period: Duration,
     /// Log level or filter (`RUST_LOG`, when set, wins).
     pub log_level: String,
+    /// Where other processes can reach this one (`host` or `host:port`), announced in
+    /// its heartbeat; `None`: the listen address, when it is not a wildcard.
+    pub advertise: Option<String>,
     /// Serve the fault-injection routes under `/faults/` (gateway and worker).
     pub faults: bool,
     /// Bounds on the work a server takes on.
@@ -341,6 +344,7 @@ impl Settings {
             log_level: "info".into(),
             faults: false,
             limits: ServerLimits::default(),
+            advertise: None,
         }
     }
 
@@ -353,6 +357,16 @@ impl Settings {
         }
         if self.key_prefix.contains(char::is_whitespace) {
             return Err(invalid("KEY_PREFIX", "must not contain white space"));
+        }
+        if let Some(addr) = &self.advertise
+            && url::Url::parse(&format!("http://{addr}"))
+                .ok()
+                .is_none_or(|u| u.host_str().is_none_or(str::is_empty) || u.path() != "/")
+        {
+            return Err(invalid(
+                "ADVERTISE_ADDR",
+                format!("{addr:?} is not a host or host:port"),
+            ));
         }
         within("DRAIN_DELAY", self.drain_delay, SHUTDOWN_RANGE)?;
         let l = self.limits;

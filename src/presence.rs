@@ -1,6 +1,8 @@
 //! Heartbeats: every running instance of every role announces itself in the store with
 //! a TTL, so "which replicas exist right now" is one store query and an HPA scale-up
-//! shows on the dashboard within seconds.
+//! shows on the dashboard within seconds. A clean shutdown departs at once
+//! ([`crate::store::Store::depart`]); a process that dies without one leaves its last
+//! beat to expire, and the dashboard shows it as lost.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,21 +31,41 @@ pub fn instance_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// The announcement of `role` serving on `addr`.
-pub fn describe(role: Role, addr: SocketAddr) -> Instance {
-    // A pod's IP (from the downward API) says more than the 0.0.0.0 it listens on.
-    let host = std::env::var("POD_IP")
-        .ok()
-        .filter(|ip| !ip.is_empty())
-        .unwrap_or_else(|| addr.ip().to_string());
+/// The announcement of `role` serving on `addr`, to be probed at `advertise`
+/// ([`address`]).
+pub fn describe(role: Role, addr: SocketAddr, advertise: Option<&str>) -> Instance {
     Instance {
         role,
         id: instance_id(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: unix_now(),
-        address: format!("{host}:{}", addr.port()),
+        address: address(advertise, addr),
         faults: Vec::new(),
     }
+}
+
+/// Where a process listening on `listen` can be probed: `advertise` with its own port,
+/// or with the listen port when it names only a host (a pod IP); else the listen
+/// address, unless that is a wildcard (0.0.0.0 says nothing to another host): `None`.
+pub fn address(advertise: Option<&str>, listen: SocketAddr) -> Option<String> {
+    match advertise.map(str::trim).filter(|a| !a.is_empty()) {
+        Some(a) if has_port(a) => Some(a.to_owned()),
+        Some(host) => Some(format!("{host}:{}", listen.port())),
+        None if listen.ip().is_unspecified() => None,
+        None => Some(listen.to_string()),
+    }
+}
+
+/// Whether `addr` (`host`, `host:port`, `[v6]`, `[v6]:port`) names a port.
+fn has_port(addr: &str) -> bool {
+    let after_host = match addr.rfind(']') {
+        Some(i) => &addr[i + 1..],
+        None if addr.matches(':').count() > 1 => return false,
+        None => addr,
+    };
+    after_host
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
 }
 
 /// Announces `instance` now and every [`HEARTBEAT_PERIOD`] until the task is aborted,
@@ -69,4 +91,33 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advertised_address_wins_then_the_listen_address_unless_a_wildcard() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:8081".parse().expect("addr");
+        assert_eq!(address(None, any), None);
+        assert_eq!(address(None, local).as_deref(), Some("127.0.0.1:8081"));
+        assert_eq!(
+            address(Some("10.1.2.3"), any).as_deref(),
+            Some("10.1.2.3:8080")
+        );
+        assert_eq!(
+            address(Some("gw-0.gw:9000"), any).as_deref(),
+            Some("gw-0.gw:9000")
+        );
+        assert_eq!(
+            address(Some("[fd00::1]"), any).as_deref(),
+            Some("[fd00::1]:8080")
+        );
+        assert_eq!(
+            address(Some("[fd00::1]:9"), any).as_deref(),
+            Some("[fd00::1]:9")
+        );
+    }
 }

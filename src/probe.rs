@@ -35,6 +35,10 @@ pub struct Probe {
     pub response_time_ms: Option<f64>,
     /// What was wrong, when something was.
     pub error: Option<String>,
+    /// Whether it said it is ready (answered 2xx, however slowly): what counts a
+    /// replica as ready.
+    #[serde(skip)]
+    pub ready: bool,
 }
 
 impl Probe {
@@ -45,6 +49,7 @@ impl Probe {
             status,
             response_time_ms: None,
             error: None,
+            ready: status == ServiceState::Healthy,
         }
     }
 }
@@ -80,6 +85,7 @@ pub async fn http(client: &reqwest::Client, service: Service, url: &Url) -> Prob
     match answer {
         Ok((status, _)) if status.is_success() => {
             probe.response_time_ms = Some(millis_f64(elapsed));
+            probe.ready = true;
             if elapsed > DEGRADED_AFTER {
                 probe.status = ServiceState::Degraded;
                 probe.error = Some(format!("slow: answered in {} ms", elapsed.as_millis()));
@@ -88,6 +94,7 @@ pub async fn http(client: &reqwest::Client, service: Service, url: &Url) -> Prob
         Ok((status, body)) => {
             probe.response_time_ms = Some(millis_f64(elapsed));
             probe.status = ServiceState::Degraded;
+            probe.ready = false;
             let reason = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["reason"].as_str().map(str::to_owned));
@@ -98,6 +105,7 @@ pub async fn http(client: &reqwest::Client, service: Service, url: &Url) -> Prob
         }
         Err(e) => {
             probe.status = ServiceState::Down;
+            probe.ready = false;
             probe.error = Some(describe(&e));
         }
     }
@@ -120,6 +128,7 @@ pub async fn store(store: &SharedStore) -> Probe {
         }
         Err(e) => {
             probe.status = ServiceState::Down;
+            probe.ready = false;
             probe.error = Some(e.to_string());
         }
     }

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Dashboard benchmark: page and fragment renders per second, and the page's weight.
+"""Dashboard benchmark: the cost of a snapshot period with 50 replicas, page and fragment
+renders per second, and the page's weight.
 
 Starts its own redis-server, fills it with an hour of history as the worker would
-(health samples, per-minute series, counters), runs `svc all` on it (release build),
-then drives the dashboard's page (/) and live fragment (/partials/status) with wrk,
+(health samples, per-minute series, counters). First it measures what one refresh period
+costs a `svc dashboard` (CPU time per period, from /proc) with no replicas and with 50
+replicas heartbeating (an nginx answers their /health/ready), each probed every period.
+Then, with the 50 replicas still beating, it runs `svc all` on that Redis (release
+build) and drives the dashboard's page (/) and live fragment (/partials/status) with wrk,
 alternating with nginx serving the same bytes as static files: the ceiling of this
 machine. Prints medians, the svc/nginx ratio, and the full page's size (HTML + CSS + JS).
 
@@ -84,6 +88,55 @@ def fill(url):
     redis_commands(url, cmds)
 
 
+REPLICAS = 50
+ROLES = ("gateway", "worker", "dashboard")
+
+
+def beat(url, port, stop_event):
+    """Heartbeats of REPLICAS instances (roles in turn), all probed at nginx on `port`,
+    every 2 s as real ones beat, until `stop_event` is set."""
+    started = time.time()
+    instances = [json.dumps({"role": ROLES[i % 3], "id": f"bench-{i}", "version": "bench",
+                             "started_at": started, "address": f"127.0.0.1:{port}"})
+                 for i in range(REPLICAS)]
+    while True:
+        expires = time.time() + 6
+        redis_commands(url, [["ZADD", "svc:instances", expires, i] for i in instances])
+        if stop_event.wait(2):
+            return
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def snapshot_cost(redis_url, replicas_port, seconds=20):
+    """CPU milliseconds one refresh period (1 s) costs a `svc dashboard` that probes the
+    replicas heartbeating now, and how many replicas it counted."""
+    port = free_port()
+    target = f"http://127.0.0.1:{replicas_port}"
+    env = {"PATH": os.environ["PATH"], "REDIS_URL": redis_url, "DRAIN_DELAY": "0s",
+           "LOG_LEVEL": "warn"}
+    proc = subprocess.Popen(
+        [SVC, "dashboard", "--host", "127.0.0.1", "--port", str(port), "--refresh", "1s",
+         "--gateway-url", target, "--worker-url", target],
+        env=env, stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(port, "/health/ready")
+        time.sleep(3)  # warm-up: connections made, first snapshots taken
+        cpu, wall = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu, wall = cpu_seconds(proc.pid) - cpu, time.monotonic() - wall
+        check = json.loads(fetch(port, "/api/health-check"))
+        counted = sum(s.get("replicas", {}).get("total", 0) for s in check["services"])
+    finally:
+        stop(proc)
+    return cpu * 1000 / wall, counted
+
+
 def fetch(port, path):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as res:
         return res.read()
@@ -104,11 +157,23 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         redis, redis_url = start_redis(tmp)
-        svc = nginx = None
+        svc = nginx = replicas = None
         fresh = threading.Event()
         try:
             fill(redis_url)
             threading.Thread(target=keep_fresh, args=(redis_url, fresh), daemon=True).start()
+            replicas_dir = os.path.join(tmp, "replicas")
+            os.makedirs(replicas_dir)
+            replicas, replicas_port = start_nginx(replicas_dir)
+            alone, counted = snapshot_cost(redis_url, replicas_port)
+            print(f"snapshot period, no replicas but itself: {alone:.1f} ms CPU per 1 s period "
+                  f"({counted} counted)")
+            threading.Thread(target=beat, args=(redis_url, replicas_port, fresh),
+                             daemon=True).start()
+            time.sleep(1)
+            busy, counted = snapshot_cost(redis_url, replicas_port)
+            print(f"snapshot period, {REPLICAS} replicas probed: {busy:.1f} ms CPU per 1 s period "
+                  f"({counted} counted)")
             port, gateway_port = free_port(), free_port()
             env = {"PATH": os.environ["PATH"], "REDIS_URL": redis_url, "DRAIN_DELAY": "0s",
                    "LOG_LEVEL": "warn"}
@@ -138,7 +203,7 @@ def main():
                 sys.exit("the history went stale during the runs: the numbers are not comparable")
         finally:
             fresh.set()
-            for proc in (svc, nginx, redis):
+            for proc in (svc, nginx, replicas, redis):
                 if proc:
                     stop(proc)
 

@@ -26,8 +26,12 @@ pub struct RoleServer {
     limits: crate::config::ServerLimits,
     metrics: Option<RequestMetrics>,
     faults: Option<Faults>,
+    store: SharedStore,
     _upkeep: Upkeep,
 }
+
+/// How long a departing instance waits for the store to take its leave.
+const DEPART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The store check and the heartbeat; both stop when this is dropped.
 struct Upkeep {
@@ -82,7 +86,8 @@ impl RoleServer {
             metrics::gauge!(m.in_progress).set(0.0);
         }
         let health = Health::new(role.service(), settings.ready_without_store, check);
-        let instance = presence::describe(role, listener.local_addr()?);
+        let instance =
+            presence::describe(role, listener.local_addr()?, settings.advertise.as_deref());
         // The gateway and the worker take faults; the dashboard must show them, not
         // suffer them.
         let faults = (settings.faults && role != Role::Dashboard).then(|| {
@@ -111,6 +116,7 @@ impl RoleServer {
             limits: settings.limits,
             metrics,
             faults,
+            store: store.clone(),
         })
     }
 
@@ -140,9 +146,25 @@ impl RoleServer {
             limits,
             metrics,
             faults,
+            store,
+            instance,
             _upkeep,
-            ..
         } = self;
+        let heartbeat = _upkeep.heartbeat.abort_handle();
+        let draining = health.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Unready first: the departure below may wait on the store.
+            draining.start_draining();
+            // A clean exit leaves the replica list at once: never shown as lost. The
+            // store may be down; the heartbeat then just expires.
+            heartbeat.abort();
+            match tokio::time::timeout(DEPART_TIMEOUT, store.depart(&instance)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "departure not recorded"),
+                Err(_) => tracing::debug!("departure not recorded: store too slow"),
+            }
+        };
         let surface = super::Surface {
             health,
             metrics,

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::{
-    Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Reclaimed, Store, StoreError, keys,
+    Delivery, HealthSample, INCIDENTS_KEPT, INCIDENTS_KEPT_DAYS, Incident, Instance, LOST_KEPT,
+    MAX_QUEUE, QueueStats, Reclaimed, ServiceState, Store, StoreError, keys,
 };
 use crate::clock::unix_now;
 use crate::jobs::{JobRecord, JobState, RECORD_TTL, mark_dead};
@@ -38,6 +39,8 @@ struct State {
     /// Instance -> Unix seconds its heartbeat expires.
     instances: Vec<(Instance, f64)>,
     health: HashMap<Service, VecDeque<HealthSample>>,
+    /// Incidents, oldest first.
+    incidents: VecDeque<Incident>,
     series: HashMap<String, BTreeMap<i64, i64>>,
     /// Job records as stored, and when each expires.
     jobs: HashMap<String, (String, Instant)>,
@@ -217,9 +220,11 @@ impl Store for MemoryStore {
     async fn heartbeat(&self, instance: &Instance, ttl: Duration) -> Result<(), StoreError> {
         let now = unix_now();
         let mut state = self.state();
+        // Expired beats stay a while: they are the lost instances.
+        let kept = now - LOST_KEPT.as_secs_f64();
         state
             .instances
-            .retain(|(i, until)| *until > now && i != instance);
+            .retain(|(i, until)| *until > kept && i != instance);
         state
             .instances
             .push((instance.clone(), now + ttl.as_secs_f64()));
@@ -234,6 +239,69 @@ impl Store for MemoryStore {
             .iter()
             .filter(|(_, until)| *until > now)
             .map(|(i, _)| i.clone())
+            .collect())
+    }
+
+    async fn depart(&self, instance: &Instance) -> Result<(), StoreError> {
+        self.state().instances.retain(|(i, _)| i != instance);
+        Ok(())
+    }
+
+    async fn lost_instances(&self, window: Duration) -> Result<Vec<(Instance, f64)>, StoreError> {
+        let now = unix_now();
+        let since = now - window.min(LOST_KEPT).as_secs_f64();
+        Ok(self
+            .state()
+            .instances
+            .iter()
+            .filter(|(_, until)| *until >= since && *until <= now)
+            .map(|(i, until)| (i.clone(), *until))
+            .collect())
+    }
+
+    async fn state_change(&self, change: &Incident) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let open = state
+            .incidents
+            .iter_mut()
+            .rev()
+            .find(|i| i.service == change.service && i.ended_at.is_none());
+        match open {
+            Some(open) if open.to == change.to => return Ok(()),
+            Some(open) => open.ended_at = Some(change.started_at.max(open.started_at)),
+            None if change.to == ServiceState::Healthy => return Ok(()),
+            None => {}
+        }
+        if change.to != ServiceState::Healthy {
+            let opened = Incident {
+                ended_at: None,
+                ..change.clone()
+            };
+            let at = state
+                .incidents
+                .partition_point(|i| i.started_at <= opened.started_at);
+            state.incidents.insert(at, opened);
+        }
+        let cutoff = unix_now() - INCIDENTS_KEPT_DAYS * 86400.0;
+        while state
+            .incidents
+            .front()
+            .is_some_and(|i| i.started_at < cutoff)
+            || state.incidents.len() > INCIDENTS_KEPT
+        {
+            state.incidents.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
+        Ok(self
+            .state()
+            .incidents
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
             .collect())
     }
 

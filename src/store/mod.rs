@@ -136,6 +136,13 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, instance: &Instance, ttl: Duration) -> Result<(), StoreError>;
     /// Instances whose heartbeat has not expired.
     async fn instances(&self) -> Result<Vec<Instance>, StoreError>;
+    /// Removes `instance`'s heartbeat at once: it shut down cleanly, so it is gone,
+    /// not lost.
+    async fn depart(&self, instance: &Instance) -> Result<(), StoreError>;
+    /// Instances whose heartbeat expired less than `window` ago (at most
+    /// [`LOST_KEPT`]) without a [`Store::depart`]: they vanished. Each comes with the
+    /// Unix seconds its heartbeat expired.
+    async fn lost_instances(&self, window: Duration) -> Result<Vec<(Instance, f64)>, StoreError>;
 
     /// Appends a probe result to its service's history, keeping the newest `keep`.
     async fn record_health(&self, sample: &HealthSample, keep: usize) -> Result<(), StoreError>;
@@ -159,6 +166,15 @@ pub trait Store: Send + Sync + 'static {
     async fn series(&self, series: &str, since: i64) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Removes the points of `series` before minute `before`; returns how many.
     async fn series_trim(&self, series: &str, before: i64) -> Result<usize, StoreError>;
+
+    /// Records a state change of `change.service`: ends the service's open incident
+    /// at `change.started_at` and, unless the service is healthy again, opens
+    /// `change`. A change to the state the open incident already shows is ignored, so a
+    /// repeated or second writer never splits an incident. Incidents older than
+    /// [`INCIDENTS_KEPT_DAYS`] and beyond the newest [`INCIDENTS_KEPT`] are dropped.
+    async fn state_change(&self, change: &Incident) -> Result<(), StoreError>;
+    /// The newest `limit` incidents, newest first.
+    async fn incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;
 
     /// Saves `job`'s record and appends it to the job queue, unless the queue holds
     /// [`MAX_QUEUE`] entries already: then `Ok(false)` and nothing is written.
@@ -207,6 +223,43 @@ pub trait Store: Send + Sync + 'static {
     async fn trim_dead_letters(&self, keep: usize) -> Result<usize, StoreError>;
 }
 
+/// How long expired heartbeats are kept for [`Store::lost_instances`].
+pub const LOST_KEPT: Duration = Duration::from_secs(15 * 60);
+/// Days incidents are kept.
+pub const INCIDENTS_KEPT_DAYS: f64 = 30.0;
+/// Most incidents kept, whatever their age.
+pub const INCIDENTS_KEPT: usize = 10_000;
+
+/// A period a service spent in a state other than healthy: one state change and the
+/// next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// The service whose state changed.
+    pub service: Service,
+    /// Its state before.
+    pub from: ServiceState,
+    /// Its state from `started_at` on.
+    pub to: ServiceState,
+    /// Unix seconds of the change.
+    pub started_at: f64,
+    /// Unix seconds of the next change; `None` while the incident is open.
+    pub ended_at: Option<f64>,
+    /// What the probe said at the change.
+    pub reason: Option<String>,
+}
+
+impl Incident {
+    /// Seconds from start to end, or to `now` while open.
+    pub fn duration_s(&self, now: f64) -> f64 {
+        (self.ended_at.unwrap_or(now) - self.started_at).max(0.0)
+    }
+
+    /// This incident's id in the store: service and start time.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.service.as_str(), self.started_at)
+    }
+}
+
 /// Most entries the job queue holds; beyond it `enqueue` refuses (nothing is dropped).
 pub const MAX_QUEUE: usize = 100_000;
 
@@ -253,8 +306,11 @@ pub struct Instance {
     pub version: String,
     /// Unix seconds when the process started.
     pub started_at: f64,
-    /// Where it serves HTTP (`host:port`).
-    pub address: String,
+    /// Where it can be probed (`host:port`): `--advertise-addr`, else `POD_IP` and
+    /// its port, else its listen address; `None` when it listens on a wildcard and
+    /// knows no better.
+    #[serde(default)]
+    pub address: Option<String>,
     /// Faults injected in it and active now (empty for records written before
     /// faults existed).
     #[serde(default)]

@@ -27,7 +27,8 @@ use tokio::runtime::Handle;
 
 use super::breaker::Breaker;
 use super::{
-    Delivery, HealthSample, Instance, MAX_QUEUE, QueueStats, Reclaimed, Store, StoreError, keys,
+    Delivery, HealthSample, INCIDENTS_KEPT, INCIDENTS_KEPT_DAYS, Incident, Instance, LOST_KEPT,
+    MAX_QUEUE, QueueStats, Reclaimed, ServiceState, Store, StoreError, keys,
 };
 use crate::clock::{millis, unix_now};
 use crate::config::{RedisSettings, WaitReplicas};
@@ -572,10 +573,11 @@ impl Store for RedisStore {
         let key = self.key("instances");
         let now = unix_now();
         let mut pipe = redis::pipe();
+        // Expired beats stay a while: they are the lost instances.
         pipe.cmd("ZREMRANGEBYSCORE")
             .arg(&key)
             .arg("-inf")
-            .arg(now)
+            .arg(now - LOST_KEPT.as_secs_f64())
             .ignore()
             .cmd("ZADD")
             .arg(&key)
@@ -601,6 +603,157 @@ impl Store for RedisStore {
             .await
             .map_err(|e| e.for_key(&key))?;
         Ok(from_json(&key, raw))
+    }
+
+    async fn depart(&self, instance: &Instance) -> Result<(), StoreError> {
+        let key = self.key("instances");
+        self.query(redis::cmd("ZREM").arg(&key).arg(to_json(instance)?))
+            .await
+            .map(|_: i64| ())
+    }
+
+    async fn lost_instances(&self, window: Duration) -> Result<Vec<(Instance, f64)>, StoreError> {
+        let key = self.key("instances");
+        let now = unix_now();
+        let raw: Vec<(String, f64)> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(now - window.min(LOST_KEPT).as_secs_f64())
+                    .arg(now)
+                    .arg("WITHSCORES"),
+            )
+            .await
+            .map_err(|e| e.for_key(&key))?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(json, expired)| {
+                from_json::<Instance>(&key, vec![json])
+                    .pop()
+                    .map(|i| (i, expired))
+            })
+            .collect())
+    }
+
+    async fn state_change(&self, change: &Incident) -> Result<(), StoreError> {
+        let data = self.key("incidents");
+        let order = self.key("incidents:by_start");
+        let open = self.key("incidents:open");
+        let service = change.service.as_str();
+        let open_id: Option<String> = self
+            .query(redis::cmd("HGET").arg(&open).arg(service))
+            .await
+            .map_err(|e| e.for_key(&open))?;
+        let current: Option<Incident> = match &open_id {
+            Some(id) => {
+                let raw: Option<String> = self
+                    .query(redis::cmd("HGET").arg(&data).arg(id))
+                    .await
+                    .map_err(|e| e.for_key(&data))?;
+                raw.and_then(|r| from_json(&data, vec![r]).pop())
+            }
+            None => None,
+        };
+        match &current {
+            Some(open) if open.to == change.to => return Ok(()),
+            None if change.to == ServiceState::Healthy => return Ok(()),
+            _ => {}
+        }
+        let ttl = (INCIDENTS_KEPT_DAYS * 86400.0) as i64 + 86400;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        // The id as stored: one rebuilt from parsed JSON could differ in the last
+        // digit of its time.
+        if let (Some(mut ended), Some(id)) = (current, open_id) {
+            ended.ended_at = Some(change.started_at.max(ended.started_at));
+            pipe.cmd("HSET")
+                .arg(&data)
+                .arg(id)
+                .arg(to_json(&ended)?)
+                .ignore();
+        }
+        if change.to == ServiceState::Healthy {
+            pipe.cmd("HDEL").arg(&open).arg(service).ignore();
+        } else {
+            let opened = Incident {
+                ended_at: None,
+                ..change.clone()
+            };
+            pipe.cmd("HSET")
+                .arg(&data)
+                .arg(opened.id())
+                .arg(to_json(&opened)?)
+                .ignore()
+                .cmd("ZADD")
+                .arg(&order)
+                .arg(opened.started_at)
+                .arg(opened.id())
+                .ignore()
+                .cmd("HSET")
+                .arg(&open)
+                .arg(service)
+                .arg(opened.id())
+                .ignore();
+        }
+        for key in [&data, &order, &open] {
+            pipe.cmd("EXPIRE").arg(key).arg(ttl).ignore();
+        }
+        self.query_once::<()>(&pipe).await?;
+        // Retention: older than the kept days, or beyond the kept count.
+        let cutoff = unix_now() - INCIDENTS_KEPT_DAYS * 86400.0;
+        let mut old: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&order)
+                    .arg("-inf")
+                    .arg(format!("({cutoff}")),
+            )
+            .await?;
+        let count: usize = self.query(redis::cmd("ZCARD").arg(&order)).await?;
+        if count > INCIDENTS_KEPT + old.len() {
+            let extra: Vec<String> = self
+                .query(
+                    redis::cmd("ZRANGE")
+                        .arg(&order)
+                        .arg(0)
+                        .arg(count - INCIDENTS_KEPT - 1),
+                )
+                .await?;
+            old.extend(extra);
+        }
+        if !old.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.cmd("HDEL")
+                .arg(&data)
+                .arg(&old)
+                .ignore()
+                .cmd("ZREM")
+                .arg(&order)
+                .arg(&old)
+                .ignore();
+            self.query::<()>(&pipe).await?;
+        }
+        Ok(())
+    }
+
+    async fn incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let data = self.key("incidents");
+        let order = self.key("incidents:by_start");
+        let ids: Vec<String> = self
+            .query(redis::cmd("ZREVRANGE").arg(&order).arg(0).arg(limit - 1))
+            .await
+            .map_err(|e| e.for_key(&order))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<String>> = self
+            .query(redis::cmd("HMGET").arg(&data).arg(&ids))
+            .await
+            .map_err(|e| e.for_key(&data))?;
+        Ok(from_json(&data, raw.into_iter().flatten().collect()))
     }
 
     async fn record_health(&self, sample: &HealthSample, keep: usize) -> Result<(), StoreError> {

@@ -19,8 +19,9 @@ use svc::config::StoreSettings;
 use svc::store::series;
 
 use crate::dashboard::record_history;
-use crate::helpers::gateway_process;
+use crate::detection::dashboard_over;
 use crate::helpers::{RedisServer, SvcProcess, eventually, free_port, loopback, require_tool};
+use crate::helpers::{gateway_process, worker_process};
 
 /// Refresh period the dashboards under test run with.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -431,4 +432,82 @@ async fn chromium_shows_a_stopped_gateway_as_down_and_a_lost_dashboard_as_retryi
             "document.getElementById('conn').hidden",
         )
         .await;
+}
+
+#[tokio::test]
+async fn chromium_screenshots_of_each_state_of_two_gateways_and_a_frozen_store() {
+    let redis = RedisServer::start();
+    let mut first = gateway_process(&redis, &[]).await;
+    let mut second = gateway_process(&redis, &[]).await;
+    let worker = worker_process(&redis, &[]).await;
+    let _other_worker = worker_process(&redis, &[]).await;
+    let dashboard = dashboard_over(&redis, &first, &worker).await;
+    let browser = Browser::start().await;
+    browser.goto(&dashboard.url("/")).await;
+    let within = Duration::from_secs(60);
+    let system = "document.querySelector('section.system').dataset.state";
+    let ready = "document.querySelector('[data-service=\"api-gateway\"] dd.ready').textContent";
+    browser
+        .wait_for(
+            within,
+            "everything healthy, two gateways ready",
+            &format!("{system} === 'healthy' && {ready} === '2 of 2'"),
+        )
+        .await;
+    let healthy = browser.screenshot("state-healthy").await;
+
+    first.child.kill().expect("kill the first gateway");
+    browser
+        .wait_for(
+            within,
+            "one gateway of two",
+            &format!("{system} === 'degraded' && {ready} === '1 of 2'"),
+        )
+        .await;
+    let lost = "document.querySelector('#replicas tr[data-state=\"lost\"]') !== null";
+    browser.wait_for(within, "a lost replica row", lost).await;
+    let degraded = browser.screenshot("state-degraded-one-gateway-lost").await;
+
+    second.child.kill().expect("kill the second gateway");
+    browser
+        .wait_for(
+            within,
+            "no gateway",
+            &format!("{system} === 'down' && {ready} === '0 of 2'"),
+        )
+        .await;
+    let down = browser.screenshot("state-down-no-gateway").await;
+
+    redis.freeze();
+    browser
+        .wait_for(
+            within,
+            "the store shown unreachable",
+            "document.getElementById('stale') !== null && \
+             document.querySelector('[data-service=\"redis\"]').dataset.state === 'down'",
+        )
+        .await;
+    let frozen = browser.screenshot("state-store-unreachable").await;
+    redis.thaw();
+    browser
+        .wait_for(
+            within,
+            "a Redis incident on the timeline",
+            "Array.from(document.querySelectorAll('#incidents li')).some(li => \
+             li.textContent.includes('Redis') && !li.classList.contains('open'))",
+        )
+        .await;
+    browser
+        .eval("document.getElementById('incidents-title').scrollIntoView() || true")
+        .await;
+    let timeline = browser.screenshot("state-incident-timeline").await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    eprintln!(
+        "screenshots: {}, {}, {}, {}, {}",
+        healthy.display(),
+        degraded.display(),
+        down.display(),
+        frozen.display(),
+        timeline.display()
+    );
 }

@@ -99,7 +99,8 @@ fn service<'a>(check: &'a Value, name: &str) -> &'a Value {
 }
 
 /// `samples` health samples for every service as the worker records them, one per
-/// 10 s, the newest `age` seconds old; and 3 of 4 probes up in the last full minute.
+/// 10 s, the newest `age` seconds old; and 3 in 4 checks up in the last full minute,
+/// so many that the dashboard's own few samples leave 75.0 %.
 pub async fn record_history(store: &SharedStore, age: f64, samples: u32) {
     let now = unix_now();
     for name in Service::ALL {
@@ -115,24 +116,34 @@ pub async fn record_history(store: &SharedStore, age: f64, samples: u32) {
         }
         let minute = minute_of(now);
         store
-            .series_add(&series::checks(name.as_str()), minute - 1, 4)
+            .series_add(&series::checks(name.as_str()), minute - 1, 4000)
             .await
             .expect("checks");
         store
-            .series_add(&series::up(name.as_str()), minute - 1, 3)
+            .series_add(&series::up(name.as_str()), minute - 1, 3000)
             .await
             .expect("up");
     }
 }
 
-/// A heartbeat as a replica of `role` would write it.
-async fn announce(store: &SharedStore, role: Role, id: &str, version: &str, started_at: f64) {
+/// A heartbeat as a replica of `role` serving at `url` would write it.
+async fn announce(
+    store: &SharedStore,
+    (role, url): (Role, &Url),
+    id: &str,
+    version: &str,
+    started_at: f64,
+) {
     let instance = Instance {
         role,
         id: id.into(),
         version: version.into(),
         started_at,
-        address: "10.0.0.7:8081".into(),
+        address: Some(format!(
+            "{}:{}",
+            url.host_str().expect("host"),
+            url.port().expect("port")
+        )),
         faults: Vec::new(),
     };
     store
@@ -156,13 +167,30 @@ async fn health_check_reports_every_service_with_the_original_fields() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    assert_eq!(names, Service::ALL.map(Service::as_str));
-    for name in [Service::ApiGateway, Service::Worker, Service::Redis].map(Service::as_str) {
+    // The embedded store is part of the process, not a service: no entry.
+    assert_eq!(names, ["api-gateway", "worker-service", "dashboard"]);
+    for name in [Service::ApiGateway, Service::Worker].map(Service::as_str) {
         let s = service(&check, name);
         assert_eq!(s["status"], "healthy", "{s}");
         assert!(s["response_time_ms"].as_f64().is_some(), "{s}");
         assert!(s["error"].is_null(), "{s}");
+        // No replica announces itself: the Service URL counts as one.
+        assert_eq!(
+            s["replicas"],
+            serde_json::json!({"ready": 1, "total": 1}),
+            "{s}"
+        );
+        // One round observed: up, and not yet written.
+        assert_eq!(s["uptime_1h"], 100.0, "{s}");
     }
+    let me = service(&check, "dashboard");
+    assert_eq!(me["replicas"]["ready"], 1, "{me}");
+    // The dashboard's card says what it does: one probe per Service URL, none to itself.
+    let (_, page) = app.get("/partials/status").await;
+    assert!(
+        page.contains("Serving this page; sending 2 readiness probes every 5 s"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -277,7 +305,14 @@ async fn system_info_and_the_page_show_what_the_worker_wrote() {
         .series_add(series::REQUESTS, minute_of(now) - 1, 30)
         .await
         .expect("series");
-    announce(&store, Role::Worker, "worker-7f9c", "0.1.0", now - 125.0).await;
+    announce(
+        &store,
+        (Role::Worker, &worker.url),
+        "worker-7f9c",
+        "0.1.0",
+        now - 125.0,
+    )
+    .await;
     let app = start(&gateway.url, &worker.url, Duration::from_secs(5), store).await;
 
     let (status, info) = app.get_json("/api/system-info").await;
@@ -334,7 +369,8 @@ async fn stale_history_is_labelled_not_shown_as_live() {
         page.contains("the newest health sample is 2 min old"),
         "{page}"
     );
-    assert!(!page.contains("75.0 %"), "old uptime shown as live: {page}");
+    // Uptime is the dashboard's own record, not the worker's: still current.
+    assert!(page.contains("75.0 %"), "{page}");
     assert!(!page.contains(r#"<svg class="spark""#));
     assert!(!page.contains(r#"<svg class="bars""#));
     let (_, info) = app.get_json("/api/system-info").await;
@@ -349,7 +385,14 @@ async fn text_from_the_network_and_the_store_is_escaped() {
     let worker = Upstream::start(503, body, Duration::ZERO).await;
     let store = memory();
     let id = "<script>alert('id')</script>";
-    announce(&store, Role::Worker, id, "\"><img src=x>", unix_now()).await;
+    announce(
+        &store,
+        (Role::Worker, &worker.url),
+        id,
+        "\"><img src=x>",
+        unix_now(),
+    )
+    .await;
     let app = start(&gateway.url, &worker.url, Duration::from_secs(5), store).await;
     for path in ["/", "/partials/status"] {
         let (_, page) = app.get(path).await;
@@ -545,6 +588,8 @@ fn bad_dashboard_flags_are_usage_errors() {
         ["dashboard", "--refresh", "0s"],
         ["dashboard", "--gateway-url", "https://gw:8080"],
         ["dashboard", "--worker-url", "not a url"],
+        ["dashboard", "--advertise-addr", "not an address"],
+        ["gateway", "--advertise-addr", "gw:8080/path"],
     ] {
         let out = svc_command(&args, &[]).output().expect("run svc");
         let stderr = String::from_utf8_lossy(&out.stderr);

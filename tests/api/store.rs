@@ -8,8 +8,8 @@ use svc::jobs::{JobRecord, JobSpec, JobState};
 use svc::service::{Role, Service};
 use svc::store::redis::RedisStore;
 use svc::store::{
-    Delivery, HealthSample, Instance, QueueStats, RECLAIM_START, ServiceState, SharedStore, Store,
-    memory::MemoryStore,
+    Delivery, HealthSample, Incident, Instance, QueueStats, RECLAIM_START, ServiceState,
+    SharedStore, Store, memory::MemoryStore,
 };
 
 use crate::helpers::RedisServer;
@@ -20,7 +20,7 @@ fn instance(id: &str) -> Instance {
         id: id.into(),
         version: "1.0.0".into(),
         started_at: 1.0e9,
-        address: "10.0.0.1:8081".into(),
+        address: Some("10.0.0.1:8081".into()),
         faults: Vec::new(),
     }
 }
@@ -100,7 +100,81 @@ async fn contract(store: SharedStore) {
     live.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(live, vec![a.clone(), b]);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(store.instances().await.expect("instances"), vec![a]);
+    assert_eq!(store.instances().await.expect("instances"), vec![a.clone()]);
+
+    // Lost and departed: a beat that expired is lost for a while; a departure is gone.
+    let lost = store
+        .lost_instances(Duration::from_secs(60))
+        .await
+        .expect("lost");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0].0.id, "b");
+    assert!(
+        store
+            .lost_instances(Duration::ZERO)
+            .await
+            .expect("lost")
+            .is_empty()
+    );
+    store.depart(&a).await.expect("depart");
+    assert!(store.instances().await.expect("instances").is_empty());
+    let lost = store
+        .lost_instances(Duration::from_secs(60))
+        .await
+        .expect("lost");
+    assert!(lost.iter().all(|(i, _)| i.id != "a"), "{lost:?}");
+
+    // Incidents: each change ends the open one; a repeat is ignored; newest first.
+    let change = |service, from, to, at: f64| Incident {
+        service,
+        from,
+        to,
+        started_at: at,
+        ended_at: None,
+        reason: Some(format!("at {at}")),
+    };
+    // Whole seconds: JSON keeps them exactly.
+    let now = svc::clock::unix_now().floor();
+    use ServiceState::{Degraded, Down, Healthy};
+    store
+        .state_change(&change(Service::Redis, Healthy, Healthy, now - 50.0))
+        .await
+        .expect("no incident");
+    assert!(store.incidents(10).await.expect("incidents").is_empty());
+    for c in [
+        change(Service::Redis, Healthy, Down, now - 40.0),
+        change(Service::Redis, Down, Down, now - 35.0),
+        change(Service::Worker, Healthy, Degraded, now - 30.0),
+        change(Service::Redis, Down, Degraded, now - 20.0),
+        change(Service::Redis, Degraded, Healthy, now - 10.0),
+    ] {
+        store.state_change(&c).await.expect("state change");
+    }
+    let incidents = store.incidents(10).await.expect("incidents");
+    let seen: Vec<_> = incidents
+        .iter()
+        .map(|i| (i.service, i.to, i.started_at, i.ended_at))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Service::Redis, Degraded, now - 20.0, Some(now - 10.0)),
+            (Service::Worker, Degraded, now - 30.0, None),
+            (Service::Redis, Down, now - 40.0, Some(now - 20.0)),
+        ]
+    );
+    assert_eq!(
+        incidents[2].reason.as_deref(),
+        Some(format!("at {}", now - 40.0).as_str())
+    );
+    assert_eq!(store.incidents(1).await.expect("incidents").len(), 1);
+    // Older than the kept days: dropped on the next change.
+    let old = now - 31.0 * 86400.0;
+    store
+        .state_change(&change(Service::Dashboard, Healthy, Down, old))
+        .await
+        .expect("old change");
+    assert_eq!(store.incidents(10).await.expect("incidents").len(), 3);
 
     // Health history: newest first, bounded.
     for n in 1..=5 {

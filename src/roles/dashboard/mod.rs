@@ -4,8 +4,8 @@
 //! - `GET /`: the page; `GET /partials/status`: its live part, which the script fetches
 //!   again every refresh period (never under `/api`: the Ingress sends that to the gateway);
 //! - `GET /static/{file}`: the stylesheet and script, cached for a year by content hash;
-//! - `GET /api/health-check`, `GET /api/system-info`: the same data as JSON, for direct
-//!   clients.
+//! - `GET /api/health-check`, `GET /api/system-info`, `GET /api/incidents`: the same
+//!   data as JSON, for direct clients.
 //!
 //! Every answer comes from the newest [`snapshot::Snapshot`], gathered once per refresh
 //! period in the background, so no request waits on a probe. Readiness depends only on
@@ -13,6 +13,8 @@
 //! when it is needed most.
 
 mod assets;
+pub mod record;
+pub mod replicas;
 pub mod snapshot;
 pub mod system;
 pub mod views;
@@ -90,6 +92,39 @@ struct Dashboard {
     latest: Latest,
     environment: Environment,
     config: Config,
+    page: Rendered,
+    partial: Rendered,
+}
+
+/// The last rendering of one view: what a view shows changes with the snapshot and,
+/// through its ages ("checked 3 s ago"), with the second, so one rendering serves
+/// every request for that snapshot within that second. With fifty replicas in the
+/// table a rendering costs more than serving its bytes.
+#[derive(Default)]
+struct Rendered(std::sync::Mutex<Option<((u64, u64), web::Bytes)>>);
+
+impl Rendered {
+    fn get_or_render(&self, key: (u64, u64), render: impl FnOnce() -> String) -> web::Bytes {
+        let cached = |slot: &Option<((u64, u64), web::Bytes)>| {
+            slot.as_ref()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, body)| body.clone())
+        };
+        // A poisoned lock only means a render panicked: the slot is still usable.
+        let lock = || {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(body) = cached(&lock()) {
+            return body;
+        }
+        // Rendered outside the lock: two requests in the same new second may both
+        // render, and neither waits on the other.
+        let body = web::Bytes::from(render());
+        *lock() = Some((key, body.clone()));
+        body
+    }
 }
 
 /// Serves the dashboard on `listener` until `shutdown` resolves, then drains.
@@ -108,12 +143,15 @@ pub async fn run(
         worker: readiness(&config.worker_url)?,
         store,
         health: server.health().clone(),
+        own_id: server.instance().id.clone(),
     };
     let (latest, gatherer) = snapshot::spawn(sources, config.refresh);
     let state = web::Data::new(Dashboard {
         latest,
         environment: settings.environment,
         config: config.clone(),
+        page: Rendered::default(),
+        partial: Rendered::default(),
     });
     let routes = move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone()).service(
@@ -129,7 +167,8 @@ pub async fn run(
                 .service(http::get("/partials/status", partial))
                 .service(http::get("/static/{file}", assets::serve))
                 .service(http::get("/api/health-check", health_check))
-                .service(http::get("/api/system-info", system_info)),
+                .service(http::get("/api/system-info", system_info))
+                .service(http::get("/api/incidents", incidents)),
         );
     };
     let served = server.serve(routes, shutdown).await;
@@ -155,34 +194,43 @@ async fn latest(dashboard: &Dashboard) -> Result<Arc<Snapshot>, HttpResponse> {
     })
 }
 
-fn html(markup: maud::Markup) -> HttpResponse {
+fn html(body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
-        .body(markup.into_string())
+        .body(body)
 }
 
 async fn render(
-    dashboard: web::Data<Dashboard>,
+    dashboard: &Dashboard,
+    rendered: &Rendered,
     markup: fn(&View) -> maud::Markup,
 ) -> HttpResponse {
-    match latest(&dashboard).await {
-        Ok(snapshot) => html(markup(&View {
-            snapshot: &snapshot,
-            now: unix_now(),
-            environment: dashboard.environment,
-            refresh: dashboard.config.refresh,
-        })),
+    match latest(dashboard).await {
+        Ok(snapshot) => {
+            // Ages are shown in whole seconds: one rendering serves this second.
+            let now = unix_now();
+            let key = (snapshot.taken_at.to_bits(), now as u64);
+            html(rendered.get_or_render(key, || {
+                markup(&View {
+                    snapshot: &snapshot,
+                    now,
+                    environment: dashboard.environment,
+                    refresh: dashboard.config.refresh,
+                })
+                .into_string()
+            }))
+        }
         Err(starting) => starting,
     }
 }
 
 async fn page(dashboard: web::Data<Dashboard>) -> HttpResponse {
-    render(dashboard, views::page).await
+    render(&dashboard, &dashboard.page, views::page).await
 }
 
 async fn partial(dashboard: web::Data<Dashboard>) -> HttpResponse {
-    render(dashboard, views::live).await
+    render(&dashboard, &dashboard.partial, views::live).await
 }
 
 /// Body of `GET /api/health-check`, the original's fields plus the reason.
@@ -192,9 +240,37 @@ struct HealthCheck<'a> {
     reason: &'a str,
     timestamp: f64,
     checked_at: f64,
-    services: &'a [probe::Probe],
+    services: Vec<ServiceEntry<'a>>,
     /// What could not be read from the store, each naming its key.
     errors: &'a [String],
+}
+
+/// One entry of `services`: the original's `name`, `status`, `response_time_ms`, plus
+/// the replica counts of the three roles and the uptime of the last hour.
+#[derive(Serialize)]
+struct ServiceEntry<'a> {
+    #[serde(flatten)]
+    probe: &'a probe::Probe,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<replicas::Count>,
+    /// Percent; `null` with no data.
+    uptime_1h: Option<f64>,
+}
+
+/// The services a client is told about: the embedded store is part of this process,
+/// not a service, so it has no entry.
+fn service_entries(snapshot: &Snapshot) -> Vec<ServiceEntry<'_>> {
+    snapshot
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.name != Service::Redis || snapshot.store_backend == "redis")
+        .map(|(i, probe)| ServiceEntry {
+            probe,
+            replicas: snapshot.counts.get(i).copied().flatten(),
+            uptime_1h: snapshot.history.get(i).and_then(|h| h.uptime_1h),
+        })
+        .collect()
 }
 
 async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
@@ -209,9 +285,38 @@ async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
             reason: &snapshot.system.reason,
             timestamp: unix_now(),
             checked_at: snapshot.taken_at,
-            services: &snapshot.services,
+            services: service_entries(&snapshot),
             errors: &snapshot.errors,
         })
+}
+
+/// `GET /api/incidents`: `{incidents: [...]}`, newest first; an open incident has
+/// `ended_at: null` and its duration so far. With the store unreachable the list is
+/// unknown: `incidents: null`.
+async fn incidents(dashboard: web::Data<Dashboard>) -> HttpResponse {
+    let snapshot = match latest(&dashboard).await {
+        Ok(snapshot) => snapshot,
+        Err(starting) => return starting,
+    };
+    let now = unix_now();
+    let list: Option<Vec<serde_json::Value>> = snapshot.incidents.as_ref().map(|list| {
+        list.iter()
+            .map(|i| {
+                json!({
+                    "service": i.service,
+                    "from": i.from,
+                    "to": i.to,
+                    "started_at": i.started_at,
+                    "ended_at": i.ended_at,
+                    "duration_s": i.duration_s(now),
+                    "reason": i.reason,
+                })
+            })
+            .collect()
+    });
+    HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(json!({"incidents": list, "checked_at": snapshot.taken_at, "timestamp": now}))
 }
 
 async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
@@ -250,6 +355,7 @@ async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
             "redis_connected": snapshot.redis_connected,
             "total_requests": f.total_requests,
             "requests_last_minute": requests_last_minute,
+            "requests_per_minute_last_60s": f.request_rate,
             "task_stats": task_stats,
             "last_task": f.last_task,
             "last_task_seconds_ago": f.last_task_at.map(|t| (now - t).max(0.0)),
@@ -264,4 +370,23 @@ async fn system_info(dashboard: web::Data<Dashboard>) -> HttpResponse {
             "checked_at": snapshot.taken_at,
             "timestamp": now,
         }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rendering_per_snapshot_and_second() {
+        let rendered = Rendered::default();
+        let first = rendered.get_or_render((1, 10), || "a".into());
+        let again = rendered.get_or_render((1, 10), || panic!("rendered twice"));
+        assert_eq!((first.as_ref(), again.as_ref()), (&b"a"[..], &b"a"[..]));
+        let next_second = rendered.get_or_render((1, 11), || "b".into());
+        let next_snapshot = rendered.get_or_render((2, 11), || "c".into());
+        assert_eq!(
+            (next_second.as_ref(), next_snapshot.as_ref()),
+            (&b"b"[..], &b"c"[..])
+        );
+    }
 }

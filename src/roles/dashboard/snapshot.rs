@@ -1,7 +1,8 @@
 //! Everything the page shows, gathered at most once per refresh period.
 //!
-//! One background task builds a [`Snapshot`] every period: it probes the gateway, the
-//! worker and the store ([`crate::probe`]) and reads the history the worker writes.
+//! One background task builds a [`Snapshot`] every period: it pings the store, probes
+//! every replica of every role ([`super::replicas`]), records what it saw
+//! ([`super::record`]) and reads the history back.
 //! Each figure read from the store stands alone: a value this build cannot read under
 //! one key blanks that figure and names the key in `errors`, and the rest still shows. The
 //! handlers read the newest snapshot from a `watch` channel, so however many browsers
@@ -15,15 +16,27 @@ use tokio::sync::watch;
 
 use url::Url;
 
+use std::collections::VecDeque;
+
+use super::record::{Recorder, RecorderStatus};
+use super::replicas::{self, Count, LOST_FOR, Replica};
 use super::system::{self, System};
 use crate::clock::{minute_of, unix_now};
 use crate::http::Health;
 use crate::jobs::TaskType;
 use crate::probe::{self, Probe};
-use crate::service::Service;
+use crate::service::{Role, Service};
 use crate::store::{
-    HealthSample, Instance, QueueStats, ServiceState, SharedStore, StoreError, keys, series,
+    HealthSample, Incident, Instance, QueueStats, ServiceState, SharedStore, StoreError, keys,
+    series,
 };
+
+/// Incidents shown on the page and in `/api/incidents`.
+pub const INCIDENTS_SHOWN: usize = 50;
+/// The window of the request rate.
+pub const RATE_WINDOW: f64 = 60.0;
+/// The shortest span of counter readings a rate is given for.
+pub const MIN_RATE_SPAN: f64 = 10.0;
 
 /// Health samples behind a sparkline (one per worker interval: ten minutes at 10 s).
 pub const SPARK_POINTS: usize = 60;
@@ -66,6 +79,12 @@ pub struct Figures {
     pub last_task: Option<String>,
     /// Unix seconds when it finished.
     pub last_task_at: Option<f64>,
+    /// Gateway requests per minute over the last [`RATE_WINDOW`] seconds, from this
+    /// dashboard's own readings of the counter (unknown until it has read it over
+    /// [`MIN_RATE_SPAN`] seconds, or when the counter went down).
+    pub request_rate: Option<f64>,
+    /// Seconds the rate spans.
+    pub rate_span: Option<f64>,
 }
 
 impl Figures {
@@ -81,8 +100,22 @@ impl Figures {
 pub struct Snapshot {
     /// Unix seconds when it was gathered.
     pub taken_at: f64,
-    /// One probe per service, in [`Service::ALL`] order.
+    /// One verdict per service, in [`Service::ALL`] order.
     pub services: Vec<Probe>,
+    /// Ready and counted replicas per service, in the same order (`None` for the store).
+    pub counts: Vec<Option<Count>>,
+    /// Every replica probed this round, and the lost ones, by role then start time.
+    pub replicas: Vec<Replica>,
+    /// Whether the replica list is from this round (the store answered) rather than
+    /// the last one it gave.
+    pub replicas_current: bool,
+    /// Newest incidents first; `None` when the store could not be read.
+    pub incidents: Option<Vec<Incident>>,
+    /// What the recorder is doing.
+    pub recorder: RecorderStatus,
+    /// Readiness probes sent this round (replicas and Service URLs; not this dashboard,
+    /// which answers for itself).
+    pub probes_sent: usize,
     /// The system state that follows from them.
     pub system: System,
     /// History per service, in the same order.
@@ -129,14 +162,27 @@ impl Snapshot {
 pub struct Sources {
     /// HTTP client for the probes ([`probe::client`]).
     pub client: reqwest::Client,
-    /// The gateway's readiness URL.
+    /// The gateway Service's readiness URL (probed when no replica can be).
     pub gateway: Url,
-    /// The worker's readiness URL.
+    /// The worker Service's readiness URL (the same).
     pub worker: Url,
     /// The store.
     pub store: SharedStore,
     /// The dashboard's own readiness.
     pub health: Health,
+    /// This dashboard's instance id (answered from `health`, not probed).
+    pub own_id: String,
+}
+
+/// What the gatherer carries from one round to the next.
+#[derive(Default)]
+pub struct Memory {
+    /// The last replica list the store gave: probed while the store is unreachable.
+    live: Vec<Instance>,
+    lost: Vec<(Instance, f64)>,
+    /// Readings of the request counter: (Unix seconds, value), oldest first.
+    readings: VecDeque<(f64, i64)>,
+    recorder: Recorder,
 }
 
 /// The newest snapshot; `None` until the first one is gathered.
@@ -149,41 +195,114 @@ pub fn spawn(sources: Sources, period: Duration) -> (Latest, tokio::task::JoinHa
         let mut ticks = tokio::time::interval(period);
         // A round slower than the period delays the next one: never two at once.
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut memory = Memory::default();
         loop {
             ticks.tick().await;
-            tx.send_replace(Some(Arc::new(gather(&sources).await)));
+            tx.send_replace(Some(Arc::new(gather(&sources, &mut memory).await)));
         }
     });
     (rx, task)
 }
 
-/// Probes every service and reads the store once.
+/// Probes every replica of every role and the store, records what it saw, and reads
+/// the store once.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn gather(sources: &Sources) -> Snapshot {
-    let (gateway, worker, redis) = tokio::join!(
-        probe::http(&sources.client, Service::ApiGateway, &sources.gateway),
-        probe::http(&sources.client, Service::Worker, &sources.worker),
-        probe::store(&sources.store),
-    );
-    let dashboard = match sources.health.readiness() {
+pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
+    let store = &sources.store;
+    let embedded = store.backend() != "redis";
+    let redis = probe::store(store).await;
+    let redis_connected = redis.status != ServiceState::Down;
+    let mut read = Reads::default();
+    // With the store down every read would wait for its timeout: skip them, and probe
+    // the replicas it last listed.
+    let replicas_current = redis_connected
+        && match (
+            read.ok(store.instances().await),
+            read.ok(store.lost_instances(LOST_FOR).await),
+        ) {
+            (Some(live), Some(mut lost)) => {
+                // A process that came back under the same id is not lost.
+                lost.retain(|(gone, _)| {
+                    live.iter()
+                        .all(|i| (i.role, &i.id) != (gone.role, &gone.id))
+                });
+                memory.live = live;
+                memory.lost = lost;
+                true
+            }
+            _ => false,
+        };
+    let own = match sources.health.readiness() {
         Ok(()) => Probe::new(Service::Dashboard, ServiceState::Healthy),
+        // Not ready (its store is gone) but serving this page: degraded, and counted
+        // as answering.
         Err(reason) => Probe {
             error: Some(format!("not ready: {reason}")),
+            ready: true,
             ..Probe::new(Service::Dashboard, ServiceState::Degraded)
         },
     };
-    let redis_connected = redis.status != ServiceState::Down;
+    let mut replicas = replicas::probe_all(
+        &sources.client,
+        &memory.live,
+        &memory.lost,
+        (&sources.own_id, &own),
+    )
+    .await;
+    replicas.sort_by(|a, b| {
+        a.instance
+            .role
+            .cmp(&b.instance.role)
+            .then(a.lost_since.is_some().cmp(&b.lost_since.is_some()))
+            .then(a.instance.started_at.total_cmp(&b.instance.started_at))
+    });
+    // A role with no replica to probe: its Service URL (the dashboard: itself).
+    let fallback = async |role: Role, url: &Url| {
+        if replicas::has_replicas(role, &replicas) {
+            None
+        } else {
+            Some(probe::http(&sources.client, role.service(), url).await)
+        }
+    };
+    let (gateway, worker) = tokio::join!(
+        fallback(Role::Gateway, &sources.gateway),
+        fallback(Role::Worker, &sources.worker)
+    );
+    let probes_sent = replicas
+        .iter()
+        .filter(|r| r.probe.is_some())
+        .filter(|r| !(r.instance.role == Role::Dashboard && r.instance.id == sources.own_id))
+        .count()
+        + usize::from(gateway.is_some())
+        + usize::from(worker.is_some());
+    let (gateway, gateways) = replicas::judge(Role::Gateway, &replicas, gateway);
+    let (worker, workers) = replicas::judge(Role::Worker, &replicas, worker);
+    let (dashboard, dashboards) = replicas::judge(Role::Dashboard, &replicas, Some(own));
     let probes = vec![gateway, worker, redis, dashboard];
+    let counts = vec![Some(gateways), Some(workers), None, Some(dashboards)];
     for p in &probes {
         system::count(p);
     }
     let now = unix_now();
-    // With the store down every read would wait for its timeout: skip them.
-    let mut read = Reads::default();
-    let (history, instances, figures) = if redis_connected {
-        read_store(&sources.store, now, &mut read).await
+    // The embedded store is part of this process: not a service of its own.
+    let observed: Vec<Probe> = probes
+        .iter()
+        .filter(|p| !(embedded && p.name == Service::Redis))
+        .cloned()
+        .collect();
+    memory.recorder.observe(now, &observed);
+    let (history, instances, figures, incidents) = if redis_connected {
+        if let Err(e) = memory.recorder.flush(store, now).await {
+            tracing::debug!(error = %e, "observations kept for later");
+        }
+        let (history, instances, mut figures) =
+            read_store(store, now, &memory.recorder, &mut read).await;
+        (figures.request_rate, figures.rate_span) =
+            rate(&mut memory.readings, now, figures.total_requests);
+        let incidents = read.ok(store.incidents(INCIDENTS_SHOWN).await);
+        (history, instances, figures, incidents)
     } else {
-        (Vec::new(), None, Figures::default())
+        (Vec::new(), None, Figures::default(), None)
     };
     if !read.errors.is_empty() {
         tracing::debug!(errors = ?read.errors, "some figures could not be read");
@@ -192,13 +311,47 @@ pub async fn gather(sources: &Sources) -> Snapshot {
         taken_at: now,
         system: system::system(&probes),
         services: probes,
+        counts,
+        replicas,
+        replicas_current,
+        incidents,
+        recorder: memory.recorder.status(now),
+        probes_sent,
         history,
         instances,
         figures,
         redis_connected,
-        store_backend: sources.store.backend(),
+        store_backend: store.backend(),
         errors: read.errors,
     }
+}
+
+/// Notes the counter's `total` at `now` and gives the rate per minute over the last
+/// [`RATE_WINDOW`] seconds and the seconds it spans. A counter that went down (reset)
+/// starts the readings again.
+fn rate(
+    readings: &mut VecDeque<(f64, i64)>,
+    now: f64,
+    total: Option<i64>,
+) -> (Option<f64>, Option<f64>) {
+    let Some(total) = total else {
+        return (None, None);
+    };
+    if readings.back().is_some_and(|(_, last)| *last > total) {
+        readings.clear();
+    }
+    readings.push_back((now, total));
+    while readings.len() > 2 && readings.get(1).is_some_and(|(t, _)| now - t >= RATE_WINDOW) {
+        readings.pop_front();
+    }
+    let Some(&(first_at, first)) = readings.front() else {
+        return (None, None);
+    };
+    let span = now - first_at;
+    if span < MIN_RATE_SPAN {
+        return (None, None);
+    }
+    (Some((total - first) as f64 * 60.0 / span), Some(span))
 }
 
 /// The errors of one round of store reads.
@@ -217,11 +370,12 @@ impl Reads {
 async fn read_store(
     store: &SharedStore,
     now: f64,
+    recorder: &Recorder,
     read: &mut Reads,
 ) -> (Vec<History>, Option<Vec<Instance>>, Figures) {
     let mut history = Vec::with_capacity(Service::ALL.len());
     for service in Service::ALL {
-        history.push(read_history(store, service, now, read).await);
+        history.push(read_history(store, service, now, recorder, read).await);
     }
     let instances = read.ok(store.instances().await).map(|mut instances| {
         instances.sort_by(|a, b| {
@@ -238,6 +392,7 @@ async fn read_history(
     store: &SharedStore,
     service: Service,
     now: f64,
+    recorder: &Recorder,
     read: &mut Reads,
 ) -> History {
     let samples: Vec<HealthSample> = read
@@ -249,7 +404,11 @@ async fn read_history(
         .series(&series::checks(service.as_str()), day_ago)
         .await);
     let up = read.ok(store.series(&series::up(service.as_str()), day_ago).await);
-    let (checks, up) = (checks.unwrap_or_default(), up.unwrap_or_default());
+    let (mut checks, mut up) = (checks.unwrap_or_default(), up.unwrap_or_default());
+    // What this dashboard saw and has not written yet (the minute under way).
+    let (pending_checks, pending_up) = recorder.pending(service, day_ago);
+    checks.push((minute, pending_checks));
+    up.push((minute, pending_up));
     History {
         uptime_1h: uptime(&checks, &up, minute - 59),
         uptime_24h: uptime(&checks, &up, day_ago),
@@ -325,6 +484,8 @@ async fn read_figures(store: &SharedStore, now: f64, read: &mut Reads) -> Figure
         queue: read.ok(store.queue_stats().await),
         last_task: read.ok(store.get(keys::WORKER_LAST_TASK).await).flatten(),
         last_task_at,
+        request_rate: None,
+        rate_span: None,
     }
 }
 
@@ -374,6 +535,12 @@ mod tests {
         Snapshot {
             taken_at: now,
             services: Vec::new(),
+            counts: Vec::new(),
+            replicas: Vec::new(),
+            replicas_current: true,
+            incidents: Some(Vec::new()),
+            recorder: RecorderStatus::default(),
+            probes_sent: 0,
             system: system::system(&[]),
             history: vec![history],
             instances: Some(Vec::new()),
@@ -397,5 +564,24 @@ mod tests {
         assert!(!stale(sampled_every(0.2, 1000.0), 1020.0));
         // No sample at all is stale.
         assert!(stale(History::default(), 1000.0));
+    }
+
+    #[test]
+    fn the_request_rate_spans_the_last_minute_of_readings() {
+        let mut readings = VecDeque::new();
+        assert_eq!(rate(&mut readings, 0.0, Some(100)), (None, None));
+        assert_eq!(rate(&mut readings, 5.0, Some(200)), (None, None));
+        assert_eq!(
+            rate(&mut readings, 30.0, Some(400)),
+            (Some(600.0), Some(30.0))
+        );
+        // Readings older than the window no longer count.
+        rate(&mut readings, 60.0, Some(1000));
+        let (per_minute, span) = rate(&mut readings, 90.0, Some(1000));
+        assert_eq!(span, Some(60.0));
+        assert_eq!(per_minute, Some(600.0));
+        // A reset counter starts again.
+        assert_eq!(rate(&mut readings, 95.0, Some(3)), (None, None));
+        assert_eq!(rate(&mut readings, 95.0, None), (None, None));
     }
 }

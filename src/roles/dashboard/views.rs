@@ -11,12 +11,13 @@ use std::time::Duration;
 use maud::{DOCTYPE, Markup, html};
 
 use super::assets;
+use super::replicas::{Count, Replica};
 use super::snapshot::{History, Snapshot};
 use super::system::state_name;
 use crate::config::Environment;
 use crate::probe::Probe;
 use crate::service::Service;
-use crate::store::{QueueStats, ServiceState};
+use crate::store::{Incident, QueueStats, ServiceState};
 
 /// What one rendering needs.
 pub struct View<'a> {
@@ -67,7 +68,8 @@ pub fn page(view: &View) -> Markup {
                 "Refreshes every " (view.refresh.as_secs_f64()) " s · "
                 // Not links: behind the Ingress every /api path goes to the gateway.
                 "JSON on the dashboard service itself: "
-                code { "/api/health-check" } ", " code { "/api/system-info" }
+                code { "/api/health-check" } ", " code { "/api/system-info" } ", "
+                code { "/api/incidents" }
             }
         },
     )
@@ -85,7 +87,9 @@ pub fn live(view: &View) -> Markup {
         (fault_banner(snap))
         @if !snap.redis_connected {
             p.notice #stale role="note" {
-                "History and replicas are unavailable: the store is unreachable."
+                "History, figures and incidents are unknown: the store is unreachable. "
+                "Replicas are those it last listed. What the dashboard sees meanwhile is "
+                "kept and recorded once the store is back."
             }
         } @else if !snap.errors.is_empty() {
             div.notice #store-errors role="note" {
@@ -99,7 +103,7 @@ pub fn live(view: &View) -> Markup {
                     Some(t) => { "the newest health sample is " (ago(view.now - t)) " old." }
                     None => { "no health samples recorded yet." }
                 }
-                " Is the worker running? Uptime and charts are hidden until it records again."
+                " Is the worker running? Response-time charts are hidden until it records again."
             }
         }
         section.cards aria-labelledby="services-title" {
@@ -107,12 +111,13 @@ pub fn live(view: &View) -> Markup {
             @for (i, probe) in snap.services.iter().enumerate() {
                 // The embedded store is part of this process: no card of its own.
                 @if probe.name != Service::Redis || snap.store_backend == "redis" {
-                    (card(probe, snap.history.get(i), stale))
+                    (card(probe, snap.counts.get(i).copied().flatten(), snap.history.get(i), stale, view))
                 }
             }
         }
         div.panels {
             (replicas(snap, view.now))
+            (incidents(snap, view.now))
             (figures(view, stale))
         }
         p.muted.checked {
@@ -135,7 +140,19 @@ fn badge(state: ServiceState) -> Markup {
     }
 }
 
-fn card(probe: &Probe, history: Option<&History>, stale: bool) -> Markup {
+fn card(
+    probe: &Probe,
+    count: Option<Count>,
+    history: Option<&History>,
+    stale: bool,
+    view: &View,
+) -> Markup {
+    // Uptime is the dashboard's own record: current whether or not the worker is.
+    let uptime = |h: fn(&History) -> Option<f64>| match history.and_then(h) {
+        Some(p) => format!("{p:.1} %"),
+        None if !view.snapshot.redis_connected => "unknown".into(),
+        None => "no data".into(),
+    };
     let fresh = history.filter(|_| !stale);
     html! {
         article.card data-service=(probe.name.as_str()) data-state=(state_name(probe.status)) {
@@ -144,63 +161,166 @@ fn card(probe: &Probe, history: Option<&History>, stale: bool) -> Markup {
                 (badge(probe.status))
             }
             dl.facts {
+                @if let Some(c) = count {
+                    div { dt { "Ready" } dd.ready { (c.ready) " of " (c.total) } }
+                }
                 div { dt { "Response" } dd.response { (millis(probe.response_time_ms)) } }
-                div { dt { "Uptime 1 h" } dd { (percent(fresh.and_then(|h| h.uptime_1h), stale)) } }
-                div { dt { "Uptime 24 h" } dd { (percent(fresh.and_then(|h| h.uptime_24h), stale)) } }
+                div { dt { "Uptime 1 h" } dd.uptime { (uptime(|h| h.uptime_1h)) } }
+                div { dt { "Uptime 24 h" } dd { (uptime(|h| h.uptime_24h)) } }
             }
             @if let Some(error) = &probe.error {
                 p.error { (error) }
+            }
+            @if probe.name == Service::Dashboard {
+                p.muted.doing #doing { (doing(view)) }
             }
             @match fresh {
                 Some(h) if h.response_ms.iter().flatten().count() > 1 => {
                     (sparkline(&h.response_ms))
                 }
-                // Stale: the uptime figures say so already.
+                // Stale: the notice above says so already.
                 _ if stale => {}
-                _ => { p.muted.spark-note { "No history yet" } }
+                _ => { p.muted.spark-note { "No response-time history yet" } }
             }
         }
     }
 }
 
+/// What this dashboard is doing, in one sentence.
+fn doing(view: &View) -> String {
+    let snap = view.snapshot;
+    let probed = snap.probes_sent;
+    let mut text = format!(
+        "Serving this page; sending {probed} readiness probe{} every {} s",
+        if probed == 1 { "" } else { "s" },
+        view.refresh.as_secs_f64()
+    );
+    let r = snap.recorder;
+    if !snap.redis_connected {
+        text.push_str(&format!(
+            "; keeping {} minute{} of samples and {} state change{} until the store is back",
+            r.buffered_minutes,
+            if r.buffered_minutes == 1 { "" } else { "s" },
+            r.buffered_changes,
+            if r.buffered_changes == 1 { "" } else { "s" },
+        ));
+    } else {
+        match r.writer {
+            Some(true) => text.push_str("; recording uptime and incidents"),
+            Some(false) => text.push_str("; another dashboard records this minute"),
+            None => {}
+        }
+    }
+    text.push('.');
+    text
+}
+
 fn replicas(snap: &Snapshot, now: f64) -> Markup {
-    let Some(instances) = &snap.instances else {
-        return html! {
-            section.panel aria-labelledby="replicas-title" {
-                h2 #replicas-title { "Replicas " span.muted { "(unknown)" } }
+    html! {
+        section.panel.wide aria-labelledby="replicas-title" {
+            h2 #replicas-title {
+                "Replicas "
+                span.muted {
+                    "(" (snap.replicas.len()) ")"
+                    @if !snap.replicas_current { " as last listed" }
+                }
+            }
+            @if !snap.replicas_current {
                 p.muted {
                     @if snap.redis_connected {
-                        "Unknown: the list of instances cannot be read (see above)."
+                        "The list of instances cannot be read (see above): these are the last known."
                     } @else {
-                        "Unknown: the store is unreachable."
+                        "The store is unreachable: these are the replicas it last listed."
                     }
                 }
             }
-        };
-    };
-    html! {
-        section.panel aria-labelledby="replicas-title" {
-            h2 #replicas-title { "Replicas " span.muted { "(" (instances.len()) ")" } }
-            @if instances.is_empty() {
-                p.muted { "No live instances: no heartbeats in the store." }
+            @if snap.replicas.is_empty() {
+                p.muted { "No replicas known: no heartbeats in the store." }
             } @else {
                 div.scroll {
                     table #replicas {
-                        thead { tr { th { "Role" } th { "Instance" } th { "Version" } th { "Age" } } }
+                        thead {
+                            tr {
+                                th { "Role" } th { "State" } th.num { "Response" }
+                                th { "Address" } th { "Instance" } th { "Version" } th { "Age" }
+                            }
+                        }
                         tbody {
-                            @for i in instances {
-                                tr {
-                                    td { (i.role.as_str()) }
-                                    td.id { (i.id) }
-                                    td { (i.version) }
-                                    td { (ago(now - i.started_at)) }
-                                }
+                            @for r in &snap.replicas {
+                                (replica_row(r, now))
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+fn replica_row(r: &Replica, now: f64) -> Markup {
+    let word = r.state_word();
+    let class = match word {
+        "ready" => "healthy",
+        "lost" | "down" => "down",
+        _ => "degraded",
+    };
+    html! {
+        tr data-state=(word) {
+            td { (r.instance.role.as_str()) }
+            td {
+                span class={ "badge " (class) } { (word) }
+                @if let Some(since) = r.lost_since {
+                    " " span.muted { (ago(now - since)) " ago" }
+                }
+            }
+            td.num { (millis(r.probe.as_ref().and_then(|p| p.response_time_ms))) }
+            td.addr { (r.instance.address.as_deref().unwrap_or("none")) }
+            td.id { (r.instance.id) }
+            td { (r.instance.version) }
+            td { (ago(now - r.instance.started_at)) }
+        }
+    }
+}
+
+fn incidents(snap: &Snapshot, now: f64) -> Markup {
+    html! {
+        section.panel aria-labelledby="incidents-title" {
+            h2 #incidents-title { "Incidents " span.muted { "(newest first)" } }
+            @match &snap.incidents {
+                None => { p.muted { "Unknown: the store cannot be read." } }
+                Some(list) if list.is_empty() => { p.muted { "No incidents recorded." } }
+                Some(list) => {
+                    ol.timeline #incidents {
+                        @for i in list.iter().take(20) { (incident(i, now)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn incident(i: &Incident, now: f64) -> Markup {
+    html! {
+        li data-state=(state_name(i.to)) .open[i.ended_at.is_none()] {
+            time datetime=(clock(i.started_at)) { (clock(i.started_at)) }
+            " " strong { (i.service.title()) } " "
+            (state_name(i.from)) " → " (badge(i.to)) " "
+            @match i.ended_at {
+                Some(_) => span.muted { "for " (duration(i.duration_s(now))) },
+                None => strong { "ongoing, " (duration(i.duration_s(now))) },
+            }
+            @if let Some(reason) = &i.reason { br; span.muted.reason { (reason) } }
+        }
+    }
+}
+
+/// Seconds as "42 s", "3 min 5 s", "2 h 10 min".
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
     }
 }
 
@@ -223,12 +343,12 @@ fn figures(view: &View, stale: bool) -> Markup {
                 }
                 div { dt { "Gateway requests" } dd #total-requests { (count(f.total_requests)) } }
                 div {
-                    dt { "Requests / min" }
+                    dt { "Requests / min (last 60 s)" }
                     dd #request-rate {
-                        @match f.requests_last_minute() {
-                            Some(n) if !stale => { (n) }
-                            _ if stale => { "stale" }
-                            _ => { "—" }
+                        @match f.request_rate {
+                            Some(n) => { (format!("{n:.0}")) }
+                            None if !snap.redis_connected => { "unknown" }
+                            None => { "measuring…" }
                         }
                     }
                 }
@@ -327,16 +447,8 @@ fn millis(ms: Option<f64>) -> String {
     }
 }
 
-fn percent(value: Option<f64>, stale: bool) -> String {
-    match value {
-        Some(p) => format!("{p:.1} %"),
-        None if stale => "stale".into(),
-        None => "—".into(),
-    }
-}
-
 fn count(value: Option<i64>) -> String {
-    value.map_or_else(|| "—".into(), |n| n.to_string())
+    value.map_or_else(|| "unknown".into(), |n| n.to_string())
 }
 
 /// A duration in seconds as "12 s", "3 min", "5 h", "2 d".
@@ -392,6 +504,8 @@ mod tests {
         assert_eq!(ago(61.0), "1 min");
         assert_eq!(ago(7300.0), "2 h");
         assert_eq!(clock(3661.5), "01:01:01");
+        assert_eq!(duration(21.4), "21 s");
+        assert_eq!(duration(185.0), "3 min 5 s");
     }
 
     #[test]

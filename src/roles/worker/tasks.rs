@@ -3,7 +3,8 @@
 //! - `data_processing`: CPU-bound batch work of a given size, on the blocking pool and
 //!   at most one per core, so an HPA sees real CPU load;
 //! - `health_check`: probes the gateway, the dashboard, every live worker and Redis,
-//!   records status and latency in the health history and the uptime series;
+//!   records status and latency in the health history (the dashboard counts uptime:
+//!   it keeps observing when the workers or the store are gone);
 //! - `metrics_collection`: rolls counters into per-minute series;
 //! - `cleanup`: applies retention to the series and the dead-letter stream (records
 //!   expire by TTL, history is trimmed on write, finished stream entries are deleted).
@@ -160,11 +161,16 @@ async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
         return Ok(probe);
     }
     let probes = join_all(workers.iter().map(|w| async move {
-        match url::Url::parse(&format!("http://{}/health/ready", w.address)) {
+        let Some(address) = &w.address else {
+            let mut probe = Probe::new(Service::Worker, ServiceState::Degraded);
+            probe.error = Some("announces no address to probe".into());
+            return probe;
+        };
+        match url::Url::parse(&format!("http://{address}/health/ready")) {
             Ok(url) => probe::http(&ctx.http, Service::Worker, &url).await,
             Err(e) => {
                 let mut probe = Probe::new(Service::Worker, ServiceState::Down);
-                probe.error = Some(format!("bad address {:?}: {e}", w.address));
+                probe.error = Some(format!("bad address {address:?}: {e}"));
                 probe
             }
         }
@@ -195,6 +201,7 @@ async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
         status,
         response_time_ms: latency,
         error: (!failing.is_empty()).then(|| failing.join("; ")),
+        ready: healthy > 0,
     })
 }
 
@@ -217,7 +224,6 @@ async fn health_check(ctx: &TaskContext) -> Result<Value, TaskError> {
     );
     let workers = probe_workers(ctx).await?;
     let now = unix_now();
-    let minute = minute_of(now);
     let mut summary = serde_json::Map::new();
     for probe in [gateway, workers, redis, dashboard] {
         let service = probe.name;
@@ -228,14 +234,9 @@ async fn health_check(ctx: &TaskContext) -> Result<Value, TaskError> {
             response_time_ms: probe.response_time_ms,
             error: probe.error,
         };
+        // Uptime is counted by the dashboard, which keeps observing (and counting)
+        // while the workers or the store are gone: these samples are the sparklines.
         ctx.store.record_health(&sample, HEALTH_HISTORY).await?;
-        ctx.store
-            .series_add(&series::checks(service.as_str()), minute, 1)
-            .await?;
-        let up = i64::from(probe.status != ServiceState::Down);
-        ctx.store
-            .series_add(&series::up(service.as_str()), minute, up)
-            .await?;
         summary.insert(service.as_str().to_owned(), json!(sample.status));
     }
     Ok(Value::Object(summary))
