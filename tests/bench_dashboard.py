@@ -11,7 +11,11 @@ build) and drives the dashboard's page (/) and live fragment (/partials/status) 
 alternating with nginx serving the same bytes as static files: the ceiling of this
 machine. Prints medians, the svc/nginx ratio, and the full page's size (HTML + CSS + JS).
 
-Targets: >= 10,000 fragment renders/s; page under 50 KB uncompressed.
+It also kills one of two gateways five times and measures how long the dashboard (1 s
+refresh) takes to count it as not ready.
+
+Targets: >= 10,000 fragment renders/s; page under 50 KB uncompressed; a replica's
+death shown within two refresh periods.
 
 Usage: tests/bench_dashboard.py [--rounds N] [--duration SECONDS] [--connections N]
 Needs: target/release/svc, redis-server, nginx, wrk (tests/bench.sh installs them).
@@ -137,6 +141,57 @@ def snapshot_cost(redis_url, replicas_port, seconds=20):
     return cpu * 1000 / wall, counted
 
 
+def death_to_page(redis_url, rounds=5, refresh=1.0):
+    """Seconds from a gateway's SIGKILL to the dashboard (1 s refresh) counting it as
+    not ready, one killed of two per round; median and worst."""
+    env = {"PATH": os.environ["PATH"], "REDIS_URL": redis_url, "DRAIN_DELAY": "0s",
+           "LOG_LEVEL": "warn"}
+    dash_port = free_port()
+    gateways = []
+
+    def gateway():
+        port = free_port()
+        proc = subprocess.Popen([SVC, "gateway", "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, stdout=subprocess.DEVNULL)
+        wait_http(port, "/health/ready")
+        return proc, port
+
+    def gateway_replicas():
+        check = json.loads(fetch(dash_port, "/api/health-check"))
+        entry = next(s for s in check["services"] if s["name"] == "api-gateway")
+        return entry.get("replicas", {})
+
+    first = gateway()
+    gateways.append(first)
+    target = f"http://127.0.0.1:{first[1]}"
+    dash = subprocess.Popen(
+        [SVC, "dashboard", "--host", "127.0.0.1", "--port", str(dash_port),
+         "--refresh", f"{refresh}s", "--gateway-url", target, "--worker-url", target],
+        env=env, stdout=subprocess.DEVNULL)
+    times = []
+    try:
+        wait_http(dash_port, "/health/ready")
+        for _ in range(rounds):
+            victim = gateway()
+            gateways.append(victim)
+            deadline = time.monotonic() + 20
+            while gateway_replicas().get("ready") != 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            killed = time.monotonic()
+            victim[0].kill()
+            victim[0].wait()
+            while gateway_replicas().get("ready") != 1 and time.monotonic() < killed + 30:
+                time.sleep(0.02)
+            times.append(time.monotonic() - killed)
+            gateways.remove(victim)
+    finally:
+        for proc, _ in gateways:
+            stop(proc)
+        stop(dash)
+    times.sort()
+    return times[len(times) // 2], times[-1]
+
+
 def fetch(port, path):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as res:
         return res.read()
@@ -174,6 +229,10 @@ def main():
             busy, counted = snapshot_cost(redis_url, replicas_port)
             print(f"snapshot period, {REPLICAS} replicas probed: {busy:.1f} ms CPU per 1 s period "
                   f"({counted} counted)")
+            median, worst = death_to_page(redis_url)
+            print(f"a gateway's death shown (1 s refresh): median {median:.2f} s, worst "
+                  f"{worst:.2f} s (target: within two periods, 2 s: "
+                  f"{'ok' if worst <= 2.0 else 'MISSED'})")
             port, gateway_port = free_port(), free_port()
             env = {"PATH": os.environ["PATH"], "REDIS_URL": redis_url, "DRAIN_DELAY": "0s",
                    "LOG_LEVEL": "warn"}
