@@ -3,5 +3,5 @@
 # missing, then `cargo test`. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests/need.sh redis-server=redis-server promtool=prometheus chromium=chromium chromedriver=chromium-driver script=bsdutils
+tests/need.sh redis-server=redis-server promtool=prometheus prometheus=prometheus chromium=chromium chromedriver=chromium-driver script=bsdutils openssl=openssl
 exec cargo test --locked "$@"
