@@ -103,14 +103,29 @@ impl Launch {
     }
 }
 
-/// Runs `role` until it ends, or until a second signal (`forced`) cuts the drain short.
-pub async fn until_forced<F>(forced: CancellationToken, role: F) -> Result<(), Error>
-where
-    F: Future<Output = Result<(), http::ServeError>>,
-{
-    tokio::select! {
-        result = role => result.map_err(Error::from),
-        () = forced.cancelled() => Err(Error::Interrupted),
+impl Launch {
+    /// Runs `role` with the settings, store and shutdown signal until it ends, or until
+    /// a second signal cuts the drain short; the logger outlives it, so its last lines
+    /// are flushed.
+    pub async fn serve<F>(self, role: F) -> Result<(), Error>
+    where
+        F: AsyncFnOnce(
+            Settings,
+            SharedStore,
+            std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+        ) -> Result<(), http::ServeError>,
+    {
+        let Launch {
+            settings,
+            store,
+            shutdown,
+            forced,
+            logs: _logs,
+        } = self;
+        tokio::select! {
+            result = role(settings, store, shutdown) => result.map_err(Error::from),
+            () = forced.cancelled() => Err(Error::Interrupted),
+        }
     }
 }
 

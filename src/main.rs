@@ -9,7 +9,7 @@ use clap::error::ErrorKind;
 use svc::cli::{Cli, Role, ServeArgs};
 use svc::config::Settings;
 use svc::roles::{all, dashboard, gateway, load, worker};
-use svc::{Error, Launch, http, until_forced};
+use svc::{Error, Launch, http};
 
 // jemalloc with a background thread returns freed pages to the system within a
 // second or two (its configuration is set at build time in .cargo/config.toml), so a
@@ -58,79 +58,49 @@ async fn run(role: Role) -> Result<(), Error> {
         Role::Gateway(args) => {
             let config = args.limits.config()?;
             let (launch, listener) = start(&args.serve, gateway::DEFAULT_PORT)?;
-            let Launch {
-                settings,
-                store,
-                shutdown,
-                forced,
-                logs: _logs,
-            } = launch;
-            until_forced(
-                forced,
-                gateway::run(&settings, &config, store, listener, shutdown),
-            )
-            .await
+            launch
+                .serve(async |settings, store, shutdown| {
+                    gateway::run(&settings, &config, store, listener, shutdown).await
+                })
+                .await
         }
         Role::Worker(args) => {
             let config = args
                 .worker
                 .config(args.gateway_url.clone(), args.dashboard_url.clone())?;
             let (launch, listener) = start(&args.serve, worker::DEFAULT_PORT)?;
-            let Launch {
-                settings,
-                store,
-                shutdown,
-                forced,
-                logs: _logs,
-            } = launch;
-            until_forced(
-                forced,
-                worker::run(&settings, &config, store, listener, shutdown),
-            )
-            .await
+            launch
+                .serve(async |settings, store, shutdown| {
+                    worker::run(&settings, &config, store, listener, shutdown).await
+                })
+                .await
         }
         Role::Dashboard(args) => {
             let config = args.config()?;
             let (launch, listener) = start(&args.serve, dashboard::DEFAULT_PORT)?;
-            let Launch {
-                settings,
-                store,
-                shutdown,
-                forced,
-                logs: _logs,
-            } = launch;
-            until_forced(
-                forced,
-                dashboard::run(&settings, &config, store, listener, shutdown),
-            )
-            .await
+            launch
+                .serve(async |settings, store, shutdown| {
+                    dashboard::run(&settings, &config, store, listener, shutdown).await
+                })
+                .await
         }
         Role::All(args) => {
             let settings = args.common.settings(false)?;
             let ports = args.ports();
             // Validated before binding, then built from the ports actually bound.
             args.config(ports)?;
+            let backlog = settings.limits.backlog;
             let listeners = all::Listeners {
-                gateway: http::bind((args.host, ports.gateway).into(), settings.limits.backlog)?,
-                worker: http::bind((args.host, ports.worker).into(), settings.limits.backlog)?,
-                dashboard: http::bind(
-                    (args.host, ports.dashboard).into(),
-                    settings.limits.backlog,
-                )?,
+                gateway: http::bind((args.host, ports.gateway).into(), backlog)?,
+                worker: http::bind((args.host, ports.worker).into(), backlog)?,
+                dashboard: http::bind((args.host, ports.dashboard).into(), backlog)?,
             };
             let config = args.config(listeners.ports().map_err(http::ServeError::Io)?)?;
-            let Launch {
-                settings,
-                store,
-                shutdown,
-                forced,
-                logs: _logs,
-            } = Launch::start(settings)?;
-            until_forced(
-                forced,
-                all::run(&settings, &config, store, listeners, shutdown),
-            )
-            .await
+            Launch::start(settings)?
+                .serve(async |settings, store, shutdown| {
+                    all::run(&settings, &config, store, listeners, shutdown).await
+                })
+                .await
         }
         Role::Healthcheck(args) => Ok(svc::healthcheck::check(&args.url, args.timeout).await?),
         Role::Load(args) => {
