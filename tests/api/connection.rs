@@ -130,13 +130,7 @@ async fn not_ready_reason(url: &str) -> (String, String) {
         &[("REDIS_URL", url), ("DRAIN_DELAY", "0s")],
     );
     let client = reqwest::Client::new();
-    let reason = eventually(Duration::from_secs(10), "a not-ready reason", || async {
-        let res = client.get(svc.url("/health/ready")).send().await.ok()?;
-        let body: serde_json::Value = res.json().await.ok()?;
-        let reason = body["reason"].as_str()?.to_owned();
-        (reason != "starting").then_some(reason)
-    })
-    .await;
+    let reason = crate::helpers::not_ready_reason(&client, &svc.url("/health/ready")).await;
     let output = eventually(Duration::from_secs(5), "a warning", || async {
         let out = svc.output();
         out.contains("WARN").then_some(out)

@@ -645,3 +645,18 @@ impl TestApp {
         .await
     }
 }
+
+/// GET `url` and parse JSON; `None` on any failure (for polling with [`eventually`]).
+pub async fn try_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// Polls `url` (a `/health/ready`) until it names a reason other than `starting`.
+pub async fn not_ready_reason(client: &reqwest::Client, url: &str) -> String {
+    eventually(Duration::from_secs(10), "a not-ready reason", || async {
+        let body = try_json(client, url).await?;
+        let reason = body["reason"].as_str()?.to_owned();
+        (reason != "starting").then_some(reason)
+    })
+    .await
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{SvcProcess, eventually, free_port, require_tool};
+use crate::helpers::{SvcProcess, eventually, free_port, not_ready_reason, require_tool, try_json};
 
 /// One `redis-server` (data node or sentinel) of this test; killed on drop.
 struct Node {
@@ -332,14 +332,7 @@ async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
         || async {
             let mut done = HashSet::new();
             for id in &accepted {
-                let job: Value = client
-                    .get(gateway.url(&format!("/api/jobs/{id}")))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let job = try_json(&client, &gateway.url(&format!("/api/jobs/{id}"))).await?;
                 if job["state"] == "done" {
                     done.insert(id.clone());
                 }
@@ -495,19 +488,7 @@ async fn a_managed_redis_over_tls_is_used_with_its_ca_and_refused_without() {
         &[("REDIS_URL", &url), ("DRAIN_DELAY", "0s")],
     );
     let client = reqwest::Client::new();
-    let reason = eventually(Duration::from_secs(10), "a not-ready reason", || async {
-        let body: Value = client
-            .get(untrusted.url("/health/ready"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let reason = body["reason"].as_str()?.to_owned();
-        (reason != "starting").then_some(reason)
-    })
-    .await;
+    let reason = not_ready_reason(&client, &untrusted.url("/health/ready")).await;
     assert!(reason.to_lowercase().contains("certificate"), "{reason}");
     assert!(!untrusted.output().contains(&password));
 }
@@ -563,19 +544,7 @@ async fn readiness_says_so_while_the_sentinels_know_no_primary() {
         &[("REDIS_SENTINELS", &sentinels), ("DRAIN_DELAY", "0s")],
     );
     let client = reqwest::Client::new();
-    let reason = eventually(Duration::from_secs(10), "a not-ready reason", || async {
-        let body: Value = client
-            .get(gateway.url("/health/ready"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let reason = body["reason"].as_str()?.to_owned();
-        (reason != "starting").then_some(reason)
-    })
-    .await;
+    let reason = not_ready_reason(&client, &gateway.url("/health/ready")).await;
     assert!(reason.contains("no primary known"), "{reason}");
     assert!(reason.contains("mymaster"), "{reason}");
 }
