@@ -21,7 +21,7 @@ use svc::store::series;
 use crate::dashboard::record_history;
 use crate::detection::dashboard_over;
 use crate::helpers::{RedisServer, SvcProcess, eventually, free_port, loopback, require_tool};
-use crate::helpers::{gateway_process, worker_process};
+use crate::helpers::{all_args, gateway_process, worker_process};
 
 /// Refresh period the dashboards under test run with.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -253,20 +253,13 @@ async fn the_page_works_in_chromium_against_svc_all() {
     let refresh = format!("{}s", REFRESH.as_secs());
     let url = redis.url();
     let svc = dashboard_process(
-        &[
-            "all",
-            "--gateway-port",
-            "0",
-            "--worker-port",
-            "0",
-            "--dashboard-port",
-            "0",
+        &all_args(&[
             "--refresh",
             &refresh,
             // The history is the test's: no scheduled health check writes over it.
             "--interval",
             "24h",
-        ],
+        ]),
         &[("DRAIN_DELAY", "0s"), ("REDIS_URL", &url)],
     )
     .await;

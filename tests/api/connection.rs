@@ -55,15 +55,7 @@ async fn a_job_running_at_sigterm_in_svc_all_is_finished_and_recorded() {
     let mut redis = RedisServer::start();
     let url = redis.url();
     let mut svc = SvcProcess::spawn(
-        &[
-            "all",
-            "--gateway-port",
-            "0",
-            "--worker-port",
-            "0",
-            "--dashboard-port",
-            "0",
-        ],
+        &crate::helpers::all_args(&[]),
         &[
             ("REDIS_URL", url.as_str()),
             ("DRAIN_DELAY", "0s"),

@@ -224,17 +224,7 @@ async fn stopping_every_worker_is_counted_in_uptime_and_kept_as_an_incident() {
 #[tokio::test]
 async fn svc_all_on_the_embedded_store_shows_no_redis() {
     let svc = SvcProcess::spawn(
-        &[
-            "all",
-            "--gateway-port",
-            "0",
-            "--worker-port",
-            "0",
-            "--dashboard-port",
-            "0",
-            "--refresh",
-            "1s",
-        ],
+        &crate::helpers::all_args(&["--refresh", "1s"]),
         &[("DRAIN_DELAY", "0s")],
     );
     let base = format!("http://{}", svc.address_of("dashboard"));

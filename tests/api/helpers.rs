@@ -660,3 +660,25 @@ pub async fn not_ready_reason(client: &reqwest::Client, url: &str) -> String {
     })
     .await
 }
+
+/// The arguments of `svc all` on ports the OS picks, then `extra`.
+pub fn all_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "all",
+        "--gateway-port",
+        "0",
+        "--worker-port",
+        "0",
+        "--dashboard-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// An in-process gateway on `redis`, once ready.
+pub async fn ready_gateway(redis: &RedisServer) -> TestApp {
+    let app = TestApp::gateway(test_settings(StoreSettings::Redis(redis.settings()))).await;
+    app.wait_ready(200, Duration::from_secs(10)).await;
+    app
+}

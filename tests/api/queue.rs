@@ -7,18 +7,13 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use svc::config::StoreSettings;
 
-use crate::helpers::{RedisServer, TestApp, eventually, test_settings, worker_process};
+use crate::helpers::{RedisServer, eventually, worker_process};
 
 /// A long interval: no periodic job gets in the way of what a test submits.
 const QUIET: (&str, &str) = ("WORKER_INTERVAL", "24h");
 
-async fn gateway(redis: &RedisServer) -> TestApp {
-    let app = TestApp::gateway(test_settings(StoreSettings::Redis(redis.settings()))).await;
-    app.wait_ready(200, Duration::from_secs(10)).await;
-    app
-}
+use crate::helpers::ready_gateway as gateway;
 
 /// Writes a job record as raw JSON and puts it on the stream, as another version (or a
 /// person with redis-cli) would.

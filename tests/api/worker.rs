@@ -7,17 +7,12 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::Value;
-use svc::config::StoreSettings;
 use svc::jobs::JobRecord;
 
-use crate::helpers::{RedisServer, SvcProcess, TestApp, eventually, test_settings, worker_process};
+use crate::helpers::{RedisServer, SvcProcess, eventually, worker_process};
 use crate::metrics::{promtool_check, sample};
 
-async fn gateway(redis: &RedisServer) -> TestApp {
-    let app = TestApp::gateway(test_settings(StoreSettings::Redis(redis.settings()))).await;
-    app.wait_ready(200, Duration::from_secs(5)).await;
-    app
-}
+use crate::helpers::ready_gateway as gateway;
 
 /// Every job record in the store.
 async fn job_records(redis: &RedisServer) -> Vec<JobRecord> {
@@ -440,17 +435,7 @@ async fn worker_status_metrics_and_readiness() {
 #[tokio::test]
 async fn svc_all_runs_jobs_on_the_embedded_store() {
     let mut all = SvcProcess::spawn(
-        &[
-            "all",
-            "--gateway-port",
-            "0",
-            "--worker-port",
-            "0",
-            "--dashboard-port",
-            "0",
-            "--interval",
-            "300ms",
-        ],
+        &crate::helpers::all_args(&["--interval", "300ms"]),
         &[("DRAIN_DELAY", "0s")],
     );
     all.wait_ready().await;
