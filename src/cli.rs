@@ -13,6 +13,7 @@ use crate::config::{
     WAIT_RANGE, WaitReplicas, invalid, service_url, within,
 };
 use crate::roles::{all, dashboard, gateway, load, worker};
+use crate::targets::watch::Loaded;
 
 /// Microservice health monitoring: API gateway, worker and dashboard in one binary.
 #[derive(Debug, Parser)]
@@ -127,6 +128,9 @@ pub struct WorkerFlags {
     /// Jobs one worker runs at once (CPU-bound ones are further limited to one per core).
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 32)]
     pub concurrency: usize,
+    /// YAML file of your own services to probe and the webhooks to notify; reloaded when it changes.
+    #[arg(long = "targets", env = "TARGETS_FILE", value_name = "FILE")]
+    pub targets: Option<std::path::PathBuf>,
 }
 
 /// Flags of `svc dashboard`.
@@ -147,6 +151,9 @@ pub struct DashboardArgs {
     /// How often the page refreshes and the services are probed.
     #[arg(long, env = "REFRESH_PERIOD", default_value = "5s", value_parser = humantime::parse_duration)]
     pub refresh: Duration,
+    /// YAML file of your own services (the worker's): the targets the page shows; reloaded when it changes.
+    #[arg(long = "targets", env = "TARGETS_FILE", value_name = "FILE")]
+    pub targets: Option<std::path::PathBuf>,
 }
 
 /// Flags of `svc all`.
@@ -483,19 +490,33 @@ impl WorkerFlags {
             visibility_timeout: self.visibility_timeout,
             max_attempts: self.max_attempts,
             concurrency: self.concurrency,
+            targets: targets(self.targets.as_deref(), self.interval)?,
         }
         .validate()
     }
 }
 
+/// The targets file at `path`, read and checked; `interval` as for [`Loaded::read`].
+fn targets(
+    path: Option<&std::path::Path>,
+    interval: Duration,
+) -> Result<Option<Loaded>, ConfigError> {
+    path.map(|path| Loaded::read(path, interval))
+        .transpose()
+        .map_err(|e| invalid("TARGETS_FILE", e.to_string()))
+}
+
 impl DashboardArgs {
     /// The dashboard's config.
     pub fn config(&self) -> Result<dashboard::Config, ConfigError> {
-        dashboard::Config::new(
-            service_url("API_GATEWAY_URL", self.gateway_url.clone())?,
-            service_url("WORKER_SERVICE_URL", self.worker_url.clone())?,
-            self.refresh,
-        )
+        Ok(dashboard::Config {
+            targets: targets(self.targets.as_deref(), dashboard::TARGETS_INTERVAL)?,
+            ..dashboard::Config::new(
+                service_url("API_GATEWAY_URL", self.gateway_url.clone())?,
+                service_url("WORKER_SERVICE_URL", self.worker_url.clone())?,
+                self.refresh,
+            )?
+        })
     }
 }
 
@@ -518,16 +539,16 @@ impl AllArgs {
             ))
             .map_err(|e| invalid("HOST", e.to_string()))
         };
+        let worker = self
+            .worker
+            .config(url(ports.gateway)?, url(ports.dashboard)?)?;
         Ok(all::Config {
             gateway: self.limits.config()?,
-            worker: self
-                .worker
-                .config(url(ports.gateway)?, url(ports.dashboard)?)?,
-            dashboard: dashboard::Config::new(
-                url(ports.gateway)?,
-                url(ports.worker)?,
-                self.refresh,
-            )?,
+            dashboard: dashboard::Config {
+                targets: worker.targets.clone(),
+                ..dashboard::Config::new(url(ports.gateway)?, url(ports.worker)?, self.refresh)?
+            },
+            worker,
         })
     }
 }

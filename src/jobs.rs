@@ -38,10 +38,14 @@ pub enum TaskType {
     HealthCheck,
     /// Rolls counters into per-minute series.
     MetricsCollection,
+    /// Delivers one webhook notification of a target's change of state (queued by the
+    /// worker that saw the change; never submitted).
+    Notify,
 }
 
 impl TaskType {
-    /// Every type, in the original's order.
+    /// The original's four types, in its order: what the scheduler runs each tick and
+    /// what a submission may name.
     pub const ALL: [TaskType; 4] = [
         TaskType::DataProcessing,
         TaskType::Cleanup,
@@ -56,6 +60,7 @@ impl TaskType {
             TaskType::Cleanup => "cleanup",
             TaskType::HealthCheck => "health_check",
             TaskType::MetricsCollection => "metrics_collection",
+            TaskType::Notify => "notify",
         }
     }
 
@@ -64,6 +69,7 @@ impl TaskType {
         match self {
             TaskType::DataProcessing => &["size", "fail", "hold_ms"],
             TaskType::Cleanup | TaskType::HealthCheck | TaskType::MetricsCollection => &[],
+            TaskType::Notify => &["url", "body", "key"],
         }
     }
 }
@@ -163,17 +169,29 @@ pub enum JobSpec {
     HealthCheck {},
     /// Roll counters into minute series.
     MetricsCollection {},
+    /// POST `body` to `url` with the idempotency key `key`.
+    Notify {
+        /// The receiver.
+        url: String,
+        /// The JSON body, in the receiver's format.
+        body: Value,
+        /// The same for every attempt: a receiver drops what it has seen.
+        key: String,
+    },
 }
 
 impl JobSpec {
     /// Parses a `POST /api/jobs` body: strict, every field known and in range.
     pub fn parse_submission(body: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(body).map_err(|e| e.to_string())
+        match serde_json::from_slice(body).map_err(|e| e.to_string())? {
+            JobSpec::Notify { .. } => Err("notify jobs are queued by the workers only".into()),
+            spec => Ok(spec),
+        }
     }
 
-    /// The spec a scheduler tick enqueues for `task`.
-    pub fn periodic(task: TaskType) -> Self {
-        match task {
+    /// The spec a scheduler tick enqueues for `task` (`None`: not a periodic task).
+    pub fn periodic(task: TaskType) -> Option<Self> {
+        Some(match task {
             TaskType::DataProcessing => JobSpec::DataProcessing {
                 size: DataSize::default(),
                 fail: None,
@@ -182,7 +200,8 @@ impl JobSpec {
             TaskType::Cleanup => JobSpec::Cleanup {},
             TaskType::HealthCheck => JobSpec::HealthCheck {},
             TaskType::MetricsCollection => JobSpec::MetricsCollection {},
-        }
+            TaskType::Notify => return None,
+        })
     }
 
     /// Its task type.
@@ -192,6 +211,7 @@ impl JobSpec {
             JobSpec::Cleanup {} => TaskType::Cleanup,
             JobSpec::HealthCheck {} => TaskType::HealthCheck,
             JobSpec::MetricsCollection {} => TaskType::MetricsCollection,
+            JobSpec::Notify { .. } => TaskType::Notify,
         }
     }
 }

@@ -18,7 +18,9 @@ pub mod probe;
 pub mod roles;
 pub mod service;
 pub mod store;
+pub mod targets;
 pub mod telemetry;
+pub mod tls;
 
 use std::future::Future;
 

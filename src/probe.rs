@@ -58,6 +58,7 @@ impl Probe {
 /// pooled one the service closed while idle would fail the probe, and the connect
 /// time is part of the answer anyway).
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    crate::tls::install();
     reqwest::Client::builder()
         .timeout(PROBE_TIMEOUT)
         .pool_max_idle_per_host(0)
@@ -137,7 +138,7 @@ pub async fn store(store: &SharedStore) -> Probe {
 
 /// A short, human reason for a failed request: the innermost cause says the most
 /// ("Connection refused"), the outer layers only repeat the URL.
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("no answer within {} s", PROBE_TIMEOUT.as_secs());
     }

@@ -107,3 +107,44 @@ impl std::fmt::Display for Role {
         f.write_str(self.as_str())
     }
 }
+
+/// What a history or an incident speaks of: one of svc's own services, or a target
+/// the user listed (by its name, which is never one of the services' names).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Watched {
+    /// A part of svc.
+    Service(Service),
+    /// A target of the targets file.
+    Target(String),
+}
+
+impl Watched {
+    /// The name in JSON answers and store keys.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Watched::Service(service) => service.as_str(),
+            Watched::Target(name) => name,
+        }
+    }
+
+    /// The name people read on the page.
+    pub fn title(&self) -> &str {
+        match self {
+            Watched::Service(service) => service.title(),
+            Watched::Target(name) => name,
+        }
+    }
+}
+
+impl From<Service> for Watched {
+    fn from(service: Service) -> Self {
+        Watched::Service(service)
+    }
+}
+
+impl std::fmt::Display for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

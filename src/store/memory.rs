@@ -11,9 +11,11 @@ use async_trait::async_trait;
 
 use tokio::sync::Notify;
 
+use super::targets::{self, HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, Tally};
 use super::{
     Delivery, HealthSample, INCIDENTS_KEPT, INCIDENTS_KEPT_DAYS, Incident, Instance, LOST_KEPT,
-    MAX_QUEUE, QueueStats, Reclaimed, ServiceState, Store, StoreError, keys,
+    MAX_QUEUE, QueueStats, Reclaimed, ServiceState, Store, StoreError, TargetReport, TargetSample,
+    keys,
 };
 use crate::clock::unix_now;
 use crate::jobs::{JobRecord, JobState, RECORD_TTL, mark_dead};
@@ -42,6 +44,7 @@ struct State {
     /// Incidents, oldest first.
     incidents: VecDeque<Incident>,
     series: HashMap<String, BTreeMap<i64, i64>>,
+    targets: HashMap<String, TargetData>,
     /// Job records as stored, and when each expires.
     jobs: HashMap<String, (String, Instant)>,
     queue: Queue,
@@ -57,6 +60,24 @@ struct Queue {
     pending: BTreeMap<u64, (Delivery, Instant)>,
     /// Job id and error of each dead letter, oldest first.
     dead: VecDeque<(String, String)>,
+}
+
+/// What is kept of one target: its state and newest samples as stored (JSON), and
+/// its tallies by absolute minute and hour.
+#[derive(Debug, Default)]
+struct TargetData {
+    state: Option<String>,
+    samples: VecDeque<String>,
+    minutes: BTreeMap<i64, Tally>,
+    hours: BTreeMap<i64, Tally>,
+}
+
+/// Counts one probe in slot `at` of `tallies`, keeping the newest `kept` slots.
+fn count(tallies: &mut BTreeMap<i64, Tally>, at: i64, up: i64, kept: u64) {
+    let tally = tallies.entry(at).or_default();
+    tally.checks += 1;
+    tally.up += up;
+    *tallies = tallies.split_off(&(at - i64::try_from(kept).unwrap_or(i64::MAX)));
 }
 
 fn entry_number(entry: &str) -> Option<u64> {
@@ -387,6 +408,65 @@ impl Store for MemoryStore {
         let removed = points.len();
         *points = kept;
         Ok(removed)
+    }
+
+    async fn target_state(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.state().targets.get(name).and_then(|t| t.state.clone()))
+    }
+
+    async fn put_target_state(
+        &self,
+        name: &str,
+        seen: Option<&str>,
+        state: &str,
+        sample: Option<&TargetSample>,
+    ) -> Result<bool, StoreError> {
+        let sample = sample
+            .map(|s| serde_json::to_string(s).map(|json| (s, json)))
+            .transpose()
+            .map_err(|e| StoreError::Command(e.to_string()))?;
+        let mut all = self.state();
+        let target = all.targets.entry(name.to_owned()).or_default();
+        if target.state.as_deref() != seen {
+            return Ok(false);
+        }
+        target.state = Some(state.to_owned());
+        if let Some((sample, json)) = sample {
+            target.samples.push_front(json);
+            target.samples.truncate(SAMPLES_KEPT);
+            let up = i64::from(sample.status != ServiceState::Down);
+            let minute = crate::clock::minute_of(sample.timestamp);
+            count(&mut target.minutes, minute, up, MINUTES_KEPT.as_secs() / 60);
+            count(
+                &mut target.hours,
+                minute.div_euclid(60),
+                up,
+                HOURS_KEPT.as_secs() / 3600,
+            );
+        }
+        Ok(true)
+    }
+
+    async fn target_reports(
+        &self,
+        names: &[String],
+        now: f64,
+    ) -> Result<Vec<TargetReport>, StoreError> {
+        let all = self.state();
+        Ok(names
+            .iter()
+            .map(|name| match all.targets.get(name) {
+                Some(t) => targets::report(
+                    name,
+                    t.state.as_deref(),
+                    &t.samples.iter().cloned().collect::<Vec<_>>(),
+                    &t.minutes.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(),
+                    &t.hours.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(),
+                    now,
+                ),
+                None => targets::report(name, None, &[], &[], &[], now),
+            })
+            .collect())
     }
 
     async fn enqueue(&self, job: &JobRecord) -> Result<bool, StoreError> {

@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod memory;
 pub mod redis;
+pub mod targets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::StoreSettings;
 use crate::jobs::{JobRecord, TaskType};
-use crate::service::{Role, Service};
+use crate::service::{Role, Service, Watched};
+
+pub use targets::{TargetReport, TargetSample, TargetState, Transition};
 
 /// Keys kept from the original system, so counters survive a migration.
 pub mod keys {
@@ -176,6 +179,26 @@ pub trait Store: Send + Sync + 'static {
     /// The newest `limit` incidents, newest first.
     async fn incidents(&self, limit: usize) -> Result<Vec<Incident>, StoreError>;
 
+    /// Target `name`'s tracked state as stored (JSON), if any.
+    async fn target_state(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Sets target `name`'s tracked state to `state` if it is still `seen` (`None`:
+    /// absent) and, in the same step, adds `sample` (when given) to the target's
+    /// newest samples and its minute and hour tallies. `false`, with nothing written,
+    /// when the state changed meanwhile (see [`targets::observe`]).
+    async fn put_target_state(
+        &self,
+        name: &str,
+        seen: Option<&str>,
+        state: &str,
+        sample: Option<&TargetSample>,
+    ) -> Result<bool, StoreError>;
+    /// What is known of each target of `names` at `now`, in that order.
+    async fn target_reports(
+        &self,
+        names: &[String],
+        now: f64,
+    ) -> Result<Vec<TargetReport>, StoreError>;
+
     /// Saves `job`'s record and appends it to the job queue, unless the queue holds
     /// [`MAX_QUEUE`] entries already: then `Ok(false)` and nothing is written.
     async fn enqueue(&self, job: &JobRecord) -> Result<bool, StoreError>;
@@ -234,10 +257,10 @@ pub const INCIDENTS_KEPT: usize = 10_000;
 /// next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
-    /// The service whose state changed.
-    pub service: Service,
-    /// Its state before.
-    pub from: ServiceState,
+    /// The service or target whose state changed.
+    pub service: Watched,
+    /// Its state before; `None` when it had none yet (a target's first verdict).
+    pub from: Option<ServiceState>,
     /// Its state from `started_at` on.
     pub to: ServiceState,
     /// Unix seconds of the change.

@@ -28,7 +28,8 @@ use tokio::runtime::Handle;
 use super::breaker::Breaker;
 use super::{
     Delivery, HealthSample, INCIDENTS_KEPT, INCIDENTS_KEPT_DAYS, Incident, Instance, LOST_KEPT,
-    MAX_QUEUE, QueueStats, Reclaimed, ServiceState, Store, StoreError, keys,
+    MAX_QUEUE, QueueStats, Reclaimed, ServiceState, Store, StoreError, TargetReport, TargetSample,
+    keys, targets,
 };
 use crate::clock::{millis, unix_now};
 use crate::config::{RedisSettings, WaitReplicas};
@@ -193,6 +194,28 @@ static ROLL_UP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(||
     )
 });
 
+/// Sets a target's state (KEYS[1]) if it is still ARGV[1] (empty: absent) and, when
+/// ARGV[4] holds a sample, adds it to the newest samples (KEYS[2]) and counts it in
+/// its minute (KEYS[3], field prefix ARGV[6]) and hour (KEYS[4], prefix ARGV[7]).
+static PUT_TARGET: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+          redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+          if ARGV[4] ~= '' then
+            redis.call('LPUSH', KEYS[2], ARGV[4])
+            redis.call('LTRIM', KEYS[2], 0, ARGV[5])
+            redis.call('EXPIRE', KEYS[2], ARGV[3])
+            redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'c', 1)
+            redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'u', ARGV[8])
+            redis.call('EXPIRE', KEYS[3], ARGV[9])
+            redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'c', 1)
+            redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'u', ARGV[8])
+            redis.call('EXPIRE', KEYS[4], ARGV[3])
+          end
+          return 1",
+    )
+});
+
 /// How long a series, a health history or the instance set outlives its last write:
 /// longer than the longest window the dashboard shows (24 h).
 const HISTORY_TTL_SECONDS: i64 = 25 * 3600;
@@ -212,9 +235,8 @@ impl RedisStore {
     pub fn new(settings: &RedisSettings, prefix: &str) -> Result<Self, StoreError> {
         let unusable = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
         if settings.tls.is_some() {
-            // redis-rs' rustls takes its crypto from the process default; installing
-            // it twice is harmless (the second call reports the first).
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            // redis-rs' rustls takes its crypto from the process default.
+            crate::tls::install();
         }
         let mut redis_info = redis::RedisConnectionInfo::default().set_db(settings.db);
         if let Some(user) = &settings.username {
@@ -489,6 +511,14 @@ fn from_json<T: serde::de::DeserializeOwned>(key: &str, raw: Vec<String>) -> Vec
             }
         })
         .collect()
+}
+
+/// A reply as `T`; `None` when it is not one (a value another program wrote).
+fn parse<T: redis::FromRedisValue>(value: redis::Value) -> Option<T> {
+    match value {
+        redis::Value::Nil => None,
+        value => T::from_redis_value(value).ok(),
+    }
 }
 
 /// Connection failures say which (refused, authentication, lost); server-side errors
@@ -844,6 +874,112 @@ impl Store for RedisStore {
             return Ok(0);
         }
         self.query(redis::cmd("HDEL").arg(&key).arg(&old)).await
+    }
+
+    async fn target_state(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let key = self.key(&format!("target:{name}"));
+        self.query(redis::cmd("GET").arg(&key))
+            .await
+            .map_err(|e| e.for_key(&key))
+    }
+
+    async fn put_target_state(
+        &self,
+        name: &str,
+        seen: Option<&str>,
+        state: &str,
+        sample: Option<&TargetSample>,
+    ) -> Result<bool, StoreError> {
+        let key = self.key(&format!("target:{name}"));
+        let (hour, minute_field, day, hour_field) =
+            targets::buckets(sample.map_or(0.0, |s| s.timestamp));
+        let mut invocation = PUT_TARGET.prepare_invoke();
+        invocation
+            .key(&key)
+            .key(format!("{key}:samples"))
+            .key(format!("{key}:m:{hour}"))
+            .key(format!("{key}:h:{day}"))
+            .arg(seen.unwrap_or(""))
+            .arg(state)
+            .arg(targets::HOURS_KEPT.as_secs())
+            .arg(sample.map(to_json).transpose()?.unwrap_or_default())
+            .arg(targets::SAMPLES_KEPT - 1)
+            .arg(minute_field)
+            .arg(hour_field)
+            .arg(i64::from(
+                sample.is_some_and(|s| s.status != ServiceState::Down),
+            ))
+            .arg(targets::MINUTES_KEPT.as_secs());
+        let invocation = &invocation;
+        // A compare-and-set: run twice, the second finds the state changed and
+        // writes nothing.
+        let written: i64 = self
+            .run(Retry::Safe, |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await
+            .map_err(|e| e.for_key(&key))?;
+        Ok(written == 1)
+    }
+
+    async fn target_reports(
+        &self,
+        names: &[String],
+        now: f64,
+    ) -> Result<Vec<TargetReport>, StoreError> {
+        let (hour, _, day, _) = targets::buckets(now);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for name in names {
+            let key = self.key(&format!("target:{name}"));
+            pipe.cmd("GET").arg(&key);
+            pipe.cmd("LRANGE")
+                .arg(format!("{key}:samples"))
+                .arg(0)
+                .arg(-1);
+            for h in [hour - 1, hour] {
+                pipe.cmd("HGETALL").arg(format!("{key}:m:{h}"));
+            }
+            for d in [day - 1, day] {
+                pipe.cmd("HGETALL").arg(format!("{key}:h:{d}"));
+            }
+        }
+        let replies: Vec<redis::RedisResult<redis::Value>> = self.query(&pipe).await?;
+        let mut replies = replies.into_iter();
+        let mut reports = Vec::with_capacity(names.len());
+        for name in names {
+            let mut errors = Vec::new();
+            let mut next = |what: &str| -> redis::Value {
+                match replies.next() {
+                    Some(Ok(value)) => value,
+                    Some(Err(e)) => {
+                        errors.push(format!("{what}: {e}"));
+                        redis::Value::Nil
+                    }
+                    None => redis::Value::Nil,
+                }
+            };
+            let state: Option<String> = parse(next("state"));
+            let samples: Vec<String> = parse(next("samples")).unwrap_or_default();
+            let mut minutes = Vec::new();
+            for h in [hour - 1, hour] {
+                let fields: Vec<(String, i64)> = parse(next("minutes")).unwrap_or_default();
+                minutes.extend(targets::tallies(h * 60, &fields));
+            }
+            let mut hours = Vec::new();
+            for d in [day - 1, day] {
+                let fields: Vec<(String, i64)> = parse(next("hours")).unwrap_or_default();
+                hours.extend(targets::tallies(d * 24, &fields));
+            }
+            let mut report =
+                targets::report(name, state.as_deref(), &samples, &minutes, &hours, now);
+            if !errors.is_empty() {
+                let key = self.key(&format!("target:{name}"));
+                report.error = Some(format!("{key}: {}", errors.join("; ")));
+            }
+            reports.push(report);
+        }
+        Ok(reports)
     }
 
     async fn enqueue(&self, job: &JobRecord) -> Result<bool, StoreError> {

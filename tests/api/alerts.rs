@@ -96,7 +96,14 @@ impl Prometheus {
         let prometheus = Prometheus { child, port, dir };
         eventually(WITHIN, "prometheus to be ready", || async {
             let url = format!("http://127.0.0.1:{}/-/ready", prometheus.port);
-            (reqwest::get(url).await.ok()?.status() == 200).then_some(())
+            (crate::helpers::client()
+                .get(url)
+                .send()
+                .await
+                .ok()?
+                .status()
+                == 200)
+                .then_some(())
         })
         .await;
         prometheus
@@ -104,7 +111,7 @@ impl Prometheus {
 
     async fn api(&self, path: &str) -> Option<Value> {
         let url = format!("http://127.0.0.1:{}/api/v1/{path}", self.port);
-        let answer: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+        let answer = crate::helpers::try_json(&crate::helpers::client(), &url).await?;
         (answer["status"] == "success").then(|| answer["data"].clone())
     }
 
@@ -276,7 +283,7 @@ async fn every_grafana_panel_query_returns_data_while_the_system_runs() {
         })
         .collect();
     assert!(queries.len() > 10, "{queries:?}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let api = format!("http://{}/api/status", gateway.address);
     let deadline = std::time::Instant::now() + WITHIN;
     loop {

@@ -46,7 +46,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn chromedriver");
-        let client = reqwest::Client::builder()
+        let client = crate::helpers::client_builder()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
@@ -219,7 +219,7 @@ fn base64_decode(text: &str) -> Vec<u8> {
 async fn dashboard_process(args: &[&str], env: &[(&str, &str)]) -> SvcProcess {
     let mut svc = SvcProcess::spawn(args, env);
     svc.address = svc.address_of("dashboard");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     eventually(
         Duration::from_secs(15),
         "the dashboard to serve",
@@ -278,7 +278,7 @@ async fn the_page_works_in_chromium_against_svc_all() {
 
     // The gateway counts /api/status; the next refresh must show it without a reload.
     browser.eval("(window.sameDocument = true)").await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     for _ in 0..3 {
         let res = client
             .get(format!(

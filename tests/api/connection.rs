@@ -68,7 +68,7 @@ async fn a_job_running_at_sigterm_in_svc_all_is_finished_and_recorded() {
     // one of the HTTP server's threads.
     redis.stop();
     redis.resume();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     eventually(
         Duration::from_secs(10),
         "the gateway to count again",
@@ -121,7 +121,7 @@ async fn not_ready_reason(url: &str) -> (String, String) {
         &["gateway", "--host", "127.0.0.1", "--port", "0"],
         &[("REDIS_URL", url), ("DRAIN_DELAY", "0s")],
     );
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let reason = crate::helpers::not_ready_reason(&client, &svc.url("/health/ready")).await;
     let output = eventually(Duration::from_secs(5), "a warning", || async {
         let out = svc.output();

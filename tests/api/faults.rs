@@ -250,7 +250,7 @@ async fn a_fault_on_a_worker_shows_as_a_banner_on_the_dashboard() {
     .await;
     assert!(!page.get("/").await.1.contains("Fault injection active"));
 
-    let res = reqwest::Client::new()
+    let res = crate::helpers::client()
         .post(worker.url("/faults/ready/disable"))
         .send()
         .await
@@ -284,7 +284,7 @@ async fn a_fault_on_a_worker_shows_as_a_banner_on_the_dashboard() {
     );
     assert_eq!(sample(&metrics, "svc_faults_active"), Some(1.0));
 
-    reqwest::Client::new()
+    crate::helpers::client()
         .post(worker.url("/faults/ready/enable"))
         .send()
         .await

@@ -331,7 +331,7 @@ impl TestApp {
         });
         TestApp {
             address,
-            client: reqwest::Client::builder()
+            client: crate::helpers::client_builder()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("client"),
@@ -582,7 +582,7 @@ pub async fn worker_process(redis: &RedisServer, env: &[(&str, &str)]) -> SvcPro
 impl SvcProcess {
     /// Waits until `/health/ready` answers 200; fails at once if the process died.
     pub async fn wait_ready(&mut self) {
-        let client = reqwest::Client::new();
+        let client = crate::helpers::client();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -603,7 +603,9 @@ impl SvcProcess {
 
     /// GET `path` as JSON.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        reqwest::get(self.url(path))
+        crate::helpers::client()
+            .get(self.url(path))
+            .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
             .json()
@@ -681,4 +683,15 @@ pub async fn ready_gateway(redis: &RedisServer) -> TestApp {
     let app = TestApp::gateway(test_settings(StoreSettings::Redis(redis.settings()))).await;
     app.wait_ready(200, Duration::from_secs(10)).await;
     app
+}
+
+/// An HTTP client for tests (the process's TLS crypto installed first, as svc does).
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("HTTP client")
+}
+
+/// A builder of such clients.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    svc::tls::install();
+    reqwest::Client::builder()
 }

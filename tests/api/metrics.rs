@@ -46,7 +46,7 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 async fn metrics_are_valid_and_count_requests_by_route() {
     let redis = RedisServer::start();
     let svc = gateway_process(&redis, &[]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     for _ in 0..3 {
         let res = client
             .get(svc.url("/api/status"))
@@ -108,7 +108,7 @@ async fn metrics_are_valid_and_count_requests_by_route() {
 async fn redis_status_gauge_follows_an_outage() {
     let mut redis = RedisServer::start();
     let svc = gateway_process(&redis, &[]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     redis.stop();
     eventually(
         Duration::from_secs(5),

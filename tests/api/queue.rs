@@ -234,7 +234,9 @@ async fn a_busy_worker_takes_no_delivery_it_cannot_start() {
             assert!(line.contains(field), "{field} missing: {line}");
         }
     }
-    let metrics = reqwest::get(worker.url("/metrics"))
+    let metrics = crate::helpers::client()
+        .get(worker.url("/metrics"))
+        .send()
         .await
         .expect("metrics")
         .text()

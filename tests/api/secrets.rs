@@ -6,7 +6,7 @@ use crate::helpers::gateway_process;
 use crate::helpers::{RedisServer, svc_command};
 
 async fn everything_it_serves(svc: &crate::helpers::SvcProcess) -> String {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let mut seen = String::new();
     for path in [
         "/",
@@ -71,7 +71,7 @@ fn help_does_not_show_the_password_from_the_environment() {
 async fn production_logs_are_json_lines_with_one_access_line_per_request() {
     let redis = RedisServer::start();
     let mut svc = gateway_process(&redis, &[("APP_ENV", "production")]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     for _ in 0..3 {
         client
             .get(svc.url("/api/status"))

@@ -240,7 +240,7 @@ async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
     }
 
     // Steady load on /api/status, and its outage as a client sees it.
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("client");
@@ -487,7 +487,7 @@ async fn a_managed_redis_over_tls_is_used_with_its_ca_and_refused_without() {
         &["gateway", "--host", "127.0.0.1", "--port", "0"],
         &[("REDIS_URL", &url), ("DRAIN_DELAY", "0s")],
     );
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let reason = not_ready_reason(&client, &untrusted.url("/health/ready")).await;
     assert!(reason.to_lowercase().contains("certificate"), "{reason}");
     assert!(!untrusted.output().contains(&password));
@@ -496,7 +496,7 @@ async fn a_managed_redis_over_tls_is_used_with_its_ca_and_refused_without() {
 #[tokio::test]
 async fn a_job_no_replica_acknowledged_is_answered_503() {
     let redis = crate::helpers::RedisServer::start();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let post = |svc: &SvcProcess| {
         client
             .post(svc.url("/api/jobs"))
@@ -543,7 +543,7 @@ async fn readiness_says_so_while_the_sentinels_know_no_primary() {
         &["gateway", "--host", "127.0.0.1", "--port", "0"],
         &[("REDIS_SENTINELS", &sentinels), ("DRAIN_DELAY", "0s")],
     );
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let reason = not_ready_reason(&client, &gateway.url("/health/ready")).await;
     assert!(reason.contains("no primary known"), "{reason}");
     assert!(reason.contains("mymaster"), "{reason}");

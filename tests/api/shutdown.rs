@@ -10,7 +10,7 @@ use crate::helpers::gateway_process;
 async fn sigterm_turns_readiness_off_while_the_listener_still_serves() {
     let redis = RedisServer::start();
     let mut svc = gateway_process(&redis, &[("DRAIN_DELAY", "3s"), ("GRACE_PERIOD", "5s")]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     svc.signal("TERM");
     // During the drain delay: ready is 503, everything else still served.
     crate::helpers::eventually(Duration::from_secs(3), "readiness to turn 503", || async {
@@ -43,7 +43,7 @@ async fn sigterm_drains_without_failing_a_request() {
     let redis = RedisServer::start();
     let mut svc =
         gateway_process(&redis, &[("DRAIN_DELAY", "200ms"), ("GRACE_PERIOD", "5s")]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
 
     // A frozen Redis holds /api/status requests for the store's 1 s operation timeout,
     // so they are still in flight when the listener closes at SIGTERM + 0.2 s.
@@ -110,7 +110,7 @@ async fn a_second_signal_skips_the_drain() {
     let redis = RedisServer::start();
     let mut svc = gateway_process(&redis, &[("DRAIN_DELAY", "30s")]).await;
     svc.signal("INT");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     crate::helpers::eventually(Duration::from_secs(5), "draining", || async {
         let res = client.get(svc.url("/health/ready")).send().await.ok()?;
         (res.status() == 503).then_some(())

@@ -29,7 +29,7 @@ fn sample(service: Service, n: u32) -> HealthSample {
     HealthSample {
         service,
         timestamp: f64::from(n),
-        status: if n % 2 == 0 {
+        status: if n.is_multiple_of(2) {
             ServiceState::Healthy
         } else {
             ServiceState::Down
@@ -125,9 +125,9 @@ async fn contract(store: SharedStore) {
     assert!(lost.iter().all(|(i, _)| i.id != "a"), "{lost:?}");
 
     // Incidents: each change ends the open one; a repeat is ignored; newest first.
-    let change = |service, from, to, at: f64| Incident {
-        service,
-        from,
+    let change = |service: Service, from, to, at: f64| Incident {
+        service: service.into(),
+        from: Some(from),
         to,
         started_at: at,
         ended_at: None,
@@ -153,14 +153,14 @@ async fn contract(store: SharedStore) {
     let incidents = store.incidents(10).await.expect("incidents");
     let seen: Vec<_> = incidents
         .iter()
-        .map(|i| (i.service, i.to, i.started_at, i.ended_at))
+        .map(|i| (i.service.as_str(), i.to, i.started_at, i.ended_at))
         .collect();
     assert_eq!(
         seen,
         vec![
-            (Service::Redis, Degraded, now - 20.0, Some(now - 10.0)),
-            (Service::Worker, Degraded, now - 30.0, None),
-            (Service::Redis, Down, now - 40.0, Some(now - 20.0)),
+            ("redis", Degraded, now - 20.0, Some(now - 10.0)),
+            ("worker-service", Degraded, now - 30.0, None),
+            ("redis", Down, now - 40.0, Some(now - 20.0)),
         ]
     );
     assert_eq!(
@@ -491,10 +491,91 @@ async fn the_embedded_store_frees_expired_keys_nobody_reads() {
     .await;
 }
 
+/// Targets: thresholds decide each change once, overtaken probes are dropped, and
+/// reports read back state, samples and uptime.
+async fn targets_contract(store: SharedStore) {
+    use ServiceState::{Down, Healthy};
+    use svc::store::targets::{self, TargetSample, Thresholds};
+    let rules = Thresholds {
+        failure: 2,
+        success: 1,
+    };
+    let now = svc::clock::unix_now();
+    let at = move |tick: u64, status| TargetSample {
+        timestamp: now - 60.0 + tick as f64,
+        status,
+        response_time_ms: Some(tick as f64),
+        error: (status == Down).then(|| "HTTP 500".to_owned()),
+    };
+    let observe = |tick, status| {
+        let store = store.clone();
+        async move {
+            targets::observe(store.as_ref(), "web", tick, at(tick, status), rules)
+                .await
+                .expect("observe")
+        }
+    };
+    let first = observe(1, Healthy).await.expect("a first verdict");
+    assert_eq!(
+        (first.from, first.to, first.notifies()),
+        (None, Healthy, false)
+    );
+    // Not handed on yet: the next probe gives it again.
+    assert_eq!(
+        observe(2, Healthy).await.map(|c| c.id),
+        Some(first.id.clone())
+    );
+    targets::hand_off(store.as_ref(), "web", &first.id)
+        .await
+        .expect("hand off");
+    assert_eq!(observe(3, Healthy).await, None);
+    assert_eq!(
+        observe(4, Down).await,
+        None,
+        "one failure is below the threshold"
+    );
+    let down = observe(5, Down).await.expect("down after two failures");
+    assert_eq!((down.from, down.to), (Some(Healthy), Down));
+    assert_eq!(down.reason.as_deref(), Some("HTTP 500"));
+    assert!(down.notifies());
+    assert_eq!(
+        observe(5, Healthy).await,
+        None,
+        "an overtaken probe is dropped"
+    );
+
+    let names = ["web".to_owned(), "never-probed".to_owned()];
+    let reports = store.target_reports(&names, now).await.expect("reports");
+    let web = &reports[0];
+    let state = web.state.as_ref().expect("state");
+    assert_eq!((state.status, state.tick), (Some(Down), 5));
+    assert_eq!(web.samples.len(), 5);
+    assert_eq!(web.samples[0].response_time_ms, Some(5.0), "newest first");
+    assert_eq!(web.uptime_1h, Some(60.0));
+    assert_eq!(web.uptime_24h, Some(60.0));
+    assert_eq!(reports[1].state, None);
+    assert!(reports[1].samples.is_empty());
+    assert_eq!(reports[1].uptime_1h, None);
+
+    // Concurrent writers: every one lands or is overtaken, none is lost to a race.
+    let writers: Vec<_> = (100..110)
+        .map(|tick| tokio::spawn(observe(tick, Healthy)))
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let reports = store
+        .target_reports(&names[..1], now)
+        .await
+        .expect("reports");
+    assert_eq!(reports[0].state.as_ref().map(|s| s.tick), Some(109));
+}
+
 #[tokio::test]
 async fn memory_store_meets_the_contract() {
     contract(Arc::new(MemoryStore::new())).await;
     queue_contract(Arc::new(MemoryStore::new())).await;
+    targets_contract(Arc::new(MemoryStore::new())).await;
 }
 
 #[tokio::test]
@@ -508,6 +589,51 @@ async fn redis_store_meets_the_contract() {
         RedisStore::new(&redis.settings(), "q:").expect("store"),
     ))
     .await;
+    targets_contract(Arc::new(
+        RedisStore::new(&redis.settings(), "t:").expect("store"),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_foreign_value_under_a_target_key_is_named_and_left_alone() {
+    use svc::store::targets::{self, TargetSample, Thresholds};
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&redis.settings(), "svc:").expect("store");
+    let mut conn = redis.client().await;
+    let _: () = redis::cmd("HSET")
+        .arg("svc:target:web")
+        .arg("a")
+        .arg("b")
+        .query_async(&mut conn)
+        .await
+        .expect("HSET");
+    let sample = TargetSample {
+        timestamp: svc::clock::unix_now(),
+        status: ServiceState::Healthy,
+        response_time_ms: None,
+        error: None,
+    };
+    let rules = Thresholds {
+        failure: 1,
+        success: 1,
+    };
+    let err = targets::observe(&store, "web", 1, sample, rules)
+        .await
+        .expect_err("a hash is no target state");
+    assert!(err.to_string().contains("svc:target:web"), "{err}");
+    let reports = store
+        .target_reports(&["web".to_owned(), "other".to_owned()], 0.0)
+        .await
+        .expect("the other targets still read");
+    assert!(reports[0].error.is_some(), "{:?}", reports[0]);
+    assert_eq!(reports[1].error, None);
+    let kind: String = redis::cmd("TYPE")
+        .arg("svc:target:web")
+        .query_async(&mut conn)
+        .await
+        .expect("TYPE");
+    assert_eq!(kind, "hash", "left as it was");
 }
 
 #[tokio::test]

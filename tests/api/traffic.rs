@@ -12,7 +12,7 @@ async fn a_request_id_follows_the_job_from_the_gateway_to_the_worker() {
     let redis = RedisServer::start();
     let gateway = gateway_process(&redis, &[]).await;
     let worker = worker_process(&redis, &[("WORKER_INTERVAL", "24h")]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let res = client
         .post(gateway.url("/api/jobs"))
         .header("X-Request-ID", "trace-me-42")
@@ -78,7 +78,7 @@ async fn a_client_over_its_rate_gets_429_and_probes_never_do() {
         ],
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let status = |from: &'static str| {
         client
             .get(gateway.url("/api/status"))
@@ -150,7 +150,7 @@ fn a_bad_rate_limit_is_a_usage_error() {
 async fn a_frozen_redis_opens_the_circuit_and_a_thawed_one_closes_it() {
     let redis = RedisServer::start();
     let gateway = gateway_process(&redis, &[]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let status = || async {
         client
             .get(gateway.url("/api/status"))
@@ -216,7 +216,7 @@ async fn a_frozen_redis_opens_the_circuit_and_a_thawed_one_closes_it() {
 async fn requests_beyond_the_in_flight_bound_get_a_fast_503_and_probes_still_answer() {
     let redis = RedisServer::start();
     let gateway = gateway_process(&redis, &[("MAX_IN_FLIGHT", "2")]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     // A frozen Redis holds each /api/status for the store timeout.
     redis.freeze();
     let held: Vec<_> = (0..6)

@@ -439,7 +439,7 @@ async fn svc_all_runs_jobs_on_the_embedded_store() {
         &[("DRAIN_DELAY", "0s")],
     );
     all.wait_ready().await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let res = client
         .post(all.url("/api/jobs"))
         .body(r#"{"type":"data_processing","size":1000}"#)

@@ -13,6 +13,7 @@
 //! when it is needed most.
 
 mod assets;
+mod badge;
 pub mod record;
 pub mod replicas;
 pub mod snapshot;
@@ -38,6 +39,7 @@ use crate::http::{self, RoleServer, ServeError};
 use crate::probe;
 use crate::service::{Role, Service};
 use crate::store::SharedStore;
+use crate::targets::watch::{self, Loaded};
 
 use snapshot::{Latest, Snapshot, Sources};
 use views::View;
@@ -48,6 +50,10 @@ pub const DEFAULT_PORT: u16 = 3000;
 /// Scripts and styles from this origin only, no framing: nothing injected can run.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The interval the dashboard assumes of targets that name none (it only shows them:
+/// the worker's own setting is what counts).
+pub const TARGETS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Upper bound of a request's wait for the first snapshot after start-up.
 const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
@@ -65,6 +71,8 @@ pub struct Config {
     pub worker_url: Url,
     /// Refresh period of the page and of the probes.
     pub refresh: Duration,
+    /// The targets file, as read at start (`--targets`).
+    pub targets: Option<Loaded>,
 }
 
 impl Config {
@@ -84,6 +92,7 @@ impl Config {
             gateway_url,
             worker_url,
             refresh,
+            targets: None,
         })
     }
 }
@@ -137,7 +146,13 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let server = RoleServer::start(Role::Dashboard, settings, &store, listener, None)?;
     let readiness = |base: &Url| probe::readiness_url(base).map_err(std::io::Error::other);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop_on_return = stop.clone().drop_guard();
     let sources = Sources {
+        targets: config
+            .targets
+            .clone()
+            .map(|loaded| watch::keep(loaded, TARGETS_INTERVAL, stop.clone())),
         client: probe::client().map_err(std::io::Error::other)?,
         gateway: readiness(&config.gateway_url)?,
         worker: readiness(&config.worker_url)?,
@@ -166,6 +181,7 @@ pub async fn run(
                 .service(http::get("/", page))
                 .service(http::get("/partials/status", partial))
                 .service(http::get("/static/{file}", assets::serve))
+                .service(http::get("/badge/{name}.svg", badge::serve))
                 .service(http::get("/api/health-check", health_check))
                 .service(http::get("/api/system-info", system_info))
                 .service(http::get("/api/incidents", incidents)),
@@ -240,7 +256,7 @@ struct HealthCheck<'a> {
     reason: &'a str,
     timestamp: f64,
     checked_at: f64,
-    services: Vec<ServiceEntry<'a>>,
+    services: Vec<Entry<'a>>,
     /// What could not be read from the store, each naming its key.
     errors: &'a [String],
 }
@@ -257,19 +273,71 @@ struct ServiceEntry<'a> {
     uptime_1h: Option<f64>,
 }
 
+/// One entry of `services`: one of svc's services, or one of the user's targets.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Entry<'a> {
+    Service(ServiceEntry<'a>),
+    Target(TargetEntry<'a>),
+}
+
+/// A target in `services`: `name`, `status` (`unknown` before its first verdict or
+/// with the store unreadable) and what the page shows of it.
+#[derive(Serialize)]
+struct TargetEntry<'a> {
+    name: &'a str,
+    kind: &'static str,
+    status: &'static str,
+    group: Option<&'a str>,
+    url: &'a str,
+    response_time_ms: Option<f64>,
+    error: Option<&'a str>,
+    /// Unix seconds since the status holds.
+    since: Option<f64>,
+    uptime_1h: Option<f64>,
+    uptime_24h: Option<f64>,
+}
+
+fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
+    let report = row.report.as_ref();
+    let state = report.and_then(|r| r.state.as_ref());
+    let last = state.and_then(|s| s.last.as_ref());
+    TargetEntry {
+        name: &row.name,
+        kind: "target",
+        status: state
+            .and_then(|s| s.status)
+            .map_or("unknown", system::state_name),
+        group: row.group.as_deref(),
+        url: &row.url,
+        response_time_ms: last.and_then(|l| l.response_time_ms),
+        error: last.and_then(|l| l.error.as_deref()),
+        since: state.and_then(|s| s.since),
+        uptime_1h: report.and_then(|r| r.uptime_1h),
+        uptime_24h: report.and_then(|r| r.uptime_24h),
+    }
+}
+
 /// The services a client is told about: the embedded store is part of this process,
-/// not a service, so it has no entry.
-fn service_entries(snapshot: &Snapshot) -> Vec<ServiceEntry<'_>> {
+/// not a service, so it has no entry; the user's targets follow svc's own services.
+fn service_entries(snapshot: &Snapshot) -> Vec<Entry<'_>> {
+    let targets = snapshot
+        .targets
+        .iter()
+        .map(|t| Entry::Target(target_entry(t)));
     snapshot
         .services
         .iter()
         .enumerate()
         .filter(|(_, p)| p.name != Service::Redis || snapshot.store_backend == "redis")
-        .map(|(i, probe)| ServiceEntry {
-            probe,
-            replicas: snapshot.counts.get(i).copied().flatten(),
-            uptime_1h: snapshot.history.get(i).and_then(|h| h.uptime_1h),
+        .map(|(i, probe)| {
+            Entry::Service(ServiceEntry {
+                probe,
+                replicas: snapshot.counts.get(i).copied().flatten(),
+                uptime_1h: snapshot.history.get(i).and_then(|h| h.uptime_1h),
+            })
         })
+        .chain(targets)
         .collect()
 }
 

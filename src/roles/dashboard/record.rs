@@ -69,8 +69,8 @@ impl Recorder {
                 .unwrap_or(ServiceState::Healthy);
             if before != probe.status {
                 self.changes.push_back(Incident {
-                    service: probe.name,
-                    from: before,
+                    service: probe.name.into(),
+                    from: Some(before),
                     to: probe.status,
                     // Milliseconds: finer says nothing, and reads back the same.
                     started_at: (now * 1e3).round() / 1e3,

@@ -27,9 +27,10 @@ use crate::jobs::TaskType;
 use crate::probe::{self, Probe};
 use crate::service::{Role, Service};
 use crate::store::{
-    HealthSample, Incident, Instance, QueueStats, ServiceState, SharedStore, StoreError, keys,
-    series,
+    HealthSample, Incident, Instance, QueueStats, ServiceState, SharedStore, StoreError,
+    TargetReport, keys, series,
 };
+use crate::targets::watch::Current;
 
 /// Incidents shown on the page and in `/api/incidents`.
 pub const INCIDENTS_SHOWN: usize = 50;
@@ -131,6 +132,8 @@ pub struct Snapshot {
     pub store_backend: &'static str,
     /// What could not be read from the store, each naming its key.
     pub errors: Vec<String>,
+    /// The user's targets, in file order.
+    pub targets: Vec<TargetRow>,
 }
 
 impl Snapshot {
@@ -172,6 +175,21 @@ pub struct Sources {
     pub health: Health,
     /// This dashboard's instance id (answered from `health`, not probed).
     pub own_id: String,
+    /// The targets in force, when a targets file is given.
+    pub targets: Option<Current>,
+}
+
+/// One of the user's targets, as the page shows it.
+#[derive(Debug, Clone)]
+pub struct TargetRow {
+    /// Its name.
+    pub name: String,
+    /// Its group, if the file gives one.
+    pub group: Option<String>,
+    /// What is probed.
+    pub url: String,
+    /// What the store knows of it; `None` when the store could not be read.
+    pub report: Option<TargetReport>,
 }
 
 /// What the gatherer carries from one round to the next.
@@ -291,6 +309,27 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         .cloned()
         .collect();
     memory.recorder.observe(now, &observed);
+    let listed = sources.targets.as_ref().map(|t| t.borrow().clone());
+    let listed = listed
+        .as_deref()
+        .map(|t| t.targets.as_slice())
+        .unwrap_or_default();
+    let mut reports = if redis_connected && !listed.is_empty() {
+        let names: Vec<String> = listed.iter().map(|t| t.name.clone()).collect();
+        read.ok(store.target_reports(&names, now).await)
+    } else {
+        None
+    }
+    .map(Vec::into_iter);
+    let targets = listed
+        .iter()
+        .map(|t| TargetRow {
+            name: t.name.clone(),
+            group: t.group.clone(),
+            url: t.endpoint.url(),
+            report: reports.as_mut().and_then(Iterator::next),
+        })
+        .collect();
     let (history, instances, figures, incidents) = if redis_connected {
         if let Err(e) = memory.recorder.flush(store, now).await {
             tracing::debug!(error = %e, "observations kept for later");
@@ -323,6 +362,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         redis_connected,
         store_backend: store.backend(),
         errors: read.errors,
+        targets,
     }
 }
 
@@ -548,6 +588,7 @@ mod tests {
             redis_connected: true,
             store_backend: "redis",
             errors: Vec::new(),
+            targets: Vec::new(),
         }
         .history_stale(now)
     }

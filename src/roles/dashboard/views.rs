@@ -12,7 +12,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::assets;
 use super::replicas::{Count, Replica};
-use super::snapshot::{History, Snapshot};
+use super::snapshot::{History, Snapshot, TargetRow};
 use super::system::state_name;
 use crate::config::Environment;
 use crate::probe::Probe;
@@ -114,6 +114,9 @@ pub fn live(view: &View) -> Markup {
                     (card(probe, snap.counts.get(i).copied().flatten(), snap.history.get(i), stale, view))
                 }
             }
+        }
+        @if !snap.targets.is_empty() {
+            (targets(snap, view.now))
         }
         div.panels {
             (replicas(snap, view.now))
@@ -282,6 +285,116 @@ fn replica_row(r: &Replica, now: f64) -> Markup {
     }
 }
 
+/// The user's targets, by group (in the order groups first appear), then file order.
+fn targets(snap: &Snapshot, now: f64) -> Markup {
+    let mut groups: Vec<(Option<&str>, Vec<&TargetRow>)> = Vec::new();
+    for row in &snap.targets {
+        let group = row.group.as_deref();
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, rows)) => rows.push(row),
+            None => groups.push((group, vec![row])),
+        }
+    }
+    let down = snap
+        .targets
+        .iter()
+        .filter(|r| target_state(r) == Some(ServiceState::Down))
+        .count();
+    html! {
+        section.panel.wide.targets aria-labelledby="targets-title" {
+            h2 #targets-title {
+                "Targets "
+                span.muted {
+                    "(" (snap.targets.len()) @if down > 0 { ", " (down) " down" } ")"
+                }
+            }
+            @if !snap.redis_connected {
+                p.muted { "The store is unreachable: the targets' states are unknown." }
+            }
+            div.scroll {
+                table #targets {
+                    thead {
+                        tr {
+                            th { "Target" } th { "State" } th.num { "Response" }
+                            th.num { "Uptime 1 h" } th.num { "Uptime 24 h" } th { "Response time" }
+                            th { "Last change" }
+                        }
+                    }
+                    @for (group, rows) in &groups {
+                        tbody {
+                            @if let Some(group) = group {
+                                tr.group { th colspan="7" scope="rowgroup" { (group) } }
+                            }
+                            @for row in rows { (target_row(row, now)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A target's verdict, when one is known.
+fn target_state(row: &TargetRow) -> Option<ServiceState> {
+    row.report.as_ref()?.state.as_ref()?.status
+}
+
+fn target_row(row: &TargetRow, now: f64) -> Markup {
+    let report = row.report.as_ref();
+    let state = report.and_then(|r| r.state.as_ref());
+    let percent = |p: Option<f64>| match (report, p) {
+        (None, _) => "unknown".to_owned(),
+        (Some(_), Some(p)) => format!("{p:.1} %"),
+        (Some(_), None) => "no data".to_owned(),
+    };
+    let points: Vec<Option<f64>> = report
+        .map(|r| r.samples.iter().rev().map(|s| s.response_time_ms).collect())
+        .unwrap_or_default();
+    let word = match (report, target_state(row)) {
+        (None, _) => "unknown",
+        (Some(_), None) => "pending",
+        (Some(_), Some(s)) => state_name(s),
+    };
+    html! {
+        tr data-target=(row.name) data-state=(word) {
+            td {
+                strong { (row.name) } br;
+                span.muted.addr { (row.url) }
+            }
+            td {
+                @match target_state(row) {
+                    Some(s) => { (badge(s)) }
+                    None => { span.badge.unknown { (word) } }
+                }
+                @if let Some(since) = state.and_then(|s| s.since) {
+                    " " span.muted { "for " (ago(now - since)) }
+                }
+            }
+            td.num { (millis(state.and_then(|s| s.last.as_ref()).and_then(|l| l.response_time_ms))) }
+            td.num { (percent(report.and_then(|r| r.uptime_1h))) }
+            td.num { (percent(report.and_then(|r| r.uptime_24h))) }
+            td.trend {
+                @if points.iter().flatten().count() > 1 { (sparkline(&points)) }
+            }
+            td {
+                @match state.and_then(|s| s.change.as_ref()) {
+                    Some(c) => {
+                        (c.from.map_or("unknown", state_name)) " → " (state_name(c.to))
+                        " " span.muted { (ago(now - c.at)) " ago" }
+                    }
+                    None => { span.muted { "none" } }
+                }
+                @if let Some(error) = state.and_then(|s| s.last.as_ref()).and_then(|l| l.error.as_ref()) {
+                    br; span.error.reason { (error) }
+                }
+                @if let Some(error) = report.and_then(|r| r.error.as_ref()) {
+                    br; span.error.reason { (error) }
+                }
+            }
+        }
+    }
+}
+
 fn incidents(snap: &Snapshot, now: f64) -> Markup {
     html! {
         section.panel aria-labelledby="incidents-title" {
@@ -304,7 +417,7 @@ fn incident(i: &Incident, now: f64) -> Markup {
         li data-state=(state_name(i.to)) .open[i.ended_at.is_none()] {
             time datetime=(clock(i.started_at)) { (clock(i.started_at)) }
             " " strong { (i.service.title()) } " "
-            (state_name(i.from)) " → " (badge(i.to)) " "
+            (i.from.map_or("unknown", state_name)) " → " (badge(i.to)) " "
             @match i.ended_at {
                 Some(_) => span.muted { "for " (duration(i.duration_s(now))) },
                 None => strong { "ongoing, " (duration(i.duration_s(now))) },

@@ -208,6 +208,7 @@ pub async fn run(
             (count, config.concurrency.div_ceil(count))
         }
     };
+    crate::tls::install();
     let clients = (0..count)
         .map(|_| {
             reqwest::Client::builder()

@@ -10,6 +10,7 @@
 //! unacknowledged so another replica takes them.
 
 pub mod consumer;
+pub mod monitor;
 pub mod scheduler;
 pub mod tasks;
 
@@ -64,6 +65,8 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// Jobs run at once by this worker.
     pub concurrency: usize,
+    /// The targets file, as read at start (`--targets`).
+    pub targets: Option<crate::targets::watch::Loaded>,
 }
 
 impl WorkerConfig {
@@ -122,7 +125,17 @@ pub async fn run(
         &stop,
         scheduler::run(store.clone(), config.interval, last_tick, stop.clone()),
     );
+    let monitor = config.targets.clone().map(|loaded| {
+        let current = crate::targets::watch::keep(loaded, config.interval, stop.clone());
+        supervise(
+            "monitor",
+            server.health(),
+            &stop,
+            monitor::run(store.clone(), current, stop.clone()),
+        )
+    });
     let ctx = Arc::new(tasks::TaskContext {
+        instance: instance.clone(),
         store: store.clone(),
         http: crate::probe::client().map_err(std::io::Error::other)?,
         gateway_url: config.gateway_url.clone(),
@@ -163,6 +176,9 @@ pub async fn run(
     // The HTTP side has drained; the consumer bounds its own wait by the grace period.
     stop.cancel();
     let _ = tokio::join!(consumer, scheduler);
+    if let Some(monitor) = monitor {
+        let _ = monitor.await;
+    }
     served
 }
 

@@ -60,9 +60,12 @@ async fn enqueue_once(
 ) {
     let claim = format!("tick:{}:{tick}", task.as_str());
     // The claim outlives the tick so a replica whose clock lags cannot claim it again.
+    let Some(spec) = JobSpec::periodic(task) else {
+        return;
+    };
     match store.claim(&claim, interval.saturating_mul(3)).await {
         Ok(true) => {
-            let mut job = JobRecord::new(JobSpec::periodic(task), unix_now());
+            let mut job = JobRecord::new(spec, unix_now());
             job.scheduled_for = Some(planned);
             match store.enqueue(&job).await {
                 Ok(true) => tracing::debug!(job = %job.id, "enqueued"),

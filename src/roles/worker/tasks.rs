@@ -49,6 +49,8 @@ impl From<StoreError> for TaskError {
 
 /// What the tasks need from their worker.
 pub struct TaskContext {
+    /// This worker's instance id (named in the notifications it sends).
+    pub instance: String,
     /// The shared store.
     pub store: SharedStore,
     /// HTTP client for probes ([`probe::client`]).
@@ -80,6 +82,11 @@ pub async fn run(spec: &JobSpec, ctx: &TaskContext) -> Result<Value, TaskError> 
         JobSpec::HealthCheck {} => health_check(ctx).await,
         JobSpec::MetricsCollection {} => metrics_collection(ctx).await,
         JobSpec::Cleanup {} => cleanup(ctx).await,
+        JobSpec::Notify { url, body, key } => {
+            crate::targets::notify::deliver(&ctx.http, url, body, key, &ctx.instance)
+                .await
+                .map_err(TaskError::Failed)
+        }
     }
 }
 

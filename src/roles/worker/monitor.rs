@@ -1,0 +1,239 @@
+//! Probes the user's targets: each one once per its interval for the whole cluster,
+//! whatever the replica count.
+//!
+//! A target's ticks are aligned to the wall clock, offset by a phase taken from its
+//! name, so a thousand targets of one interval are spread over it rather than probed
+//! at once. At each tick every worker tries to claim `tick:target:<name>:<ms>`; the
+//! one that wins probes it (at most [`MAX_PROBES`] at once per worker), applies the
+//! result to the target's state ([`targets::observe`]) and, when the state changed,
+//! records the incident and queues one notification per webhook. A worker that dies
+//! between the change and the queueing leaves the change unhanded: the next probe of
+//! the target, by any worker, hands it on.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::unix_now;
+use crate::service::Watched;
+use crate::store::targets::{self, Transition};
+use crate::store::{Incident, ServiceState, SharedStore, StoreError};
+use crate::targets::watch::Current;
+use crate::targets::{Target, Targets, check, notify};
+use crate::telemetry::metric;
+
+/// Probes one worker runs at once.
+pub const MAX_PROBES: usize = 256;
+
+struct Monitor {
+    store: SharedStore,
+    client: reqwest::Client,
+    probes: Arc<Semaphore>,
+}
+
+/// Probes the targets in force until `stop`; a new file replaces the schedule at once
+/// (probes under way finish).
+pub async fn run(store: SharedStore, mut current: Current, stop: CancellationToken) {
+    let client = match check::client() {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client for target probes");
+            return;
+        }
+    };
+    let monitor = Arc::new(Monitor {
+        store,
+        client,
+        probes: Arc::new(Semaphore::new(MAX_PROBES)),
+    });
+    loop {
+        let targets = current.borrow_and_update().clone();
+        let round = stop.child_token();
+        for index in 0..targets.targets.len() {
+            tokio::spawn(schedule(
+                monitor.clone(),
+                targets.clone(),
+                index,
+                round.clone(),
+            ));
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = current.changed() => {
+                round.cancel();
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A fixed offset within the interval, the same on every worker.
+fn phase(name: &str, period_ms: u64) -> u64 {
+    // FNV-1a: stable across processes and versions, unlike the std hasher's seed.
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+    name.hash(&mut hasher);
+    hasher.finish() % period_ms.max(1)
+}
+
+/// Claims and probes target `index` of `targets` at each of its ticks until `stop`.
+async fn schedule(
+    monitor: Arc<Monitor>,
+    targets: Arc<Targets>,
+    index: usize,
+    stop: CancellationToken,
+) {
+    let Some(target) = targets.targets.get(index) else {
+        return;
+    };
+    let period = u64::try_from(target.interval.as_millis()).unwrap_or(u64::MAX);
+    let phase = phase(&target.name, period);
+    loop {
+        // `as` saturates; the clock is never negative here.
+        let now = (unix_now() * 1e3) as u64;
+        let planned = (now.saturating_sub(phase) / period + 1) * period + phase;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(planned - now)) => {}
+        }
+        let claim = format!("tick:target:{}:{planned}", target.name);
+        match monitor
+            .store
+            .claim(&claim, target.interval.saturating_mul(3))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::debug!(target = %target.name, error = %e, "tick claim failed");
+                continue;
+            }
+        }
+        let Ok(permit) = monitor.probes.clone().acquire_owned().await else {
+            return;
+        };
+        let lag = unix_now() - planned as f64 / 1e3;
+        metrics::histogram!(metric::TARGET_PROBE_LAG.name).record(lag.max(0.0));
+        let (monitor, targets) = (monitor.clone(), targets.clone());
+        tokio::spawn(async move {
+            let Some(target) = targets.targets.get(index) else {
+                return;
+            };
+            let checked = check::check(&monitor.client, target).await;
+            drop(permit);
+            record(&monitor, &targets, target, planned, checked).await;
+        });
+    }
+}
+
+async fn record(
+    monitor: &Monitor,
+    targets: &Targets,
+    target: &Target,
+    tick: u64,
+    checked: check::Checked,
+) {
+    let name = target.name.as_str();
+    let sample = &checked.sample;
+    metrics::gauge!(metric::TARGET_UP.name, "target" => name.to_owned()).set(
+        if sample.status == ServiceState::Down {
+            0.0
+        } else {
+            1.0
+        },
+    );
+    metrics::gauge!(metric::TARGET_LAST_PROBE.name, "target" => name.to_owned())
+        .set(sample.timestamp);
+    if let Some(ms) = sample.response_time_ms {
+        metrics::histogram!(metric::TARGET_RESPONSE_TIME.name, "target" => name.to_owned())
+            .record(ms / 1e3);
+    }
+    if let Some(at) = checked.cert_expires_at {
+        metrics::gauge!(metric::TARGET_CERT_EXPIRY.name, "target" => name.to_owned()).set(at);
+    }
+    let observed = targets::observe(
+        monitor.store.as_ref(),
+        name,
+        tick,
+        checked.sample,
+        target.thresholds,
+    )
+    .await;
+    let result = match observed {
+        Ok(Some(change)) => hand_on(monitor, targets, target, &change).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::warn!(target = name, error = %e, "probe result not recorded; the next probe tries again");
+    }
+}
+
+/// Records `change`'s incident and queues its notifications, then notes it handed on.
+async fn hand_on(
+    monitor: &Monitor,
+    targets: &Targets,
+    target: &Target,
+    change: &Transition,
+) -> Result<(), StoreError> {
+    let store = &monitor.store;
+    let mut queued = 0;
+    if change.notifies() {
+        store
+            .state_change(&Incident {
+                service: Watched::Target(target.name.clone()),
+                from: change.from,
+                to: change.to,
+                started_at: change.at,
+                ended_at: None,
+                reason: change.reason.clone(),
+            })
+            .await?;
+        for job in notify::jobs(target, change, &targets.notify, unix_now()) {
+            if !store.enqueue(&job).await? {
+                return Err(StoreError::Command(
+                    "job queue full: notification not queued".into(),
+                ));
+            }
+            queued += 1;
+        }
+    }
+    targets::hand_off(store.as_ref(), &target.name, &change.id).await?;
+    let (from, to) = (notify::word(change.from), notify::word(Some(change.to)));
+    let reason = change.reason.as_deref().unwrap_or("");
+    if change.to == ServiceState::Down {
+        tracing::warn!(target = %target.name, from, to, reason, notifications = queued, "target state changed");
+    } else {
+        tracing::info!(target = %target.name, from, to, reason, notifications = queued, "target state changed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_are_stable_and_spread() {
+        assert_eq!(phase("payments", 10_000), phase("payments", 10_000));
+        let phases: std::collections::HashSet<u64> = (0..100)
+            .map(|i| phase(&format!("t{i}"), 10_000) / 1000)
+            .collect();
+        assert!(phases.len() >= 8, "{phases:?}");
+    }
+}

@@ -1,0 +1,9 @@
+//! The process's TLS crypto: rustls with ring, for every TLS connection svc makes
+//! (Redis over `rediss://`, HTTPS probes of targets, webhooks).
+
+/// Installs ring as the process's crypto provider unless one is installed already;
+/// called before building anything that makes TLS connections.
+pub fn install() {
+    // A second install reports the first; either way a provider is in place.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,508 @@
+//! The user's own targets: probed once per interval for the whole cluster, one
+//! notification per change of state however many workers run, retried when the
+//! receiver fails, never duplicated when a worker dies mid-send, and the targets file
+//! reloaded without a restart.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::{
+    RedisServer, SvcProcess, all_args, eventually, role_process, svc_command, try_json,
+};
+
+/// A target whose status the test sets: 200 `{"status":"UP"}`, or 500
+/// `{"status":"DOWN"}`. Counts the probes.
+struct Target {
+    url: String,
+    status: Arc<AtomicU16>,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Target {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/health", listener.local_addr().expect("addr"));
+        let status = Arc::new(AtomicU16::new(200));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (s, h) = (status.clone(), hits.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (s, h) = (s.clone(), h.clone());
+                tokio::spawn(async move {
+                    if read_request(&mut conn).await.is_none() {
+                        return;
+                    }
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let code = s.load(Ordering::SeqCst);
+                    let body = if code == 200 {
+                        r#"{"status":"UP"}"#
+                    } else {
+                        r#"{"status":"DOWN"}"#
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        Target {
+            url,
+            status,
+            hits,
+            task,
+        }
+    }
+
+    fn set(&self, code: u16) {
+        self.status.store(code, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One POST the receiver got.
+#[derive(Debug, Clone)]
+struct Post {
+    key: String,
+    sender: String,
+    body: Value,
+    /// Answered 2xx.
+    accepted: bool,
+}
+
+/// A webhook receiver: records every POST; fails the first `fail` with 500, and
+/// holds the first one unanswered when `hang` is set.
+struct Receiver {
+    url: String,
+    posts: Arc<Mutex<Vec<Post>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start(fail: usize, hang: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let fail = Arc::new(AtomicUsize::new(fail));
+        let hang = Arc::new(AtomicBool::new(hang));
+        let log = posts.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (log, fail, hang) = (log.clone(), fail.clone(), hang.clone());
+                tokio::spawn(async move {
+                    let Some((headers, body)) = read_request(&mut conn).await else {
+                        return;
+                    };
+                    let header = |name: &str| {
+                        headers
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.trim()
+                                    .eq_ignore_ascii_case(name)
+                                    .then(|| v.trim().to_owned())
+                            })
+                            .unwrap_or_default()
+                    };
+                    let mut post = Post {
+                        key: header("idempotency-key"),
+                        sender: header("svc-sender"),
+                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                        accepted: false,
+                    };
+                    if hang.swap(false, Ordering::SeqCst) {
+                        log.lock().expect("log").push(post);
+                        // Held until the sender goes away.
+                        let mut rest = [0u8; 64];
+                        while matches!(conn.read(&mut rest).await, Ok(n) if n > 0) {}
+                        return;
+                    }
+                    let failing = fail
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    let reply: &[u8] = if failing {
+                        b"HTTP/1.1 500 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    };
+                    post.accepted = !failing && conn.write_all(reply).await.is_ok();
+                    if failing {
+                        let _ = conn.write_all(reply).await;
+                    }
+                    log.lock().expect("log").push(post);
+                });
+            }
+        });
+        Receiver { url, posts, task }
+    }
+
+    fn posts(&self) -> Vec<Post> {
+        self.posts.lock().expect("log").clone()
+    }
+
+    fn accepted(&self) -> Vec<Post> {
+        self.posts().into_iter().filter(|p| p.accepted).collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads one HTTP/1.1 request: its head and its body (by Content-Length).
+async fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = conn.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = conn.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some((head, buf[head_end..head_end + length].to_vec()))
+}
+
+/// A targets file in a directory of its own, rewritten by rename (as a ConfigMap
+/// update swaps its files).
+struct TargetsFile {
+    dir: PathBuf,
+}
+
+impl TargetsFile {
+    fn new(text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("svc-targets-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = TargetsFile { dir };
+        file.write(text);
+        file
+    }
+
+    fn path(&self) -> String {
+        self.dir.join("targets.yaml").display().to_string()
+    }
+
+    fn write(&self, text: &str) {
+        let tmp = self.dir.join(".targets.yaml.new");
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, self.dir.join("targets.yaml")).expect("rename");
+    }
+}
+
+impl Drop for TargetsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A target at `url` probed every second, down after two failures, notifying `hook`.
+fn one_target(name: &str, url: &str, hook: &str) -> String {
+    format!(
+        "targets:\n  - name: {name}\n    url: {url}\n    interval: 1s\n    timeout: 500ms\n    \
+         expect: {{status: [200], json: {{\"$.status\": UP}}}}\nnotify:\n  - url: {hook}\n"
+    )
+}
+
+/// The `status` of target `name` in the dashboard's `/api/health-check`.
+async fn status_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Option<String> {
+    let answer = try_json(client, &format!("{dashboard}/api/health-check")).await?;
+    answer["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+        .and_then(|s| s["status"].as_str().map(str::to_owned))
+}
+
+async fn wait_status(client: &reqwest::Client, dashboard: &str, name: &str, want: &str) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{name} {want}"),
+        || async {
+            (status_of(client, dashboard, name).await.as_deref() == Some(want)).then_some(())
+        },
+    )
+    .await;
+}
+
+async fn wait_posts(receiver: &Receiver, accepted: usize) -> Vec<Post> {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{accepted} accepted notifications"),
+        || async {
+            let got = receiver.accepted();
+            (got.len() >= accepted).then_some(got)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn three_workers_send_one_notification_per_change() {
+    let redis = RedisServer::start();
+    let target = Target::start().await;
+    let receiver = Receiver::start(0, false).await;
+    let file = TargetsFile::new(&one_target("flip", &target.url, &receiver.url));
+    let path = file.path();
+    let env = [("TARGETS_FILE", path.as_str()), ("WORKER_INTERVAL", "1s")];
+    let _workers = [
+        role_process("worker", &redis, &env).await,
+        role_process("worker", &redis, &env).await,
+        role_process("worker", &redis, &env).await,
+    ];
+    let dashboard = role_process(
+        "dashboard",
+        &redis,
+        &[("TARGETS_FILE", path.as_str()), ("REFRESH_PERIOD", "1s")],
+    )
+    .await;
+    let base = dashboard.url("");
+    let base = base.trim_end_matches('/');
+    let client = crate::helpers::client();
+    wait_status(&client, base, "flip", "healthy").await;
+
+    // Probed once per interval for the cluster, not once per worker.
+    let (hits, start) = (target.hits.load(Ordering::SeqCst), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let probes = target.hits.load(Ordering::SeqCst) - hits;
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(
+        probes as f64 <= seconds + 2.0 && probes >= 3,
+        "{probes} probes in {seconds:.1} s by 3 workers at a 1 s interval"
+    );
+
+    for round in 1..=2 {
+        target.set(500);
+        let posts = wait_posts(&receiver, 2 * round - 1).await;
+        let down = &posts[2 * round - 2].body;
+        assert_eq!(down["state"], "down", "{down}");
+        assert_eq!(down["previous"], "up", "{down}");
+        assert_eq!(down["target"], "flip");
+        assert!(
+            down["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("HTTP 500")),
+            "{down}"
+        );
+        wait_status(&client, base, "flip", "down").await;
+
+        target.set(200);
+        let posts = wait_posts(&receiver, 2 * round).await;
+        let up = &posts[2 * round - 1].body;
+        assert_eq!(
+            (&up["state"], &up["previous"]),
+            (&"up".into(), &"down".into()),
+            "{up}"
+        );
+        assert!(up["duration_s"].as_f64().is_some_and(|d| d > 0.0), "{up}");
+        wait_status(&client, base, "flip", "healthy").await;
+    }
+    // Three more intervals: nothing more arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posts = receiver.posts();
+    assert_eq!(posts.len(), 4, "{posts:#?}");
+    let mut keys: Vec<&str> = posts.iter().map(|p| p.key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 4, "one key per change: {posts:#?}");
+    for p in &posts {
+        assert_eq!(p.body["id"], p.key.as_str(), "the body carries the key");
+    }
+    let incidents = dashboard.get_json("/api/incidents").await;
+    let flips = incidents["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .filter(|i| i["service"] == "flip")
+        .count();
+    assert_eq!(flips, 2, "{incidents}");
+}
+
+#[tokio::test]
+async fn a_receiver_failing_twice_gets_exactly_one_delivery() {
+    let redis = RedisServer::start();
+    let target = Target::start().await;
+    target.set(500);
+    let receiver = Receiver::start(2, false).await;
+    let file = TargetsFile::new(&one_target("flaky-hook", &target.url, &receiver.url));
+    let path = file.path();
+    let _worker = role_process("worker", &redis, &[("TARGETS_FILE", path.as_str())]).await;
+    let accepted = wait_posts(&receiver, 1).await;
+    assert_eq!(accepted[0].body["state"], "down");
+    assert_eq!(accepted[0].body["previous"], "unknown", "the first verdict");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posts = receiver.posts();
+    assert_eq!(
+        posts.len(),
+        3,
+        "two failures, then one delivery: {posts:#?}"
+    );
+    assert_eq!(receiver.accepted().len(), 1);
+    assert!(posts.iter().all(|p| p.key == accepted[0].key), "{posts:#?}");
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_send_causes_no_duplicate() {
+    let redis = RedisServer::start();
+    let target = Target::start().await;
+    target.set(500);
+    let receiver = Receiver::start(0, true).await;
+    let file = TargetsFile::new(&one_target("crash", &target.url, &receiver.url));
+    let path = file.path();
+    let env = [
+        ("TARGETS_FILE", path.as_str()),
+        ("VISIBILITY_TIMEOUT", "2s"),
+    ];
+    let mut workers = [
+        role_process("worker", &redis, &env).await,
+        role_process("worker", &redis, &env).await,
+    ];
+    let held = eventually(Duration::from_secs(20), "a notification sent", || async {
+        receiver.posts().first().cloned()
+    })
+    .await;
+    let pid: u32 = held
+        .sender
+        .rsplit('-')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in sender {:?}", held.sender));
+    let sender = workers
+        .iter()
+        .position(|w| w.child.id() == pid)
+        .unwrap_or_else(|| panic!("sender {pid} is not one of the workers"));
+    workers[sender].signal("KILL");
+    let _ = workers[sender].wait_exit(Duration::from_secs(5));
+
+    let accepted = wait_posts(&receiver, 1).await;
+    assert_eq!(accepted[0].key, held.key, "the same change, the same key");
+    assert_ne!(
+        accepted[0].sender, held.sender,
+        "taken over by the other worker"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.accepted().len(), 1, "{:#?}", receiver.posts());
+    assert!(receiver.posts().iter().all(|p| p.key == held.key));
+}
+
+#[tokio::test]
+async fn the_targets_file_reloads_and_a_bad_one_keeps_the_last_good() {
+    let (a, b) = (Target::start().await, Target::start().await);
+    let receiver = Receiver::start(0, false).await;
+    let file = TargetsFile::new(&one_target("alpha", &a.url, &receiver.url));
+    let path = file.path();
+    let svc = SvcProcess::spawn(
+        &all_args(&["--targets", &path]),
+        &[("WORKER_INTERVAL", "1s"), ("REFRESH_PERIOD", "1s")],
+    );
+    let dashboard = format!("http://{}", svc.address_of("dashboard"));
+    let client = crate::helpers::client();
+    wait_status(&client, &dashboard, "alpha", "healthy").await;
+
+    let both = format!(
+        "targets:\n  - name: alpha\n    url: {}\n    interval: 1s\n  \
+         - name: beta\n    url: {}\n    interval: 1s\n    group: second\n",
+        a.url, b.url
+    );
+    file.write(&both);
+    wait_status(&client, &dashboard, "beta", "healthy").await;
+    assert!(
+        svc.output().contains("targets reloaded"),
+        "{}",
+        svc.output()
+    );
+
+    file.write("targets:\n  - name: gamma\n    url: ftp://nowhere\n");
+    eventually(Duration::from_secs(10), "the bad file refused", || async {
+        svc.output().contains("targets file refused").then_some(())
+    })
+    .await;
+    let output = svc.output();
+    let line = output
+        .lines()
+        .find(|l| l.contains("targets file refused"))
+        .expect("the line");
+    assert!(
+        line.contains("targets[0] (gamma)") && line.contains("scheme"),
+        "{line}"
+    );
+    // Both targets are still probed and shown.
+    let hits = b.hits.load(Ordering::SeqCst);
+    eventually(Duration::from_secs(10), "beta probed again", || async {
+        (b.hits.load(Ordering::SeqCst) > hits + 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        status_of(&client, &dashboard, "alpha").await.as_deref(),
+        Some("healthy")
+    );
+    assert_eq!(status_of(&client, &dashboard, "gamma").await, None);
+
+    // The badge of a target, and of a name nobody listed.
+    let badge = client
+        .get(format!("{dashboard}/badge/beta.svg"))
+        .send()
+        .await
+        .expect("badge");
+    assert_eq!(badge.status(), 200);
+    assert_eq!(
+        badge.headers()["content-type"].to_str().ok(),
+        Some("image/svg+xml")
+    );
+    let svg = badge.text().await.expect("svg");
+    assert!(svg.contains("beta") && svg.contains("up"), "{svg}");
+    let missing = client
+        .get(format!("{dashboard}/badge/nobody.svg"))
+        .send()
+        .await
+        .expect("badge");
+    assert_eq!(missing.status(), 404);
+}
+
+#[test]
+fn a_bad_targets_file_at_start_is_a_config_error() {
+    let file = TargetsFile::new("targets:\n  - name: x\n    url: http://x\n    interval: soon\n");
+    let out = svc_command(&["worker", "--targets", &file.path()], &[])
+        .output()
+        .expect("run svc");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("TARGETS_FILE") && stderr.contains("interval") && stderr.contains("soon"),
+        "{stderr}"
+    );
+}
