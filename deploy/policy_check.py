@@ -57,6 +57,7 @@ INGRESS_EXPECTATIONS = [
     ("/static/app.css", "dashboard"),
     ("/partials/services", "dashboard"),
     ("/health/ready", "dashboard"),
+    ("/badge/payments.svg", "dashboard"),
     ("/api", "gateway"),
     ("/api/status", "gateway"),
     ("/api/info", "gateway"),
