@@ -5,11 +5,24 @@
     python3 deploy/compose_check.py /tmp/compose.yaml deploy/compose/prometheus.yml
 """
 
+import posixpath
 import sys
 
 import yaml
 
 ROLES = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
+# The roles that read the targets file (TARGETS_FILE).
+TARGETS_ROLES = ("worker", "dashboard")
+
+
+def mounts(service):
+    """(target, read-only) of each volume, in the short or the long syntax."""
+    for v in service.get("volumes", []):
+        if isinstance(v, str):
+            parts = v.split(":")
+            yield parts[1] if len(parts) > 1 else parts[0], parts[2:3] == ["ro"]
+        else:
+            yield v["target"], bool(v.get("read_only"))
 
 
 def main(compose_path, prometheus_path):
@@ -22,6 +35,7 @@ def main(compose_path, prometheus_path):
         if not ok:
             failures.append(what)
             print(f"  FAIL {what}")
+        return ok
 
     redis = services.get("redis", {})
     command = redis.get("command", [])
@@ -46,6 +60,12 @@ def main(compose_path, prometheus_path):
         check(s.get("environment", {}).get("REDIS_PASSWORD") == password, f"{role} gets redis's password as REDIS_PASSWORD")
         check(s.get("user") == "1000:1000" and s.get("read_only") is True, f"{role} runs as 1000:1000, read-only")
         check(f"{role}:{port}" in targets, f"prometheus scrapes {role}:{port}")
+        if role in TARGETS_ROLES:
+            path = s.get("environment", {}).get("TARGETS_FILE")
+            if check(path, f"{role} gets TARGETS_FILE"):
+                # The directory, so that an edit saved by replacing the file is seen.
+                check((posixpath.dirname(path), True) in set(mounts(s)),
+                      f"{role} mounts the directory of TARGETS_FILE {path} read-only")
     check(len(images) == 1, f"gateway, worker and dashboard share one image (have {sorted(map(str, images))})")
     for name in ("prometheus", "grafana"):
         check(services.get(name, {}).get("profiles") == ["monitoring"], f"{name} is in the monitoring profile")

@@ -4,7 +4,8 @@
 Static checks, on each FILE: Pod Security "restricted" on every container, resources
 and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
 and ports, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
-sentinel pods, the Prometheus Operator objects by structure (alert job names are
+sentinel pods, the targets file mounted so that it reloads and holding a valid
+file, the Prometheus Operator objects by structure (alert job names are
 scraped Services), and every metric name in the alerts and the Grafana dashboard
 owned by a role (or listed as external).
 
@@ -20,6 +21,7 @@ the Ingress rules, lands on a role that answers it.
 import argparse
 import json
 import os
+import posixpath
 import re
 import socket
 import subprocess
@@ -42,6 +44,11 @@ EXTERNAL_METRICS = {"kube_pod_container_status_restarts_total": "kube-state-metr
 # Secrets created by hand (deploy/README.md), never committed.
 EXTERNAL_SECRETS = {"redis-secret"}
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+# The targets file (README.md, "Monitoring your own services"): its ConfigMap, the
+# roles that read it, and the names svc's own services already have on the page.
+TARGETS_CONFIGMAP = "svc-targets"
+TARGETS_ROLES = ("worker", "dashboard")
+RESERVED_TARGET_NAMES = {"api-gateway", "worker-service", "redis", "dashboard"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 SEVERITIES = {"critical", "warning", "info"}
 # Requests a browser makes, and the role the Ingress must send each one to.
@@ -50,6 +57,7 @@ INGRESS_EXPECTATIONS = [
     ("/static/app.css", "dashboard"),
     ("/partials/services", "dashboard"),
     ("/health/ready", "dashboard"),
+    ("/badge/payments.svg", "dashboard"),
     ("/api", "gateway"),
     ("/api/status", "gateway"),
     ("/api/info", "gateway"),
@@ -330,6 +338,63 @@ def check_sentinel_config(objs, r):
             ok = bool(sts) and sts["metadata"]["name"] == m.group(1) and int(m.group(2)) < sts["spec"].get("replicas", 1) \
                 and any(port_number(c, int(m.group(4))) for c in pod_spec(sts)["containers"])
             r.check(ok, f"{name_of(cm)}: REDIS_SENTINELS entry {entry!r} is a pod and port of a StatefulSet")
+
+
+def check_targets_file(where, text, r):
+    """A targets file: `targets` and `notify` lists, unique names that are not svc's
+    own, http/https/tcp target URLs, http/https webhooks."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        r.check(False, f"{where}: parses as YAML ({e})")
+        return
+    if not r.check(isinstance(doc, dict) and set(doc) <= {"targets", "notify"},
+                   f"{where}: a map with `targets` and `notify` only (is {doc!r:.80})"):
+        return
+    targets, notify = doc.get("targets") or [], doc.get("notify") or []
+    if not r.check(isinstance(targets, list) and isinstance(notify, list), f"{where}: `targets` and `notify` are lists"):
+        return
+    names = [t.get("name") for t in targets if isinstance(t, dict)]
+    r.check(len(names) == len(targets) and all(isinstance(n, str) and n for n in names),
+            f"{where}: every target has a name")
+    r.check(len(set(names)) == len(names), f"{where}: target names are unique ({names})")
+    for t in (t for t in targets if isinstance(t, dict)):
+        r.check(t.get("name") not in RESERVED_TARGET_NAMES,
+                f"{where}: target {t.get('name')!r} is not named like one of svc's own services")
+        r.check(re.match(r"(https?|tcp)://[^/\s]+", str(t.get("url", ""))),
+                f"{where}: target {t.get('name')!r} has an http://, https:// or tcp:// url")
+    for n in notify:
+        ok = isinstance(n, dict) and re.match(r"https?://[^/\s]+", str(n.get("url", ""))) and n.get("kind") in (None, "slack")
+        r.check(ok, f"{where}: webhook {n!r:.80} has an http(s) url and no kind or kind slack")
+
+
+def check_targets(objs, r):
+    """The roles that read the targets file get TARGETS_FILE inside a whole-ConfigMap
+    mount, read-only. Never a subPath: the kubelet never updates a subPath mount,
+    so svc would not see an edit until the pod restarts."""
+    configmaps = {o["metadata"]["name"]: o.get("data") or {} for o in objs if o["kind"] == "ConfigMap"}
+    if TARGETS_CONFIGMAP in configmaps:
+        for key, text in configmaps[TARGETS_CONFIGMAP].items():
+            check_targets_file(f"ConfigMap/{TARGETS_CONFIGMAP} {key}", text, r)
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
+        volumes = {v["name"]: v for v in pod_spec(w).get("volumes", [])}
+        for c in pod_spec(w)["containers"]:
+            where = f"{name_of(w)} container {c['name']}"
+            path = next((e.get("value") for e in c.get("env", []) if e["name"] == "TARGETS_FILE"), None)
+            if role_of(c) in TARGETS_ROLES and TARGETS_CONFIGMAP in configmaps:
+                r.check(path, f"{where}: TARGETS_FILE is set (ConfigMap {TARGETS_CONFIGMAP} exists)")
+            if not path:
+                continue
+            mounts = c.get("volumeMounts", [])
+            r.check(all(m["mountPath"] != path for m in mounts), f"{where}: TARGETS_FILE {path} is not a subPath mount")
+            mount = next((m for m in mounts if m["mountPath"].rstrip("/") == posixpath.dirname(path)), None)
+            if not r.check(mount, f"{where}: the directory of TARGETS_FILE {path} is a volume mount"):
+                continue
+            r.check(not mount.get("subPath") and not mount.get("subPathExpr"), f"{where}: {mount['mountPath']} has no subPath")
+            r.check(mount.get("readOnly") is True, f"{where}: {mount['mountPath']} is mounted read-only")
+            cm = (volumes.get(mount["name"], {}).get("configMap") or {}).get("name")
+            if r.check(cm in configmaps, f"{where}: {mount['mountPath']} is ConfigMap {cm or '(none)'} of the build"):
+                r.check(posixpath.basename(path) in configmaps[cm], f"{where}: ConfigMap {cm} has key {posixpath.basename(path)}")
 
 
 def route(objs, path, host=INGRESS_HOST):
@@ -680,6 +745,7 @@ def main():
         check_references(objs, r)
         check_redis_peers(objs, r)
         check_sentinel_config(objs, r)
+        check_targets(objs, r)
         check_ingress_routes(objs, r)
         check_crds(objs, r)
         for name, where in used_metrics(objs).items():

@@ -37,7 +37,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The three roles: object name, Service, port and arguments. One image; only the
-arguments differ. `key` is the role's section in values.yaml.
+arguments differ. `key` is the role's section in values.yaml; `targets`: the role
+reads the targets file (svc-targets).
 */}}
 {{- define "svc.roles" -}}
 roles:
@@ -51,11 +52,13 @@ roles:
     service: worker-service
     port: 8081
     args: ["worker", "--interval", {{ .Values.worker.interval | quote }}]
+    targets: true
   - key: dashboard
     name: dashboard
     service: dashboard-service
     port: 3000
     args: ["dashboard"]
+    targets: true
 {{- end }}
 
 {{/*
