@@ -19,5 +19,6 @@ mod secrets;
 mod sentinel;
 mod shutdown;
 mod store;
+mod traces;
 mod traffic;
 mod worker;
