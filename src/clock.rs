@@ -11,6 +11,12 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The instant `unix_seconds` (as stored) names; `None` for a value no clock shows
+/// (negative, not a number, beyond the range of `SystemTime`).
+pub fn system_time(unix_seconds: f64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(unix_seconds).ok()?)
+}
+
 /// The minute (Unix seconds / 60) that `unix_seconds` falls in.
 pub fn minute_of(unix_seconds: f64) -> i64 {
     // `as` saturates for floats: a clock beyond the year 292 billion stays in range.
@@ -37,6 +43,17 @@ mod tests {
         assert_eq!(millis(Duration::ZERO), 1);
         assert_eq!(millis(Duration::from_millis(1500)), 1500);
         assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn stored_times_become_instants_or_nothing() {
+        assert_eq!(
+            system_time(1.5),
+            UNIX_EPOCH.checked_add(Duration::from_millis(1500))
+        );
+        for bad in [-1.0, f64::NAN, f64::INFINITY, f64::MAX] {
+            assert_eq!(system_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -268,6 +268,10 @@ pub struct JobRecord {
     /// The id of the request that submitted it, so its log lines can be followed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of the span that enqueued it, when traces are on: the
+    /// worker's spans of the job continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Fields this build does not know (written by another version): kept as they are.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -295,6 +299,8 @@ struct StoredRecord {
     error: Option<String>,
     #[serde(default)]
     request_id: Option<String>,
+    #[serde(default)]
+    traceparent: Option<String>,
     #[serde(flatten)]
     rest: Map<String, Value>,
 }
@@ -331,6 +337,7 @@ impl TryFrom<StoredRecord> for JobRecord {
             result: stored.result,
             error: stored.error,
             request_id: stored.request_id,
+            traceparent: stored.traceparent,
             other: rest,
         })
     }
@@ -352,6 +359,7 @@ impl JobRecord {
             result: None,
             error: None,
             request_id: None,
+            traceparent: None,
             other: Map::new(),
         }
     }
@@ -437,6 +445,19 @@ mod tests {
         assert_eq!(written["priority"], "high");
         assert_eq!(written["trace"]["x"], 1);
         assert_eq!(written["size"], 10);
+    }
+
+    #[test]
+    fn a_trace_parent_is_kept_and_records_without_one_still_read() {
+        let mut record = JobRecord::new(JobSpec::Cleanup {}, 1.0);
+        let old: Value = serde_json::from_str(&record.encode()).expect("json");
+        assert!(old.get("traceparent").is_none());
+        assert_eq!(JobRecord::decode(&record.encode()), Ok(record.clone()));
+        record.traceparent =
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned());
+        let decoded = JobRecord::decode(&record.encode()).expect("decodes");
+        assert_eq!(decoded.traceparent, record.traceparent);
+        assert!(decoded.other.is_empty());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod store;
 pub mod targets;
 pub mod telemetry;
 pub mod tls;
+pub mod traces;
 
 use std::future::Future;
 
@@ -80,15 +81,18 @@ pub struct Launch {
     pub shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     /// Cancelled on a second signal: stop at once.
     pub forced: CancellationToken,
+    /// Flushes the spans still buffered when dropped; `None` with traces off.
+    pub traces: Option<traces::TraceGuard>,
     /// Keeps the log writer alive; dropped last, which flushes it.
     pub logs: telemetry::LogGuard,
 }
 
 impl Launch {
-    /// Sets the process up for a role with validated `settings`: logger, signal
-    /// handlers, store. Called after binding, so a taken port is reported before
-    /// anything else happens.
-    pub fn start(settings: Settings) -> Result<Self, Error> {
+    /// Sets the process up for `roles` with validated `settings`: traces (when an
+    /// OTLP endpoint is set), logger, signal handlers, store. Called after binding, so a
+    /// taken port is reported before anything else happens.
+    pub fn start(settings: Settings, roles: &[service::Role]) -> Result<Self, Error> {
+        let traces = traces::start(roles).map_err(|e| Error::Startup(format!("traces: {e}")))?;
         let logs = telemetry::init_logs(settings.environment, &settings.log_level)
             .map_err(Error::Startup)?;
         let (shutdown, forced) = http::shutdown::signal()
@@ -100,6 +104,7 @@ impl Launch {
             store,
             shutdown: Box::pin(shutdown),
             forced,
+            traces,
             logs,
         })
     }
@@ -107,8 +112,8 @@ impl Launch {
 
 impl Launch {
     /// Runs `role` with the settings, store and shutdown signal until it ends, or until
-    /// a second signal cuts the drain short; the logger outlives it, so its last lines
-    /// are flushed.
+    /// a second signal cuts the drain short; then sends the spans still buffered. The
+    /// logger outlives both, so its last lines are flushed.
     pub async fn serve<F>(self, role: F) -> Result<(), Error>
     where
         F: AsyncFnOnce(
@@ -122,12 +127,15 @@ impl Launch {
             store,
             shutdown,
             forced,
+            traces,
             logs: _logs,
         } = self;
-        tokio::select! {
+        let result = tokio::select! {
             result = role(settings, store, shutdown) => result.map_err(Error::from),
             () = forced.cancelled() => Err(Error::Interrupted),
-        }
+        };
+        drop(traces);
+        result
     }
 }
 

@@ -9,7 +9,7 @@ use clap::error::ErrorKind;
 use svc::cli::{Cli, Role, ServeArgs};
 use svc::config::Settings;
 use svc::roles::{all, dashboard, gateway, load, worker};
-use svc::{Error, Launch, http};
+use svc::{Error, Launch, http, service};
 
 // jemalloc with a background thread returns freed pages to the system within a
 // second or two (its configuration is set at build time in .cargo/config.toml), so a
@@ -57,7 +57,8 @@ async fn run(role: Role) -> Result<(), Error> {
     match role {
         Role::Gateway(args) => {
             let config = args.limits.config()?;
-            let (launch, listener) = start(&args.serve, gateway::DEFAULT_PORT)?;
+            let (launch, listener) =
+                start(&args.serve, service::Role::Gateway, gateway::DEFAULT_PORT)?;
             launch
                 .serve(async |settings, store, shutdown| {
                     gateway::run(&settings, &config, store, listener, shutdown).await
@@ -68,7 +69,8 @@ async fn run(role: Role) -> Result<(), Error> {
             let config = args
                 .worker
                 .config(args.gateway_url.clone(), args.dashboard_url.clone())?;
-            let (launch, listener) = start(&args.serve, worker::DEFAULT_PORT)?;
+            let (launch, listener) =
+                start(&args.serve, service::Role::Worker, worker::DEFAULT_PORT)?;
             launch
                 .serve(async |settings, store, shutdown| {
                     worker::run(&settings, &config, store, listener, shutdown).await
@@ -77,7 +79,11 @@ async fn run(role: Role) -> Result<(), Error> {
         }
         Role::Dashboard(args) => {
             let config = args.config()?;
-            let (launch, listener) = start(&args.serve, dashboard::DEFAULT_PORT)?;
+            let (launch, listener) = start(
+                &args.serve,
+                service::Role::Dashboard,
+                dashboard::DEFAULT_PORT,
+            )?;
             launch
                 .serve(async |settings, store, shutdown| {
                     dashboard::run(&settings, &config, store, listener, shutdown).await
@@ -96,7 +102,7 @@ async fn run(role: Role) -> Result<(), Error> {
                 dashboard: http::bind((args.host, ports.dashboard).into(), backlog)?,
             };
             let config = args.config(listeners.ports().map_err(http::ServeError::Io)?)?;
-            Launch::start(settings)?
+            Launch::start(settings, &service::Role::ALL)?
                 .serve(async |settings, store, shutdown| {
                     all::run(&settings, &config, store, listeners, shutdown).await
                 })
@@ -138,10 +144,14 @@ async fn run(role: Role) -> Result<(), Error> {
 }
 
 /// Validates a single-role command's flags, binds its port (`default_port` unless one
-/// is given), then sets the process up: a bad flag or a taken port is reported before
-/// anything else happens.
-fn start(args: &ServeArgs, default_port: u16) -> Result<(Launch, TcpListener), Error> {
+/// is given), then sets the process up for `role`: a bad flag or a taken port is
+/// reported before anything else happens.
+fn start(
+    args: &ServeArgs,
+    role: service::Role,
+    default_port: u16,
+) -> Result<(Launch, TcpListener), Error> {
     let settings: Settings = args.common.settings(true)?;
     let listener = http::bind(args.listen_addr(default_port), settings.limits.backlog)?;
-    Ok((Launch::start(settings)?, listener))
+    Ok((Launch::start(settings, &[role])?, listener))
 }

@@ -18,6 +18,7 @@ use url::Url;
 use crate::clock::millis_f64;
 use crate::service::Service;
 use crate::store::{ServiceState, SharedStore};
+use crate::traces;
 
 /// How long a probe waits for an answer before calling the service down.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,10 +74,21 @@ pub fn readiness_url(base: &Url) -> Result<Url, url::ParseError> {
     ))
 }
 
-/// Probes `url` (a readiness URL) of `service` once.
+/// Probes `url` (a readiness URL) of `service` once; with traces on the request
+/// carries its span's `traceparent`.
+#[tracing::instrument(
+    name = "probe",
+    level = "debug",
+    skip(client),
+    fields(%service, %url, otel.kind = "client")
+)]
 pub async fn http(client: &reqwest::Client, service: Service, url: &Url) -> Probe {
+    let mut request = client.get(url.clone());
+    if let Some(traceparent) = traces::traceparent(&tracing::Span::current()) {
+        request = request.header(traces::TRACEPARENT, traceparent);
+    }
     let start = Instant::now();
-    let answer = match client.get(url.clone()).send().await {
+    let answer = match request.send().await {
         // The reason a service gives for not being ready, when it gives one.
         Ok(res) => Ok((res.status(), res.text().await.unwrap_or_default())),
         Err(e) => Err(e),

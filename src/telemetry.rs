@@ -2,6 +2,8 @@
 //!
 //! Logs: `tracing`, as JSON lines in production and readable text in development,
 //! written by a background thread so a slow terminal or log pipe never stalls a request.
+//! With traces on, the same subscriber exports spans ([`crate::traces`]) and a JSON
+//! line written inside a traced span carries its `trace_id` and `span_id`.
 //! Metrics: one global Prometheus recorder; every metric is declared once in [`metric`]
 //! (name, kind, unit, HELP text and, for histograms, buckets), plus the process metrics
 //! (CPU, memory, open files, start time) that the replaced system exported.
@@ -10,8 +12,13 @@ use std::sync::OnceLock;
 
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::EnvFilter;
+use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::Environment;
 
@@ -353,7 +360,9 @@ pub fn render_metrics() -> String {
 /// Keeps the log writer thread alive; drop it last so buffered lines are flushed.
 pub type LogGuard = WorkerGuard;
 
-/// Installs the log subscriber. `RUST_LOG`, when set, wins over `level`.
+/// Installs the log subscriber. `RUST_LOG`, when set, wins over `level`. When traces
+/// are on ([`crate::traces::start`]) spans are exported as well, and JSON lines written
+/// inside a traced span carry its `trace_id` and `span_id`.
 pub fn init_logs(environment: Environment, level: &str) -> Result<LogGuard, String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives),
@@ -361,14 +370,67 @@ pub fn init_logs(environment: Environment, level: &str) -> Result<LogGuard, Stri
     }
     .map_err(|e| format!("invalid LOG_LEVEL: {e}"))?;
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_writer(writer);
-    let installed = match environment {
-        Environment::Production => builder.json().flatten_event(true).try_init(),
-        Environment::Development => builder.try_init(),
+    let installed = match crate::traces::layer() {
+        // The log level filters the log lines only: spans below it are still traced.
+        Some(traces) => tracing_subscriber::registry()
+            .with(lines(environment, writer).with_filter(filter))
+            .with(traces)
+            .try_init(),
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(lines(environment, writer))
+            .try_init(),
     };
     installed.map_err(|e| format!("cannot install the logger: {e}"))?;
     Ok(guard)
+}
+
+/// The layer that writes log lines: JSON in production, text in development.
+fn lines<S>(environment: Environment, writer: NonBlocking) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_writer(writer);
+    match environment {
+        Environment::Production => lines
+            .json()
+            .flatten_event(true)
+            .map_event_format(WithTraceIds)
+            .boxed(),
+        Environment::Development => lines.boxed(),
+    }
+}
+
+/// An event format plus the `trace_id` and `span_id` of the traced span the event is
+/// written in, as the last fields of the JSON object.
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some((trace_id, span_id)) = crate::traces::current_ids() else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        // One JSON object and a newline: the ids go in before its closing brace.
+        match line.trim_end().strip_suffix('}') {
+            Some(object) => writeln!(
+                writer,
+                r#"{object},"trace_id":"{trace_id}","span_id":"{span_id}"}}"#
+            ),
+            None => writer.write_str(&line),
+        }
+    }
 }

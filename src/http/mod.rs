@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ServerLimits;
+use crate::service::Role;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::middleware::{ErrorHandlers, from_fn};
@@ -114,6 +115,8 @@ pub struct Drain {
 
 /// What every role's server has besides its own routes.
 pub struct Surface {
+    /// Whose server it is.
+    pub role: Role,
     /// Readiness and liveness.
     pub health: Health,
     /// The request metrics, for a role that has them.
@@ -139,6 +142,7 @@ where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let Surface {
+        role,
         health,
         metrics,
         faults,
@@ -173,7 +177,7 @@ where
                 move |req, next| bound_in_flight(in_flight.clone(), req, next)
             }))
             .wrap(from_fn(move |req, next| {
-                observe::observe(metrics, req, next)
+                observe::observe(role, metrics, req, next)
             }))
     })
     .max_connections(limits.max_connections)

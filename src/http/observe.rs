@@ -15,6 +15,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 
+use crate::service::Role;
+use crate::traces;
+
 /// Names of one role's request metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestMetrics {
@@ -86,14 +89,36 @@ impl actix_web::FromRequest for RequestId {
 }
 
 /// Times the request, counts it and writes its access-log line, all inside a span
-/// that carries the request's id.
+/// that carries the request's id. With traces on, that span is `role`'s and continues
+/// the trace of the client's `traceparent`, when it sends one.
 pub async fn observe(
+    role: Role,
     metrics: Option<RequestMetrics>,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = RequestId::of(&req);
-    let span = tracing::info_span!("request", request_id = %id.0);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.0,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    if traces::enabled() {
+        // Named by route pattern, like the metrics: a span name is a category.
+        let route = req.match_pattern();
+        let name = format!(
+            "{} {}",
+            method_label(req.method()),
+            route.as_deref().unwrap_or(UNMATCHED)
+        );
+        span.record("otel.name", name).record("otel.kind", "server");
+        let traceparent = req
+            .headers()
+            .get(traces::TRACEPARENT)
+            .and_then(|v| v.to_str().ok());
+        traces::open(&span, role, traceparent);
+    }
     req.extensions_mut().insert(id.clone());
     observe_in_span(metrics, req, next, id)
         .instrument(span)

@@ -19,6 +19,7 @@ use crate::telemetry::{self, metric};
 
 /// A role about to serve: its readiness and its announcement, running.
 pub struct RoleServer {
+    role: Role,
     health: Health,
     instance: Instance,
     listener: TcpListener,
@@ -106,6 +107,7 @@ impl RoleServer {
                     active.as_ref().map(Faults::active).unwrap_or_default()
                 }),
             },
+            role,
             health,
             instance,
             listener,
@@ -140,6 +142,7 @@ impl RoleServer {
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
         let RoleServer {
+            role,
             health,
             listener,
             drain,
@@ -166,6 +169,7 @@ impl RoleServer {
             }
         };
         let surface = super::Surface {
+            role,
             health,
             metrics,
             faults,

@@ -26,6 +26,7 @@ use crate::http::{self, RoleServer, ServeError};
 use crate::jobs::{JobRecord, JobSpec};
 use crate::service::{Role, Service};
 use crate::store::{SharedStore, StoreError, keys};
+use crate::traces;
 use actix_web::middleware::from_fn;
 
 /// Port the gateway listens on unless told otherwise.
@@ -164,6 +165,7 @@ async fn submit_job(
 ) -> Result<HttpResponse, ApiError> {
     let mut job = JobRecord::new(spec.into_inner(), unix_now());
     job.request_id = Some(request.0);
+    job.traceparent = traces::traceparent(&tracing::Span::current());
     if !gateway.store.enqueue(&job).await? {
         return Err(ApiError::Unavailable("the job queue is full".into()));
     }

@@ -20,5 +20,6 @@ mod sentinel;
 mod shutdown;
 mod store;
 mod targets;
+mod traces;
 mod traffic;
 mod worker;

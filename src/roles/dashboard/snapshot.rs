@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use url::Url;
 
@@ -31,6 +32,7 @@ use crate::store::{
     TargetReport, keys, series,
 };
 use crate::targets::watch::Current;
+use crate::traces;
 
 /// Incidents shown on the page and in `/api/incidents`.
 pub const INCIDENTS_SHOWN: usize = 50;
@@ -216,7 +218,12 @@ pub fn spawn(sources: Sources, period: Duration) -> (Latest, tokio::task::JoinHa
         let mut memory = Memory::default();
         loop {
             ticks.tick().await;
-            tx.send_replace(Some(Arc::new(gather(&sources, &mut memory).await)));
+            // Opened here rather than by `gather` so traces can tell it is the
+            // dashboard's: the probes it sends carry its trace.
+            let span = tracing::debug_span!("gather");
+            traces::open(&span, Role::Dashboard, None);
+            let snapshot = gather(&sources, &mut memory).instrument(span).await;
+            tx.send_replace(Some(Arc::new(snapshot)));
         }
     });
     (rx, task)
@@ -224,7 +231,6 @@ pub fn spawn(sources: Sources, period: Duration) -> (Latest, tokio::task::JoinHa
 
 /// Probes every replica of every role and the store, records what it saw, and reads
 /// the store once.
-#[tracing::instrument(level = "debug", skip_all)]
 pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
     let store = &sources.store;
     let embedded = store.backend() != "redis";

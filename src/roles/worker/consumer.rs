@@ -18,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::tasks::{self, TaskContext, TaskError};
-use crate::clock::unix_now;
+use crate::clock::{self, unix_now};
 use crate::jobs::{JobRecord, JobState};
+use crate::service::Role;
 use crate::store::{Delivery, RECLAIM_START, StoreError};
 use crate::telemetry::metric;
+use crate::traces;
 
 /// How the consumer behaves.
 #[derive(Debug, Clone, Copy)]
@@ -117,20 +119,20 @@ pub async fn run(
             let consumer = consumer.clone();
             jobs.spawn(async move {
                 let keep_alive = config.visibility_timeout / 3;
-                // Every line of the job carries its id, and the submitting request's
-                // once the record is read.
-                let span = tracing::info_span!(
-                    "job",
-                    job = delivery.job_id.as_deref().unwrap_or(""),
-                    request_id = tracing::field::Empty,
-                );
                 let run = async {
-                    tokio::select! {
-                        () = process(&ctx, &consumer, &delivery, config.max_attempts) => {}
-                        () = keep_alive_loop(&ctx, &consumer, &delivery, keep_alive) => {}
+                    // The record is read before the job's span opens, so that the span
+                    // can continue the trace of whoever enqueued the job.
+                    let record = read(&ctx, &delivery).await;
+                    let span = job_span(&delivery, &record);
+                    async {
+                        tokio::select! {
+                            () = process(&ctx, &consumer, &delivery, record, config.max_attempts) => {}
+                            () = keep_alive_loop(&ctx, &consumer, &delivery, keep_alive) => {}
+                        }
                     }
-                }
-                .instrument(span);
+                    .instrument(span)
+                    .await;
+                };
                 if let Err(panic) = AssertUnwindSafe(run).catch_unwind().await {
                     // The delivery stays pending: it is retried, and dead-lettered
                     // after the last attempt.
@@ -177,9 +179,71 @@ async fn keep_alive_loop(ctx: &TaskContext, consumer: &str, delivery: &Delivery,
     }
 }
 
+/// What the store holds for a delivery.
+enum Record {
+    /// The queue entry names no job.
+    NoId,
+    /// The record expired.
+    Expired,
+    /// The record cannot be run, and why.
+    Unrunnable(String),
+    /// The job to run.
+    Job(Box<JobRecord>),
+}
+
+/// Reads the record of `delivery`'s job.
+async fn read(ctx: &TaskContext, delivery: &Delivery) -> Result<Record, StoreError> {
+    let Some(id) = &delivery.job_id else {
+        return Ok(Record::NoId);
+    };
+    Ok(match ctx.store.load_job(id).await? {
+        None => Record::Expired,
+        Some(raw) => match JobRecord::decode(&raw) {
+            Ok(job) => Record::Job(Box::new(job)),
+            Err(reason) => Record::Unrunnable(reason),
+        },
+    })
+}
+
+/// The span of one attempt at a job: every line of it carries the job's id and the
+/// submitting request's, and with traces on it continues the trace the job was
+/// enqueued in.
+fn job_span(delivery: &Delivery, record: &Result<Record, StoreError>) -> tracing::Span {
+    let job = match record {
+        Ok(Record::Job(job)) => Some(job),
+        _ => None,
+    };
+    let span = tracing::info_span!(
+        "job",
+        job = delivery.job_id.as_deref().unwrap_or(""),
+        request_id = job.and_then(|j| j.request_id.as_deref()),
+        otel.name = tracing::field::Empty,
+    );
+    if let Some(job) = job
+        && traces::enabled()
+    {
+        span.record(
+            "otel.name",
+            format!("job {}", job.spec.task_type().as_str()),
+        );
+    }
+    traces::open(
+        &span,
+        Role::Worker,
+        job.and_then(|j| j.traceparent.as_deref()),
+    );
+    span
+}
+
 /// Runs one delivery to its end (or leaves it pending on failure or shutdown).
-async fn process(ctx: &TaskContext, consumer: &str, delivery: &Delivery, max_attempts: u32) {
-    if let Err(e) = attempt(ctx, consumer, delivery, max_attempts).await {
+async fn process(
+    ctx: &TaskContext,
+    consumer: &str,
+    delivery: &Delivery,
+    record: Result<Record, StoreError>,
+    max_attempts: u32,
+) {
+    if let Err(e) = attempt(ctx, consumer, delivery, record, max_attempts).await {
         // The delivery stays pending and is reclaimed after the visibility timeout.
         tracing::warn!(
             job = delivery.job_id.as_deref().unwrap_or(""),
@@ -193,19 +257,22 @@ async fn attempt(
     ctx: &TaskContext,
     consumer: &str,
     delivery: &Delivery,
+    record: Result<Record, StoreError>,
     max_attempts: u32,
 ) -> Result<(), StoreError> {
     let store = &ctx.store;
-    let Some(id) = &delivery.job_id else {
-        return reject(ctx, delivery, "the queue entry carries no job id").await;
-    };
-    let Some(raw) = store.load_job(id).await? else {
-        tracing::warn!(job = %id, "job record expired: dropping the delivery");
-        return store.discard(delivery).await;
-    };
-    let mut job = match JobRecord::decode(&raw) {
-        Ok(job) => job,
-        Err(reason) => {
+    let mut job = match record? {
+        Record::NoId => {
+            return reject(ctx, delivery, "the queue entry carries no job id").await;
+        }
+        Record::Expired => {
+            tracing::warn!(
+                job = delivery.job_id.as_deref().unwrap_or(""),
+                "job record expired: dropping the delivery"
+            );
+            return store.discard(delivery).await;
+        }
+        Record::Unrunnable(reason) => {
             return reject(
                 ctx,
                 delivery,
@@ -213,10 +280,8 @@ async fn attempt(
             )
             .await;
         }
+        Record::Job(job) => *job,
     };
-    if let Some(request_id) = &job.request_id {
-        tracing::Span::current().record("request_id", request_id.as_str());
-    }
     if matches!(job.state, JobState::Done | JobState::Dead) {
         return store.discard(delivery).await;
     }
@@ -228,6 +293,9 @@ async fn attempt(
     job.started_at = Some(unix_now());
     job.worker = Some(consumer.to_owned());
     store.save_job(&job).await?;
+    if job.attempts == 1 {
+        trace_queue_wait(&job);
+    }
 
     let task = job.spec.task_type().as_str();
     metrics::gauge!(metric::WORKER_IN_PROGRESS.name).increment(1.0);
@@ -267,6 +335,19 @@ async fn attempt(
             }
         }
     }
+}
+
+/// Records the job's wait in the queue, from enqueue to its first attempt, in the
+/// trace it was enqueued in.
+fn trace_queue_wait(job: &JobRecord) {
+    let (Some(traceparent), Some(enqueued), Some(started)) = (
+        job.traceparent.as_deref(),
+        clock::system_time(job.created_at),
+        job.started_at.and_then(clock::system_time),
+    ) else {
+        return;
+    };
+    traces::record("queue wait", Role::Worker, traceparent, enqueued, started);
 }
 
 /// One line per job outcome: at INFO for submitted jobs, at DEBUG for the periodic

@@ -13,11 +13,14 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::clock::unix_now;
 use crate::jobs::{JobRecord, JobSpec, TaskType};
+use crate::service::Role;
 use crate::store::SharedStore;
 use crate::telemetry::metric;
+use crate::traces;
 
 /// Runs ticks until `stop` is cancelled; each tick stores its Unix time (ms) in
 /// `last_tick`, which readiness watches.
@@ -41,8 +44,12 @@ pub async fn run(
         let lag = (unix_now() - planned).max(0.0);
         metrics::histogram!(metric::WORKER_SCHEDULE_LAG.name).record(lag);
         last_tick.store((unix_now() * 1e3) as u64, Ordering::Relaxed);
-        join_all(TaskType::ALL.map(|task| enqueue_once(&store, task, tick, planned, interval)))
-            .await;
+        join_all(TaskType::ALL.map(|task| {
+            let span = tracing::debug_span!("enqueue", task = task.as_str(), tick);
+            traces::open(&span, Role::Worker, None);
+            enqueue_once(&store, task, tick, planned, interval).instrument(span)
+        }))
+        .await;
         if let Ok(stats) = store.queue_stats().await {
             metrics::gauge!(metric::WORKER_QUEUE_DEPTH.name).set(stats.depth as f64);
             metrics::gauge!(metric::WORKER_QUEUE_PENDING.name).set(stats.pending as f64);
@@ -50,7 +57,9 @@ pub async fn run(
     }
 }
 
-#[tracing::instrument(level = "debug", skip(store, interval), fields(task = task.as_str()))]
+/// Claims `task`'s `tick` and, when this replica wins it, enqueues the task; the job
+/// continues the trace of the caller's span (opened there, so traces can tell it is
+/// the worker's).
 async fn enqueue_once(
     store: &SharedStore,
     task: TaskType,
@@ -67,6 +76,7 @@ async fn enqueue_once(
         Ok(true) => {
             let mut job = JobRecord::new(spec, unix_now());
             job.scheduled_for = Some(planned);
+            job.traceparent = traces::traceparent(&tracing::Span::current());
             match store.enqueue(&job).await {
                 Ok(true) => tracing::debug!(job = %job.id, "enqueued"),
                 Ok(false) => tracing::warn!("job queue full: periodic task skipped"),
