@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{
-    RedisServer, SvcProcess, all_args, eventually, role_process, svc_command, try_json,
+    Dir, RedisServer, SvcProcess, all_args, certificates, eventually, free_port, require_tool,
+    role_process, svc_command, try_json,
 };
 
 /// A target whose status the test sets: 200 `{"status":"UP"}`, or 500
@@ -201,32 +202,26 @@ async fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
 /// A targets file in a directory of its own, rewritten by rename (as a ConfigMap
 /// update swaps its files).
 struct TargetsFile {
-    dir: PathBuf,
+    dir: Dir,
 }
 
 impl TargetsFile {
     fn new(text: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("svc-targets-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let file = TargetsFile { dir };
+        let file = TargetsFile {
+            dir: Dir::new("targets"),
+        };
         file.write(text);
         file
     }
 
     fn path(&self) -> String {
-        self.dir.join("targets.yaml").display().to_string()
+        self.dir.path("targets.yaml").display().to_string()
     }
 
     fn write(&self, text: &str) {
-        let tmp = self.dir.join(".targets.yaml.new");
+        let tmp = self.dir.path(".targets.yaml.new");
         std::fs::write(&tmp, text).expect("write");
-        std::fs::rename(&tmp, self.dir.join("targets.yaml")).expect("rename");
-    }
-}
-
-impl Drop for TargetsFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::rename(&tmp, self.dir.path("targets.yaml")).expect("rename");
     }
 }
 
@@ -505,4 +500,93 @@ fn a_bad_targets_file_at_start_is_a_config_error() {
         stderr.contains("TARGETS_FILE") && stderr.contains("interval") && stderr.contains("soon"),
         "{stderr}"
     );
+}
+
+/// `openssl s_server` answering 200 over TLS with a certificate valid for one day.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    ca: PathBuf,
+    _dir: Dir,
+}
+
+impl TlsServer {
+    fn start() -> Self {
+        let dir = Dir::new("tls-target");
+        let (ca, cert, key) = certificates(&dir);
+        let port = free_port();
+        let child = std::process::Command::new(require_tool("openssl", "openssl"))
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        TlsServer {
+            child,
+            port,
+            ca,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
+    let tls = TlsServer::start();
+    let file = TargetsFile::new(&format!(
+        "targets:\n  - name: secure\n    url: https://localhost:{}/\n    interval: 1s\n    \
+         expect: {{cert_expires_in: 7d}}\n",
+        tls.port
+    ));
+    let path = file.path();
+    let ca = tls.ca.display().to_string();
+    let svc = SvcProcess::spawn(
+        &all_args(&["--targets", &path]),
+        &[
+            ("WORKER_INTERVAL", "1s"),
+            ("REFRESH_PERIOD", "1s"),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ],
+    );
+    let dashboard = format!("http://{}", svc.address_of("dashboard"));
+    let client = crate::helpers::client();
+    wait_status(&client, &dashboard, "secure", "degraded").await;
+    let answer = try_json(&client, &format!("{dashboard}/api/health-check"))
+        .await
+        .expect("health-check");
+    let entry = answer["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|e| e["name"] == "secure"))
+        .expect("the target");
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(error.contains("certificate expires in"), "{entry}");
+
+    let worker = format!("http://{}/metrics", svc.address_of("worker-service"));
+    let metrics = client
+        .get(worker)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let expiry: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("svc_target_certificate_expiry_seconds{target=\"secure\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no expiry metric:\n{metrics}"));
+    let left = expiry - svc::clock::unix_now();
+    assert!((0.0..=2.0 * 86400.0).contains(&left), "{left} s left");
 }
