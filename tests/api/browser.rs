@@ -504,3 +504,84 @@ async fn chromium_screenshots_of_each_state_of_two_gateways_and_a_frozen_store()
         timeline.display()
     );
 }
+
+#[tokio::test]
+async fn chromium_shows_targets_grouped_with_their_states() {
+    let (up, down) = (
+        crate::targets::Target::start().await,
+        crate::targets::Target::start().await,
+    );
+    down.set(500);
+    let file = crate::targets::TargetsFile::new(&format!(
+        "targets:\n\
+         - {{name: checkout, group: shop, url: '{up}', interval: 1s}}\n\
+         - {{name: payments, group: shop, url: '{down}', interval: 1s, failure_threshold: 1}}\n\
+         - {{name: search, url: '{up}', interval: 1s, expect: {{json: {{'$.status': UP}}}}}}\n\
+         - {{name: nightly-report, url: '{up}', interval: 24h}}\n",
+        up = up.url,
+        down = down.url
+    ));
+    let refresh = format!("{}s", REFRESH.as_secs());
+    let path = file.path();
+    let svc = dashboard_process(
+        &all_args(&[
+            "--refresh",
+            &refresh,
+            "--interval",
+            "1s",
+            "--targets",
+            &path,
+        ]),
+        &[("DRAIN_DELAY", "0s")],
+    )
+    .await;
+    let browser = Browser::start().await;
+    browser.goto(&svc.url("/")).await;
+    let state = |name: &str| {
+        format!("document.querySelector('#targets tr[data-target=\"{name}\"]')?.dataset.state")
+    };
+    browser
+        .wait_for(
+            Duration::from_secs(15),
+            "every target judged",
+            &format!(
+                "{} === 'healthy' && {} === 'down' && {} === 'healthy' && {} === 'pending'",
+                state("checkout"),
+                state("payments"),
+                state("search"),
+                state("nightly-report")
+            ),
+        )
+        .await;
+    let groups = browser
+        .eval(
+            "[...document.querySelectorAll('#targets tr.group')].map(r => r.textContent).join(',')",
+        )
+        .await;
+    assert_eq!(groups, "shop");
+    let reason = browser
+        .eval("document.querySelector('#targets tr[data-target=\"payments\"] .reason').textContent")
+        .await;
+    assert!(
+        reason.as_str().is_some_and(|r| r.contains("HTTP 500")),
+        "{reason}"
+    );
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    let wide = browser.screenshot("targets").await;
+    browser
+        .devtools(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 360, "height": 780, "deviceScaleFactor": 1, "mobile": true}),
+        )
+        .await;
+    let width = browser.eval("document.documentElement.scrollWidth").await;
+    assert!(
+        width.as_u64().is_some_and(|w| w <= 360),
+        "page is {width} px wide at 360"
+    );
+    browser
+        .eval("document.getElementById('targets-title').scrollIntoView()")
+        .await;
+    let phone = browser.screenshot("targets-phone").await;
+    eprintln!("screenshots: {}, {}", wide.display(), phone.display());
+}

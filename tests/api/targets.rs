@@ -19,15 +19,15 @@ use crate::helpers::{
 
 /// A target whose status the test sets: 200 `{"status":"UP"}`, or 500
 /// `{"status":"DOWN"}`. Counts the probes.
-struct Target {
-    url: String,
+pub struct Target {
+    pub url: String,
     status: Arc<AtomicU16>,
     hits: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Target {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/health", listener.local_addr().expect("addr"));
         let status = Arc::new(AtomicU16::new(200));
@@ -64,7 +64,7 @@ impl Target {
         }
     }
 
-    fn set(&self, code: u16) {
+    pub fn set(&self, code: u16) {
         self.status.store(code, Ordering::SeqCst);
     }
 }
@@ -201,12 +201,12 @@ async fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
 
 /// A targets file in a directory of its own, rewritten by rename (as a ConfigMap
 /// update swaps its files).
-struct TargetsFile {
+pub struct TargetsFile {
     dir: Dir,
 }
 
 impl TargetsFile {
-    fn new(text: &str) -> Self {
+    pub fn new(text: &str) -> Self {
         let file = TargetsFile {
             dir: Dir::new("targets"),
         };
@@ -214,7 +214,7 @@ impl TargetsFile {
         file
     }
 
-    fn path(&self) -> String {
+    pub fn path(&self) -> String {
         self.dir.path("targets.yaml").display().to_string()
     }
 

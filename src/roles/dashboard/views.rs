@@ -285,7 +285,8 @@ fn replica_row(r: &Replica, now: f64) -> Markup {
     }
 }
 
-/// The user's targets, by group (in the order groups first appear), then file order.
+/// The user's targets: those of no group first, then by group (in the order groups
+/// first appear), each in file order.
 fn targets(snap: &Snapshot, now: f64) -> Markup {
     let mut groups: Vec<(Option<&str>, Vec<&TargetRow>)> = Vec::new();
     for row in &snap.targets {
@@ -295,6 +296,7 @@ fn targets(snap: &Snapshot, now: f64) -> Markup {
             None => groups.push((group, vec![row])),
         }
     }
+    groups.sort_by_key(|(group, _)| group.is_some());
     let down = snap
         .targets
         .iter()
