@@ -29,7 +29,7 @@ pub async fn check(url: &url::Url, timeout: Duration) -> Result<(), CheckError> 
         url: url.clone(),
         source,
     };
-    let client = reqwest::Client::builder()
+    let client = crate::tls::http_client()
         .timeout(timeout)
         .build()
         .map_err(request)?;

@@ -59,8 +59,7 @@ impl Probe {
 /// pooled one the service closed while idle would fail the probe, and the connect
 /// time is part of the answer anyway).
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
-    crate::tls::install();
-    reqwest::Client::builder()
+    crate::tls::http_client()
         .timeout(PROBE_TIMEOUT)
         .pool_max_idle_per_host(0)
         .build()

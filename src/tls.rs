@@ -7,3 +7,11 @@ pub fn install() {
     // A second install reports the first; either way a provider is in place.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// A builder of HTTP clients that speak TLS with the process's crypto: the one way svc
+/// builds an HTTP client (reqwest panics on a client built before a provider is in
+/// place).
+pub fn http_client() -> reqwest::ClientBuilder {
+    install();
+    reqwest::Client::builder()
+}

@@ -29,8 +29,7 @@ pub struct Checked {
 /// probe (so each one sees the certificate, and a connection the target closed while
 /// idle never fails a probe), no redirects followed (a redirect is an answer).
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
-    crate::tls::install();
-    reqwest::Client::builder()
+    crate::tls::http_client()
         .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .tls_info(true)

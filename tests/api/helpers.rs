@@ -692,8 +692,7 @@ pub fn client() -> reqwest::Client {
 
 /// A builder of such clients.
 pub fn client_builder() -> reqwest::ClientBuilder {
-    svc::tls::install();
-    reqwest::Client::builder()
+    svc::tls::http_client()
 }
 
 /// A test's own directory, removed on drop.

@@ -208,10 +208,9 @@ pub async fn run(
             (count, config.concurrency.div_ceil(count))
         }
     };
-    crate::tls::install();
     let clients = (0..count)
         .map(|_| {
-            reqwest::Client::builder()
+            crate::tls::http_client()
                 .timeout(config.timeout)
                 .pool_max_idle_per_host(idle)
                 .build()
