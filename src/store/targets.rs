@@ -66,6 +66,18 @@ pub struct Transition {
 }
 
 impl Transition {
+    /// The incident this change of target `name` opens (or, back to healthy, ends).
+    pub fn incident(&self, name: &str) -> super::Incident {
+        super::Incident {
+            service: crate::service::Watched::Target(name.to_owned()),
+            from: self.from,
+            to: self.to,
+            started_at: self.at,
+            ended_at: None,
+            reason: self.reason.clone(),
+        }
+    }
+
     /// Whether anyone is told: every change, except a target's first verdict when it is
     /// healthy (nothing happened).
     pub fn notifies(&self) -> bool {

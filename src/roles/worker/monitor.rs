@@ -18,9 +18,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_now;
-use crate::service::Watched;
 use crate::store::targets::{self, Transition};
-use crate::store::{Incident, ServiceState, SharedStore, StoreError};
+use crate::store::{ServiceState, SharedStore, StoreError};
 use crate::targets::watch::Current;
 use crate::targets::{Target, Targets, check, notify};
 use crate::telemetry::metric;
@@ -194,16 +193,7 @@ async fn hand_on(
     let store = &monitor.store;
     let mut queued = 0;
     if change.notifies() {
-        store
-            .state_change(&Incident {
-                service: Watched::Target(target.name.clone()),
-                from: change.from,
-                to: change.to,
-                started_at: change.at,
-                ended_at: None,
-                reason: change.reason.clone(),
-            })
-            .await?;
+        store.state_change(&change.incident(&target.name)).await?;
         for job in notify::jobs(target, change, &targets.notify, unix_now()) {
             if !store.enqueue(&job).await? {
                 return Err(StoreError::Command(

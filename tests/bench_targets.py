@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+"""Targets benchmark: 1,000 targets at a 10 s interval on 3 workers, a day of their
+history in Redis, and the dashboard that shows them.
+
+Live: a targets file of 1,000 targets (t0000..t0999 in 5 groups, interval 10s, timeout
+2s), each at its own path of one local nginx; three `svc worker` processes (release
+build) on one redis-server. After a 20 s warm-up, over a window (60 s by default):
+each worker's CPU (utime + stime from /proc, % of one core) and RSS; the probe start
+lag (`svc_target_probe_lag_seconds`, the three workers' histograms summed, window end
+minus window start, interpolated within a bucket: its resolution is the bucket the
+quantile falls in); probes made (nginx's requests to /t/ and the workers' histogram
+counts) against 1,000 / 10 s x window, and each target's probe count in the window,
+which is the window / 10 s if each target is probed once per interval, not once per
+worker.
+
+Memory: on a fresh redis-server, examples/fill_targets.rs writes 24 h of history of
+1,000 targets through the worker's own `targets::observe` (state, newest 60 samples,
+minute tallies, hour tallies). Prints `used_memory` before and after, and the keys.
+Then it adds the hour tallies of the 30 days before (kept 31 days) and prints what a
+month of steady state adds.
+
+Dashboard: `svc dashboard --targets FILE` (REFRESH_PERIOD=5s) on that Redis: its CPU
+per 5 s snapshot with nothing asking; GET / and GET /partials/status, 50 sequential
+requests each (median, p99), a cold render (the first request of a new second renders;
+later ones in that second get its bytes: median and worst of 10) and wrk for
+--duration seconds (mostly served from that per-second rendering).
+
+Goals: probe start lag p99 < 100 ms; worker CPU < 10% of a core each; Redis memory for
+24 h of history of 1,000 targets < 50 MB. The rest is reported without a goal. Exits 0
+when a goal is missed (it prints numbers; it is no test), non-zero when the setup fails.
+
+It takes about 4 minutes.
+
+Usage: tests/bench_targets.py [--duration SECONDS] [--connections N] [--window SECONDS]
+                              [--targets N]
+  (--rounds is accepted and ignored, so tests/bench.sh passes every script the same flags)
+Needs: target/release/svc and target/release/examples/fill_targets
+(cargo build --release --locked --bins --example fill_targets), redis-server, redis-cli,
+nginx, wrk (tests/bench.sh installs them).
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import (ROOT, SVC, free_port, rss_kib, start_nginx, start_redis, stop,  # noqa: E402
+                   wait_http, wrk)
+from bench_dashboard import cpu_seconds, fetch, redis_commands  # noqa: E402
+from bench_worker import redis_cli  # noqa: E402
+
+FILL = os.path.join(ROOT, "target", "release", "examples", "fill_targets")
+INTERVAL = 10
+GROUPS = ("payments", "search", "accounts", "media", "internal")
+WARM_UP = 20
+REFRESH = 5
+LAG = "svc_target_probe_lag_seconds"
+CLOSED = "http://127.0.0.1:9"  # nothing listens: svc's own services are not measured
+
+
+def arguments():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3, help="ignored")
+    ap.add_argument("--duration", type=int, default=5, help="seconds of each wrk run")
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections")
+    ap.add_argument("--window", type=int, default=60, help="seconds measured after warm-up")
+    ap.add_argument("--targets", type=int, default=1000)
+    args, _ = ap.parse_known_args()
+    for tool in ("redis-server", "redis-cli", "nginx", "wrk"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found: run tests/bench.sh, which installs it")
+    for binary in (SVC, FILL):
+        if not os.path.exists(binary):
+            sys.exit(f"{binary} not found: cargo build --release --locked --bins "
+                     "--example fill_targets")
+    return args
+
+
+def targets_file(tmp, count, port):
+    path = os.path.join(tmp, "targets.yaml")
+    with open(path, "w") as f:
+        f.write("targets:\n")
+        for i in range(count):
+            group = GROUPS[i * len(GROUPS) // count]
+            f.write(f"  - {{name: t{i:04d}, url: 'http://127.0.0.1:{port}/t/{i}', "
+                    f"group: {group}, interval: {INTERVAL}s, timeout: 2s}}\n")
+    return path
+
+
+def env(redis_url, **extra):
+    return {"PATH": os.environ["PATH"], "REDIS_URL": redis_url, "DRAIN_DELAY": "0s",
+            "API_GATEWAY_URL": CLOSED, "DASHBOARD_URL": CLOSED, "WORKER_SERVICE_URL": CLOSED,
+            **extra}
+
+
+def start(role, environment, *flags):
+    port = free_port()
+    proc = subprocess.Popen([SVC, role, "--host", "127.0.0.1", "--port", str(port), *flags],
+                            env=environment, stdout=subprocess.DEVNULL)
+    wait_http(port, "/health/ready", timeout=30)
+    return proc, port
+
+
+def lag_histogram(port):
+    """The worker's probe lag histogram: ({upper bound: cumulative count}, count)."""
+    text = fetch(port, "/metrics").decode()
+    buckets = {}
+    for le, value in re.findall(rf'^{LAG}_bucket{{[^}}]*le="([^"]+)"[^}}]*}} (\S+)$', text, re.M):
+        buckets[float(le)] = buckets.get(float(le), 0) + float(value)
+    count = sum(float(v) for v in re.findall(rf"^{LAG}_count(?:{{[^}}]*}})? (\S+)$", text, re.M))
+    return buckets, count
+
+
+def quantile(buckets, q):
+    """The q-quantile of cumulative `buckets`, linear within its bucket; returns it and
+    the bucket's bounds (the resolution)."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == float("inf"):
+                return lower, (lower, bound)
+            share = (rank - below) / max(buckets[bound] - below, 1e-9)
+            return lower + share * (bound - lower), (lower, bound)
+        lower, below = bound, buckets[bound]
+    return lower, (lower, float("inf"))
+
+
+def probes_by_target(log, start, end):
+    """Requests to /t/<i> in bytes start..end of nginx's access log, by target."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        lines = f.read(end - start).splitlines()
+    counts = {}
+    for line in lines:
+        m = re.search(rb'"GET /t/(\d+) ', line)
+        if m:
+            counts[int(m.group(1))] = counts.get(int(m.group(1)), 0) + 1
+    return counts
+
+
+def live(tmp, args):
+    """Three workers on `args.targets` targets: a dict of figures over the window."""
+    log = os.path.join(tmp, "targets-access.log")
+    nginx, port = start_nginx(tmp, f"""
+        location /t/ {{ access_log {log}; default_type text/plain; return 200 'ok'; }}
+        location / {{ default_type text/plain; return 200 'ok'; }}""")
+    redis, redis_url = start_redis(tmp)
+    file = targets_file(tmp, args.targets, port)
+    workers = []
+    try:
+        for _ in range(3):
+            workers.append(start("worker", env(redis_url, TARGETS_FILE=file)))
+        time.sleep(WARM_UP)
+        # Metrics first, CPU last at the start and the other way round at the end, so
+        # the scrapes (1,000 targets' series each) fall outside the CPU window.
+        before = [lag_histogram(p) for _, p in workers]
+        log_start = os.path.getsize(log)
+        cpu = [cpu_seconds(w.pid) for w, _ in workers]
+        began = time.monotonic()
+        time.sleep(args.window)
+        cpu = [cpu_seconds(w.pid) - c for (w, _), c in zip(workers, cpu)]
+        wall = time.monotonic() - began
+        log_end = os.path.getsize(log)
+        after = [lag_histogram(p) for _, p in workers]
+        rss = [rss_kib(w.pid) / 1024 for w, _ in workers]
+        claims = redis_cli(redis_url, "--scan", "--pattern", "svc:tick:target:*").split()
+        claim_bytes = [int(redis_cli(redis_url, "MEMORY", "USAGE", k).strip() or 0)
+                       for k in claims[:50]]
+    finally:
+        for proc, _ in workers:
+            stop(proc)
+        stop(nginx)
+        stop(redis)
+
+    summed = {}
+    for (b0, _), (b1, _) in zip(before, after):
+        for le, value in b1.items():
+            summed[le] = summed.get(le, 0) + value - b0.get(le, 0)
+    if not summed or summed[max(summed)] == 0:
+        raise RuntimeError("the workers recorded no probe in the window")
+    per_target = probes_by_target(log, log_start, log_end)
+    counts = [per_target.get(i, 0) for i in range(args.targets)]
+    return {
+        "wall": wall,
+        "cpu": [100 * c / wall for c in cpu],
+        "rss": rss,
+        "p50": quantile(summed, 0.50),
+        "p99": quantile(summed, 0.99),
+        "lag_count": summed[max(summed)],
+        "by_worker": [a[1] - b[1] for a, b in zip(after, before)],
+        "nginx": sum(counts),
+        "per_target": (min(counts), max(counts)),
+        "claims": (len(claims), statistics.mean(claim_bytes) if claim_bytes else 0),
+    }
+
+
+def used_memory(url):
+    info = redis_cli(url, "INFO", "memory")
+    return (int(re.search(r"^used_memory:(\d+)", info, re.M).group(1)),
+            int(re.search(r"^used_memory_rss:(\d+)", info, re.M).group(1)))
+
+
+def fill(redis_url, count):
+    """24 h of history of `count` targets: used_memory, RSS and keys it added."""
+    before = used_memory(redis_url)
+    started = time.monotonic()
+    out = subprocess.run([FILL, str(count), "64"], env={"REDIS_URL": redis_url,
+                         "PATH": os.environ["PATH"]}, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    seconds = time.monotonic() - started
+    after = used_memory(redis_url)
+    keys = int(redis_cli(redis_url, "DBSIZE").strip())
+    one = redis_cli(redis_url, "--scan", "--pattern", "svc:target:t0000*").split()
+    kinds = {"state": sum(k == "svc:target:t0000" for k in one),
+             "samples": sum(k.endswith(":samples") for k in one),
+             "m:<hour>": sum(":m:" in k for k in one),
+             "h:<day>": sum(":h:" in k for k in one)}
+    return {"used": after[0] - before[0], "rss": after[1] - before[1], "keys": keys,
+            "kinds": kinds, "seconds": seconds, "out": out}
+
+
+def month_of_hours(redis_url, count):
+    """Adds the hour tallies of the 30 days before the filled day (kept 31 days, so a
+    month of steady state holds them): the used_memory that adds."""
+    before = used_memory(redis_url)[0]
+    today = int(time.time() // 86400)
+    fields = [x for h in range(24) for x in (f"{h}c", 360, f"{h}u", 360)]
+    ttl = 31 * 86400
+    for i in range(count):
+        cmds = []
+        for day in range(today - 31, today - 1):
+            key = f"svc:target:t{i:04d}:h:{day}"
+            cmds += [["HSET", key, *fields], ["EXPIRE", key, ttl]]
+        redis_commands(redis_url, cmds)
+    return used_memory(redis_url)[0] - before
+
+
+def timed_get(conn, path):
+    started = time.perf_counter()
+    conn.request("GET", path)
+    res = conn.getresponse()
+    body = res.read()
+    if res.status != 200:
+        raise RuntimeError(f"GET {path}: {res.status}")
+    return (time.perf_counter() - started) * 1000, len(body)
+
+
+def dashboard(redis_url, file, args):
+    """The dashboard on the filled Redis: CPU per snapshot, latencies, sizes, wrk."""
+    refresh = REFRESH
+    proc, port = start("dashboard", env(redis_url, REFRESH_PERIOD=f"{refresh}s",
+                                        LOG_LEVEL="warn"), "--targets", file)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            entries = json.loads(fetch(port, "/api/health-check"))["services"]
+            known = [e for e in entries if e.get("kind") == "target" and e["status"] != "unknown"]
+            if len(known) == args.targets:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"/api/health-check lists {len(known)} of {args.targets} "
+                                   "targets with a state after 30 s")
+            time.sleep(0.2)
+        down = sum(e["status"] == "down" for e in known)
+        cpu, wall = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(4 * refresh)
+        snapshot_ms = (cpu_seconds(proc.pid) - cpu) * 1000 / ((time.monotonic() - wall) / refresh)
+
+        result = {"down": down, "snapshot_ms": snapshot_ms, "rss_idle": rss_kib(proc.pid) / 1024}
+        for path in ("/", "/partials/status"):
+            # A fresh connection: the server closes idle ones (during the last wrk run).
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            runs = sorted(timed_get(conn, path) for _ in range(50))
+            ms = [r[0] for r in runs]
+            cold = []
+            for _ in range(10):
+                time.sleep(1.02 - time.time() % 1)  # just after a new second begins
+                cold.append(timed_get(conn, path)[0])
+            rps, p50, p99 = wrk(f"http://127.0.0.1:{port}{path}", args.duration,
+                                args.connections)
+            result[path] = {"kb": runs[-1][1] / 1000, "median": statistics.median(ms),
+                            "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
+                            "cold": statistics.median(cold), "cold_max": max(cold),
+                            "rps": rps, "wrk_p50": p50, "wrk_p99": p99}
+            conn.close()
+        result["rss_loaded"] = rss_kib(proc.pid) / 1024
+        return result
+    finally:
+        stop(proc)
+
+
+def row(label, value, goal="-", met=None):
+    verdict = "" if met is None else "ok" if met else "MISSED"
+    print(f"  {label:<46} {value:>32}   {goal:<10} {verdict}")
+
+
+def main():
+    args = arguments()
+    n = args.targets
+    with tempfile.TemporaryDirectory() as tmp:
+        live_dir, fill_dir = os.path.join(tmp, "live"), os.path.join(tmp, "fill")
+        os.makedirs(live_dir)
+        os.makedirs(fill_dir)
+        run = live(live_dir, args)
+        redis, redis_url = start_redis(fill_dir)
+        try:
+            mem = fill(redis_url, n)
+            month = month_of_hours(redis_url, n)
+            dash = dashboard(redis_url, targets_file(fill_dir, n, 9), args)
+        finally:
+            stop(redis)
+
+    expected = n / INTERVAL * run["wall"]
+    per_window = run["wall"] / INTERVAL
+    low, high = run["per_target"]
+    (p50, (p50_lo, p50_hi)), (p99, (p99_lo, p99_hi)) = run["p50"], run["p99"]
+    claims, claim_bytes = run["claims"]
+    mb = mem["used"] / 1e6
+    print(f"\ntargets: {n} at a {INTERVAL} s interval, 3 workers, nginx at /t/<i>; "
+          f"{run['wall']:.0f} s window after a {WARM_UP} s warm-up\n")
+    print(f"  {'measure':<46} {'value':>32}   {'goal':<10} verdict")
+    row("probe start lag p50 (3 workers' histograms)", f"{p50 * 1000:.1f} ms")
+    row(f"  within bucket {p50_lo * 1000:g}-{p50_hi * 1000:g} ms", "(interpolated)")
+    row("probe start lag p99", f"{p99 * 1000:.1f} ms", "< 100 ms", p99 < 0.1)
+    row(f"  within bucket {p99_lo * 1000:g}-{p99_hi * 1000:g} ms", "(interpolated)")
+    cpu = run["cpu"]
+    row("worker CPU, % of one core (each)", " / ".join(f"{c:.1f}" for c in cpu), "< 10 each",
+        max(cpu) < 10)
+    row("worker RSS, MiB (each)", " / ".join(f"{r:.1f}" for r in run["rss"]))
+    row(f"probes in window, expected {expected:.0f}", f"nginx {run['nginx']}, "
+        f"workers {run['lag_count']:.0f}")
+    row("  by worker", " / ".join(f"{c:.0f}" for c in run["by_worker"]))
+    row(f"probes of each target in window ({per_window:.1f} intervals)",
+        f"min {low}, max {high}", f"{int(per_window)}-{int(per_window) + 1}",
+        low >= int(per_window) and high <= int(per_window) + 1)
+    row("Redis used_memory, 24 h history", f"{mb:.1f} MB", "< 50 MB", mb < 50)
+    row("  Redis RSS growth for it", f"{mem['rss'] / 1e6:.1f} MB")
+    row("  keys", f"{mem['keys']} ({mem['keys'] / n:.1f} per target)")
+    kinds = mem["kinds"]
+    row("  keys per target: state + samples + tallies", f"{kinds['state']} + "
+        f"{kinds['samples']} + {kinds['m:<hour>']} m:<hour> + {kinds['h:<day>']} h:<day>")
+    row("  + tick claims at steady state (live run)",
+        f"{claims} keys, {claims * claim_bytes / 1e6:.2f} MB")
+    row("  + 30 more days of hour tallies (kept 31 d)", f"{month / 1e6:.1f} MB")
+    row("  = a month of steady state", f"{(mem['used'] + month) / 1e6 + claims * claim_bytes / 1e6:.1f} MB")
+    row(f"dashboard CPU per {REFRESH} s snapshot ({dash['down']} down)", f"{dash['snapshot_ms']:.0f} ms")
+    row("dashboard RSS idle / after load, MiB", f"{dash['rss_idle']:.1f} / {dash['rss_loaded']:.1f}")
+    for path in ("/", "/partials/status"):
+        d = dash[path]
+        row(f"GET {path}: size", f"{d['kb']:.0f} KB")
+        row("  cold render (first of a second), median/max", f"{d['cold']:.1f} / {d['cold_max']:.1f} ms")
+        row("  50 sequential, median / p99", f"{d['median']:.2f} / {d['p99']:.2f} ms")
+        row(f"  wrk {args.connections} conns {args.duration}s (cached per s), req/s",
+            f"{d['rps']:.0f} (p99 {d['wrk_p99']:.1f} ms)")
+    print(f"\nfill: {mem['out']} ({mem['seconds']:.0f} s, 64 targets at once)")
+
+
+if __name__ == "__main__":
+    main()
