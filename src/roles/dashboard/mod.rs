@@ -28,7 +28,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
 use url::Url;
@@ -110,30 +110,65 @@ struct Dashboard {
 /// every request for that snapshot within that second. With fifty replicas in the
 /// table a rendering costs more than serving its bytes.
 #[derive(Default)]
-struct Rendered(std::sync::Mutex<Option<((u64, u64), web::Bytes)>>);
+struct Rendered(std::sync::Mutex<Option<Arc<Rendering>>>);
+
+/// One rendering: its HTML, and the same gzipped once a client asks for it (a page of
+/// a thousand targets is a megabyte of HTML and a tenth of that gzipped).
+struct Rendering {
+    key: (u64, u64),
+    html: web::Bytes,
+    gzip: std::sync::OnceLock<Option<web::Bytes>>,
+}
+
+impl Rendering {
+    fn gzip(&self) -> Option<&web::Bytes> {
+        self.gzip
+            .get_or_init(|| {
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.html.len() / 8),
+                    flate2::Compression::fast(),
+                );
+                std::io::Write::write_all(&mut encoder, &self.html).ok()?;
+                encoder.finish().ok().map(web::Bytes::from)
+            })
+            .as_ref()
+    }
+}
 
 impl Rendered {
-    fn get_or_render(&self, key: (u64, u64), render: impl FnOnce() -> String) -> web::Bytes {
-        let cached = |slot: &Option<((u64, u64), web::Bytes)>| {
-            slot.as_ref()
-                .filter(|(k, _)| *k == key)
-                .map(|(_, body)| body.clone())
-        };
+    fn get_or_render(&self, key: (u64, u64), render: impl FnOnce() -> String) -> Arc<Rendering> {
         // A poisoned lock only means a render panicked: the slot is still usable.
         let lock = || {
             self.0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        if let Some(body) = cached(&lock()) {
-            return body;
+        if let Some(cached) = lock().as_ref().filter(|r| r.key == key) {
+            return cached.clone();
         }
         // Rendered outside the lock: two requests in the same new second may both
         // render, and neither waits on the other.
-        let body = web::Bytes::from(render());
-        *lock() = Some((key, body.clone()));
-        body
+        let rendering = Arc::new(Rendering {
+            key,
+            html: web::Bytes::from(render()),
+            gzip: std::sync::OnceLock::new(),
+        });
+        *lock() = Some(rendering.clone());
+        rendering
     }
+}
+
+/// Whether a request's `Accept-Encoding` takes gzip.
+fn accepts_gzip(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+                && parts.all(|p| p.replace(' ', "") != "q=0")
+        })
 }
 
 /// Serves the dashboard on `listener` until `shutdown` resolves, then drains.
@@ -210,14 +245,21 @@ async fn latest(dashboard: &Dashboard) -> Result<Arc<Snapshot>, HttpResponse> {
     })
 }
 
-fn html(body: web::Bytes) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
+fn html(rendering: &Rendering, gzip: bool) -> HttpResponse {
+    let mut res = HttpResponse::Ok();
+    res.content_type("text/html; charset=utf-8")
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
-        .body(body)
+        .insert_header((header::VARY, "Accept-Encoding"));
+    match rendering.gzip().filter(|_| gzip) {
+        Some(body) => res
+            .insert_header((header::CONTENT_ENCODING, "gzip"))
+            .body(body.clone()),
+        None => res.body(rendering.html.clone()),
+    }
 }
 
 async fn render(
+    req: &HttpRequest,
     dashboard: &Dashboard,
     rendered: &Rendered,
     markup: fn(&View) -> maud::Markup,
@@ -227,7 +269,7 @@ async fn render(
             // Ages are shown in whole seconds: one rendering serves this second.
             let now = unix_now();
             let key = (snapshot.taken_at.to_bits(), now as u64);
-            html(rendered.get_or_render(key, || {
+            let rendering = rendered.get_or_render(key, || {
                 markup(&View {
                     snapshot: &snapshot,
                     now,
@@ -235,18 +277,19 @@ async fn render(
                     refresh: dashboard.config.refresh,
                 })
                 .into_string()
-            }))
+            });
+            html(&rendering, accepts_gzip(req))
         }
         Err(starting) => starting,
     }
 }
 
-async fn page(dashboard: web::Data<Dashboard>) -> HttpResponse {
-    render(&dashboard, &dashboard.page, views::page).await
+async fn page(req: HttpRequest, dashboard: web::Data<Dashboard>) -> HttpResponse {
+    render(&req, &dashboard, &dashboard.page, views::page).await
 }
 
-async fn partial(dashboard: web::Data<Dashboard>) -> HttpResponse {
-    render(&dashboard, &dashboard.partial, views::live).await
+async fn partial(req: HttpRequest, dashboard: web::Data<Dashboard>) -> HttpResponse {
+    render(&req, &dashboard, &dashboard.partial, views::live).await
 }
 
 /// Body of `GET /api/health-check`, the original's fields plus the reason.
@@ -449,12 +492,50 @@ mod tests {
         let rendered = Rendered::default();
         let first = rendered.get_or_render((1, 10), || "a".into());
         let again = rendered.get_or_render((1, 10), || panic!("rendered twice"));
-        assert_eq!((first.as_ref(), again.as_ref()), (&b"a"[..], &b"a"[..]));
+        assert_eq!((&first.html[..], &again.html[..]), (&b"a"[..], &b"a"[..]));
         let next_second = rendered.get_or_render((1, 11), || "b".into());
         let next_snapshot = rendered.get_or_render((2, 11), || "c".into());
         assert_eq!(
-            (next_second.as_ref(), next_snapshot.as_ref()),
+            (&next_second.html[..], &next_snapshot.html[..]),
             (&b"b"[..], &b"c"[..])
         );
+    }
+
+    #[test]
+    fn a_rendering_gzips_once_and_unzips_to_its_html() {
+        let rendered = Rendered::default();
+        let html = "<p>targets</p>".repeat(1000);
+        let rendering = rendered.get_or_render((1, 1), || html.clone());
+        let zipped = rendering.gzip().expect("gzip").clone();
+        assert!(zipped.len() < html.len() / 10, "{} bytes", zipped.len());
+        assert!(std::ptr::eq(
+            rendering.gzip().expect("gzip"),
+            rendering.gzip().expect("gzip")
+        ));
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&zipped[..]),
+            &mut unzipped,
+        )
+        .expect("gunzip");
+        assert_eq!(unzipped, html);
+    }
+
+    #[test]
+    fn gzip_is_sent_to_clients_that_take_it() {
+        let takes = |value: &str| {
+            accepts_gzip(
+                &actix_web::test::TestRequest::default()
+                    .insert_header((header::ACCEPT_ENCODING, value))
+                    .to_http_request(),
+            )
+        };
+        assert!(takes("gzip, deflate, br, zstd"));
+        assert!(takes("br;q=1.0, GZIP;q=0.5"));
+        assert!(!takes("gzip;q=0"));
+        assert!(!takes("identity"));
+        assert!(!accepts_gzip(
+            &actix_web::test::TestRequest::default().to_http_request()
+        ));
     }
 }
