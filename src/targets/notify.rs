@@ -131,7 +131,10 @@ pub async fn deliver(
                 return Ok(json!({"status": res.status().as_u16(), "tries": attempt}));
             }
             Ok(res) => last = format!("HTTP {}", res.status().as_u16()),
-            Err(e) => last = e.without_url().to_string(),
+            Err(e) if e.is_timeout() => {
+                last = format!("no answer within {} s", TIMEOUT.as_secs());
+            }
+            Err(e) => last = crate::probe::describe(&e),
         }
         metrics::counter!(metric::NOTIFICATIONS.name, "result" => "failed").increment(1);
         tracing::warn!(%url, key, attempt, error = %last, "notification not accepted");
