@@ -45,7 +45,9 @@ pub fn entry<'a>(check: &'a Value, name: &str) -> Option<&'a Value> {
 }
 
 async fn get_json(dashboard: &SvcProcess, path: &str) -> Option<Value> {
-    reqwest::get(dashboard.url(path))
+    crate::helpers::client()
+        .get(dashboard.url(path))
+        .send()
         .await
         .ok()?
         .json()
@@ -229,7 +231,9 @@ async fn svc_all_on_the_embedded_store_shows_no_redis() {
     );
     let base = format!("http://{}", svc.address_of("dashboard"));
     let check: Value = eventually(WITHIN, "the dashboard to answer", || async {
-        let res = reqwest::get(format!("{base}/api/health-check"))
+        let res = crate::helpers::client()
+            .get(format!("{base}/api/health-check"))
+            .send()
             .await
             .ok()?;
         (res.status() == 200).then_some(res.json().await.ok()?)
@@ -239,7 +243,9 @@ async fn svc_all_on_the_embedded_store_shows_no_redis() {
     for role in ["api-gateway", "worker-service", "dashboard"] {
         assert!(entry(&check, role).is_some(), "{check}");
     }
-    let page = reqwest::get(format!("{base}/"))
+    let page = crate::helpers::client()
+        .get(format!("{base}/"))
+        .send()
         .await
         .expect("page")
         .text()

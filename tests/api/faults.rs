@@ -268,7 +268,9 @@ async fn a_fault_on_a_worker_shows_as_a_banner_on_the_dashboard() {
         worker.output()
     );
     // The worker's own process: exact counts, and valid for Prometheus.
-    let metrics = reqwest::get(worker.url("/metrics"))
+    let metrics = crate::helpers::client()
+        .get(worker.url("/metrics"))
+        .send()
         .await
         .expect("metrics")
         .text()

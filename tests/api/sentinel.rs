@@ -383,7 +383,9 @@ async fn a_managed_redis_over_tls_is_used_with_its_ca_and_refused_without() {
         ],
     );
     trusted.wait_ready().await;
-    let status: Value = reqwest::get(trusted.url("/api/status"))
+    let status: Value = crate::helpers::client()
+        .get(trusted.url("/api/status"))
+        .send()
         .await
         .expect("status")
         .json()

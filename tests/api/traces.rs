@@ -129,7 +129,7 @@ fn client_span() -> (String, String) {
 
 /// POSTs a `data_processing` job to `gateway` with `traceparent`; returns its id.
 async fn submit_traced(gateway: &SvcProcess, traceparent: &str) -> String {
-    let res = reqwest::Client::new()
+    let res = crate::helpers::client()
         .post(gateway.url("/api/jobs"))
         .header("content-type", "application/json")
         .header("traceparent", traceparent)
@@ -144,7 +144,7 @@ async fn submit_traced(gateway: &SvcProcess, traceparent: &str) -> String {
 
 /// Waits until job `id`, read from `gateway`, is done; returns its record.
 async fn done(gateway: &SvcProcess, id: &str) -> serde_json::Value {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let url = gateway.url(&format!("/api/jobs/{id}"));
     eventually(Duration::from_secs(20), "the job to be done", || async {
         let job = crate::helpers::try_json(&client, &url).await?;

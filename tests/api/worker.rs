@@ -51,7 +51,9 @@ async fn instance(worker: &SvcProcess) -> String {
 }
 
 async fn metrics_text(worker: &SvcProcess) -> String {
-    reqwest::get(worker.url("/metrics"))
+    crate::helpers::client()
+        .get(worker.url("/metrics"))
+        .send()
         .await
         .expect("metrics")
         .text()
@@ -254,7 +256,9 @@ async fn worker_survives_a_redis_restart_and_never_reruns_a_finished_job() {
         || async { (worker.get_json("/status").await["redis_connected"] == false).then_some(()) },
     )
     .await;
-    let live = reqwest::get(worker.url("/health/live"))
+    let live = crate::helpers::client()
+        .get(worker.url("/health/live"))
+        .send()
         .await
         .expect("live");
     assert_eq!(live.status(), 200);
