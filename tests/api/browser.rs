@@ -158,6 +158,21 @@ impl Browser {
         .await;
     }
 
+    /// Switches to a 360 px phone screen and checks the page fits it, scrolling
+    /// nothing sideways.
+    async fn fits_a_phone(&self) {
+        self.devtools(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 360, "height": 780, "deviceScaleFactor": 1, "mobile": true}),
+        )
+        .await;
+        let width = self.eval("document.documentElement.scrollWidth").await;
+        assert!(
+            width.as_u64().is_some_and(|w| w <= 360),
+            "page is {width} px wide at 360"
+        );
+    }
+
     /// Saves a PNG of the viewport as `target/screenshots/<name>.png`.
     async fn screenshot(&self, name: &str) -> PathBuf {
         let encoded = self.session("GET", "/screenshot", Value::Null).await;
@@ -325,17 +340,7 @@ async fn the_page_works_in_chromium_against_svc_all() {
     assert_ne!(browser.eval(background).await, light_bg, "no dark theme");
     let dark = browser.screenshot("dashboard-dark").await;
 
-    browser
-        .devtools(
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": 360, "height": 780, "deviceScaleFactor": 1, "mobile": true}),
-        )
-        .await;
-    let width = browser.eval("document.documentElement.scrollWidth").await;
-    assert!(
-        width.as_u64().is_some_and(|w| w <= 360),
-        "page is {width} px wide at 360"
-    );
+    browser.fits_a_phone().await;
     let phone = browser.screenshot("dashboard-phone-dark").await;
     eprintln!(
         "screenshots: {}, {}, {}",
@@ -568,17 +573,7 @@ async fn chromium_shows_targets_grouped_with_their_states() {
     );
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     let wide = browser.screenshot("targets").await;
-    browser
-        .devtools(
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": 360, "height": 780, "deviceScaleFactor": 1, "mobile": true}),
-        )
-        .await;
-    let width = browser.eval("document.documentElement.scrollWidth").await;
-    assert!(
-        width.as_u64().is_some_and(|w| w <= 360),
-        "page is {width} px wide at 360"
-    );
+    browser.fits_a_phone().await;
     browser
         .eval("document.getElementById('targets-title').scrollIntoView()")
         .await;

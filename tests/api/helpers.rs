@@ -786,3 +786,16 @@ pub fn certificates(dir: &Dir) -> (PathBuf, PathBuf, PathBuf) {
         dir.path("server.key"),
     )
 }
+
+/// The body of a GET of `url` as text; panics when there is no answer.
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}

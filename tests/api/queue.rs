@@ -234,14 +234,7 @@ async fn a_busy_worker_takes_no_delivery_it_cannot_start() {
             assert!(line.contains(field), "{field} missing: {line}");
         }
     }
-    let metrics = crate::helpers::client()
-        .get(worker.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::helpers::get_text(&worker.url("/metrics")).await;
     assert_eq!(
         crate::metrics::sample(&metrics, "worker_queue_redeliveries_total"),
         Some(0.0),

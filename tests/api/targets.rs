@@ -326,7 +326,7 @@ async fn three_workers_send_one_notification_per_change() {
         assert!(up["duration_s"].as_f64().is_some_and(|d| d > 0.0), "{up}");
         wait_status(&client, base, "flip", "healthy").await;
     }
-    // Three more intervals: nothing more arrives.
+    // An absence has no event to wait for: three more intervals, and no other POST.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let posts = receiver.posts();
     assert_eq!(posts.len(), 4, "{posts:#?}");
@@ -359,6 +359,7 @@ async fn a_receiver_failing_twice_gets_exactly_one_delivery() {
     let accepted = wait_posts(&receiver, 1).await;
     assert_eq!(accepted[0].body["state"], "down");
     assert_eq!(accepted[0].body["previous"], "unknown", "the first verdict");
+    // An absence has no event to wait for: three more intervals, and no other POST.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let posts = receiver.posts();
     assert_eq!(
@@ -409,6 +410,7 @@ async fn a_worker_killed_mid_send_causes_no_duplicate() {
         accepted[0].sender, held.sender,
         "taken over by the other worker"
     );
+    // An absence has no event to wait for: three more intervals, and no other POST.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(receiver.accepted().len(), 1, "{:#?}", receiver.posts());
     assert!(receiver.posts().iter().all(|p| p.key == held.key));
@@ -574,19 +576,12 @@ async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
     assert!(error.contains("certificate expires in"), "{entry}");
 
     let worker = format!("http://{}/metrics", svc.address_of("worker-service"));
-    let metrics = client
-        .get(worker)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let expiry: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("svc_target_certificate_expiry_seconds{target=\"secure\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no expiry metric:\n{metrics}"));
+    let metrics = crate::helpers::get_text(&worker).await;
+    let expiry = crate::metrics::sample(
+        &metrics,
+        "svc_target_certificate_expiry_seconds{target=\"secure\"}",
+    )
+    .unwrap_or_else(|| panic!("no expiry metric:\n{metrics}"));
     let left = expiry - svc::clock::unix_now();
     assert!((0.0..=2.0 * 86400.0).contains(&left), "{left} s left");
 }

@@ -120,14 +120,7 @@ async fn a_client_over_its_rate_gets_429_and_probes_never_do() {
             assert_eq!(res.status(), 200, "{path}");
         }
     }
-    let metrics = client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::helpers::get_text(&gateway.url("/metrics")).await;
     let limited = crate::metrics::sample(&metrics, "api_gateway_rate_limited_total");
     assert!(limited.is_some_and(|n| n >= 1.0), "{metrics}");
     crate::metrics::promtool_check(&metrics);
@@ -192,14 +185,7 @@ async fn a_frozen_redis_opens_the_circuit_and_a_thawed_one_closes_it() {
         },
     )
     .await;
-    let metrics = client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::helpers::get_text(&gateway.url("/metrics")).await;
     assert!(
         crate::metrics::sample(&metrics, "redis_circuit_open").is_some(),
         "{metrics}"
