@@ -3,7 +3,7 @@
 //!
 //! Every target `t0000`, `t0001`... gets one probe a minute for the last 24 hours,
 //! then one every 10 s for the last 10 minutes, each applied with
-//! [`targets::observe`], the worker's own compare-and-set. So the keys and encodings
+//! [`state::observe`], the worker's own compare-and-set. So the keys and encodings
 //! are the live system's: the state, the newest 60 samples, the minute tallies of
 //! each hour of the day and the hour tallies of each day. A change of state is
 //! recorded as an incident and handed off as the worker does it (no notifications:
@@ -24,9 +24,10 @@ use std::time::Instant;
 
 use svc::clock::unix_now;
 use svc::config::RedisSettings;
+use svc::service::ServiceState;
 use svc::store::redis::RedisStore;
-use svc::store::targets::{self, TargetSample, Thresholds};
-use svc::store::{ServiceState, Store, StoreError};
+use svc::store::{Store, StoreError};
+use svc::targets::state::{self, TargetSample, Thresholds};
 
 /// The thresholds a target that names none has.
 const THRESHOLDS: Thresholds = Thresholds {
@@ -94,12 +95,12 @@ async fn fill(store: &dyn Store, index: usize, now: f64) -> Result<(usize, usize
         // The tick is the planned time in milliseconds, as the scheduler's.
         let tick = (planned * 1e3) as u64;
         samples += 1;
-        if let Some(change) = targets::observe(store, &name, tick, sample, THRESHOLDS).await? {
+        if let Some(change) = state::observe(store, &name, tick, sample, THRESHOLDS).await? {
             changes += 1;
             if change.notifies() {
                 store.state_change(&change.incident(&name)).await?;
             }
-            targets::hand_off(store, &name, &change.id).await?;
+            state::hand_off(store, &name, &change.id).await?;
         }
     }
     Ok((samples, changes))

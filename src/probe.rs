@@ -17,7 +17,8 @@ use url::Url;
 
 use crate::clock::millis_f64;
 use crate::service::Service;
-use crate::store::{ServiceState, SharedStore};
+use crate::service::ServiceState;
+use crate::store::SharedStore;
 use crate::traces;
 
 /// How long a probe waits for an answer before calling the service down.

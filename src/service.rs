@@ -1,6 +1,7 @@
 //! The names the system gives its parts, as types: a [`Role`] is what one process runs
 //! (and announces in its heartbeat), a [`Service`] is what the dashboard and the health
-//! history speak of. Their strings are fixed by the original system.
+//! history speak of, a [`ServiceState`] is what a probe found. Their strings are fixed
+//! by the original system.
 
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,18 @@ impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Health of a service or a target as a probe saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Answered, ready and fast.
+    Healthy,
+    /// Answered, but slowly or not ready.
+    Degraded,
+    /// No usable answer.
+    Down,
 }
 
 /// What a history or an incident speaks of: one of svc's own services, or a target

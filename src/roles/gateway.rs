@@ -186,7 +186,7 @@ async fn job_state(
     match serde_json::from_str::<serde_json::Value>(&raw) {
         Ok(record) if record.is_object() => Ok(HttpResponse::Ok().json(record)),
         _ => Err(ApiError::Store(StoreError::Data {
-            key: gateway.store.key(&format!("job:{id}")),
+            key: gateway.store.key(&keys::job(&id)),
             reason: "not a JSON object".into(),
         })),
     }

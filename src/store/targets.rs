@@ -1,17 +1,13 @@
-//! What the store keeps of each target the user listed: its tracked state (the verdict
-//! after the thresholds and the streak that leads to the next one), its newest samples,
-//! and tallies per minute (kept a day) and per hour (kept a month), so history does
-//! not grow with probes.
-//!
-//! The state machine is [`TargetState::apply`]; [`observe`] runs it as a
-//! compare-and-set on the stored state, so any number of workers may report and each
-//! change of state happens once, and a probe overtaken by a newer one is dropped.
+//! What is kept of each target the user listed: its tracked state as the domain
+//! encodes it ([`crate::targets::state`]), its newest samples, and tallies per minute
+//! (kept a day) and per hour (kept a month), so history does not grow with probes.
+//! The state is written by compare-and-set, so any number of workers may report.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use async_trait::async_trait;
 
-use super::{ServiceState, Store, StoreError};
+use super::StoreError;
 
 /// Newest samples kept per target: ten minutes at a 10 s interval.
 pub const SAMPLES_KEPT: usize = 60;
@@ -19,164 +15,6 @@ pub const SAMPLES_KEPT: usize = 60;
 pub const MINUTES_KEPT: Duration = Duration::from_secs(25 * 3600);
 /// How long per-hour tallies (and a target's state) are kept.
 pub const HOURS_KEPT: Duration = Duration::from_secs(31 * 86400);
-/// Compare-and-set rounds before [`observe`] gives up on a busy target. A round lost
-/// is a round another writer won, and a probe overtaken stops at its next round, so
-/// this many writers of one target at once all get through.
-const ROUNDS: usize = 16;
-
-/// One probe of one target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TargetSample {
-    /// Unix seconds of the probe.
-    pub timestamp: f64,
-    /// What the probe found (before the thresholds).
-    pub status: ServiceState,
-    /// Round trip, when there was an answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_time_ms: Option<f64>,
-    /// What was wrong, when something was.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Consecutive results that change a target's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Thresholds {
-    /// Failures before an up target is down.
-    pub failure: u32,
-    /// Successes before a down target is up.
-    pub success: u32,
-}
-
-/// A change of a target's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Transition {
-    /// Unique per change: the idempotency key of its notifications.
-    pub id: String,
-    /// The state before; `None` for a target's first verdict.
-    pub from: Option<ServiceState>,
-    /// The state from `at` on.
-    pub to: ServiceState,
-    /// Unix seconds of the probe that made the change.
-    pub at: f64,
-    /// Unix seconds when the state before began.
-    pub previous_since: Option<f64>,
-    /// What the probe said.
-    pub reason: Option<String>,
-}
-
-impl Transition {
-    /// The incident this change of target `name` opens (or, back to healthy, ends).
-    pub fn incident(&self, name: &str) -> super::Incident {
-        super::Incident {
-            service: crate::service::Watched::Target(name.to_owned()),
-            from: self.from,
-            to: self.to,
-            started_at: self.at,
-            ended_at: None,
-            reason: self.reason.clone(),
-        }
-    }
-
-    /// Whether anyone is told: every change, except a target's first verdict when it is
-    /// healthy (nothing happened).
-    pub fn notifies(&self) -> bool {
-        self.from.is_some() || self.to != ServiceState::Healthy
-    }
-}
-
-/// A target's tracked state, stored as JSON under its name.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TargetState {
-    /// The verdict; `None` until the thresholds were first met.
-    pub status: Option<ServiceState>,
-    /// Unix seconds since the verdict holds.
-    pub since: Option<f64>,
-    /// Consecutive failed probes.
-    pub fails: u32,
-    /// Consecutive successful probes.
-    pub oks: u32,
-    /// Scheduler tick of the newest probe applied.
-    pub tick: u64,
-    /// The newest probe applied.
-    pub last: Option<TargetSample>,
-    /// The newest change of state.
-    pub change: Option<Transition>,
-    /// Whether that change's incident and notifications are queued.
-    #[serde(default)]
-    pub handed: bool,
-}
-
-impl TargetState {
-    /// Applies the probe of scheduler tick `tick`: `false` (nothing changed) when a
-    /// newer tick was applied already, so a slow probe never overrides a newer one.
-    /// Down after `failure` failures in a row; up again (healthy or degraded, as the
-    /// probe says) after `success` successes; between healthy and degraded at once.
-    pub fn apply(
-        &mut self,
-        name: &str,
-        tick: u64,
-        sample: TargetSample,
-        thresholds: Thresholds,
-    ) -> bool {
-        if self.last.is_some() && tick <= self.tick {
-            return false;
-        }
-        self.tick = tick;
-        let failed = sample.status == ServiceState::Down;
-        if failed {
-            self.fails = self.fails.saturating_add(1);
-            self.oks = 0;
-        } else {
-            self.oks = self.oks.saturating_add(1);
-            self.fails = 0;
-        }
-        let verdict = if failed {
-            (self.fails >= thresholds.failure).then_some(ServiceState::Down)
-        } else if matches!(self.status, None | Some(ServiceState::Down)) {
-            (self.oks >= thresholds.success).then_some(sample.status)
-        } else {
-            Some(sample.status)
-        };
-        if let Some(to) = verdict.filter(|to| Some(*to) != self.status) {
-            self.change = Some(Transition {
-                id: format!("{name}@{:.3}", sample.timestamp),
-                from: self.status,
-                to,
-                at: sample.timestamp,
-                previous_since: self.since,
-                reason: sample.error.clone(),
-            });
-            self.handed = false;
-            self.status = Some(to);
-            self.since = Some(sample.timestamp);
-        }
-        self.last = Some(sample);
-        true
-    }
-
-    /// The newest change, while its incident and notifications are not queued yet.
-    pub fn unhanded(&self) -> Option<&Transition> {
-        self.change.as_ref().filter(|_| !self.handed)
-    }
-}
-
-/// What the page and the API show of one target.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TargetReport {
-    /// Its name.
-    pub name: String,
-    /// Its tracked state; `None` before its first probe.
-    pub state: Option<TargetState>,
-    /// Its newest samples, newest first.
-    pub samples: Vec<TargetSample>,
-    /// Share of probes that found it up over the last hour, in percent.
-    pub uptime_1h: Option<f64>,
-    /// The same over the last 24 hours.
-    pub uptime_24h: Option<f64>,
-    /// What could not be read of it.
-    pub error: Option<String>,
-}
 
 /// Probes and probes that found a target up: one minute's or one hour's tally.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -187,195 +25,53 @@ pub struct Tally {
     pub up: i64,
 }
 
-/// Percent of `tallies` (by minute or hour number) from `since` on that were up.
-pub fn uptime(tallies: &[(i64, Tally)], since: i64) -> Option<f64> {
-    let (checks, up) = tallies
-        .iter()
-        .filter(|(at, _)| *at >= since)
-        .fold((0, 0), |(c, u), (_, t)| (c + t.checks, u + t.up));
-    (checks > 0).then(|| 100.0 * up as f64 / checks as f64)
+/// One probe's result as the store keeps it: the sample (JSON), and what its tallies
+/// count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRecord {
+    /// Unix seconds of the probe: which minute and hour it counts in.
+    pub timestamp: f64,
+    /// Whether it found the target up.
+    pub up: bool,
+    /// The sample, encoded.
+    pub json: String,
 }
 
-/// The minute and hour tallies of one sample, as the backends store them: the hour
-/// and the day they fall in, and the field prefix within each (minute of the hour,
-/// hour of the day).
-pub fn buckets(timestamp: f64) -> (i64, i64, i64, i64) {
-    let minute = crate::clock::minute_of(timestamp);
-    let hour = minute.div_euclid(60);
-    (
-        hour,
-        minute.rem_euclid(60),
-        hour.div_euclid(24),
-        hour.rem_euclid(24),
-    )
+/// What the store holds of one target, as stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetRecord {
+    /// Its tracked state (JSON), if any.
+    pub state: Option<String>,
+    /// Its newest samples (JSON), newest first.
+    pub samples: Vec<String>,
+    /// Tallies of the last two hours, by absolute minute.
+    pub minutes: Vec<(i64, Tally)>,
+    /// Tallies of the last two days, by absolute hour.
+    pub hours: Vec<(i64, Tally)>,
+    /// What could not be read of it, with the key.
+    pub error: Option<String>,
 }
 
-/// Tallies from a hash of `<n>c` / `<n>u` fields, where `<n>` counts from `base`.
-pub fn tallies(base: i64, fields: &[(String, i64)]) -> Vec<(i64, Tally)> {
-    let mut by_slot = std::collections::BTreeMap::<i64, Tally>::new();
-    for (field, value) in fields {
-        let (slot, kind) = field.split_at(field.len().saturating_sub(1));
-        let Ok(slot) = slot.parse::<i64>() else {
-            continue;
-        };
-        let tally = by_slot.entry(base + slot).or_default();
-        match kind {
-            "c" => tally.checks += value,
-            "u" => tally.up += value,
-            _ => {}
-        }
-    }
-    by_slot.into_iter().collect()
-}
-
-/// A report from what a backend read of one target: its state and samples as stored
-/// (JSON), and its tallies by absolute minute and hour.
-pub fn report(
-    name: &str,
-    state: Option<&str>,
-    samples: &[String],
-    minutes: &[(i64, Tally)],
-    hours: &[(i64, Tally)],
-    now: f64,
-) -> TargetReport {
-    let minute = crate::clock::minute_of(now);
-    let mut report = TargetReport {
-        name: name.to_owned(),
-        samples: samples
-            .iter()
-            .filter_map(|s| serde_json::from_str(s).ok())
-            .collect(),
-        uptime_1h: uptime(minutes, minute - 59),
-        uptime_24h: uptime(hours, minute.div_euclid(60) - 23),
-        ..TargetReport::default()
-    };
-    match state.map(serde_json::from_str::<TargetState>) {
-        Some(Ok(state)) => report.state = Some(state),
-        Some(Err(e)) => report.error = Some(format!("state unreadable: {e}")),
-        None => {}
-    }
-    report
-}
-
-/// Applies `sample`, from scheduler tick `tick`, to target `name` and records it.
-/// Returns the change whose incident and notifications are not queued yet (this one's,
-/// or an earlier one whose worker died before queueing them), if any.
-pub async fn observe(
-    store: &dyn Store,
-    name: &str,
-    tick: u64,
-    sample: TargetSample,
-    thresholds: Thresholds,
-) -> Result<Option<Transition>, StoreError> {
-    update(store, name, Some(&sample), |state| {
-        state.apply(name, tick, sample.clone(), thresholds)
-    })
-    .await
-    .map(|state| state.and_then(|s| s.unhanded().cloned()))
-}
-
-/// Notes that the incident and notifications of change `id` of target `name` are
-/// queued.
-pub async fn hand_off(store: &dyn Store, name: &str, id: &str) -> Result<(), StoreError> {
-    update(store, name, None, |state| {
-        let ours = state.unhanded().is_some_and(|c| c.id == id);
-        state.handed |= ours;
-        ours
-    })
-    .await
-    .map(|_| ())
-}
-
-/// Runs `change` on `name`'s stored state and writes the result (with `sample` when
-/// `change` says it applied) unless another writer came first; then tries again.
-/// Returns the state written, or `None` when `change` left it alone (or a newer
-/// one stands).
-async fn update(
-    store: &dyn Store,
-    name: &str,
-    sample: Option<&TargetSample>,
-    mut change: impl FnMut(&mut TargetState) -> bool,
-) -> Result<Option<TargetState>, StoreError> {
-    for _ in 0..ROUNDS {
-        let seen = store.target_state(name).await?;
-        let mut state = match &seen {
-            Some(raw) => serde_json::from_str(raw).map_err(|e| StoreError::Data {
-                key: store.key(&format!("target:{name}")),
-                reason: format!("not a target state: {e}"),
-            })?,
-            None => TargetState::default(),
-        };
-        if !change(&mut state) {
-            return Ok(None);
-        }
-        let json = serde_json::to_string(&state).map_err(|e| StoreError::Command(e.to_string()))?;
-        if store
-            .put_target_state(name, seen.as_deref(), &json, sample)
-            .await?
-        {
-            return Ok(Some(state));
-        }
-    }
-    Err(StoreError::Command(format!(
-        "target {name}: state changed under every one of {ROUNDS} writes"
-    )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const RULES: Thresholds = Thresholds {
-        failure: 2,
-        success: 1,
-    };
-
-    fn sample(at: f64, status: ServiceState) -> TargetSample {
-        TargetSample {
-            timestamp: at,
-            status,
-            response_time_ms: None,
-            error: None,
-        }
-    }
-
-    #[test]
-    fn thresholds_decide_each_change_once() {
-        use ServiceState::{Down, Healthy};
-        let mut state = TargetState::default();
-        let mut changes = Vec::new();
-        let results = [Healthy, Down, Healthy, Down, Down, Down, Healthy, Healthy];
-        for (tick, status) in results.into_iter().enumerate() {
-            assert!(state.apply("t", tick as u64 + 1, sample(tick as f64, status), RULES));
-            if let Some(c) = state.unhanded() {
-                changes.push((c.from, c.to));
-                state.handed = true;
-            }
-        }
-        assert_eq!(
-            changes,
-            vec![
-                (None, Healthy),
-                (Some(Healthy), Down),
-                (Some(Down), Healthy)
-            ]
-        );
-    }
-
-    #[test]
-    fn an_overtaken_probe_changes_nothing() {
-        let mut state = TargetState::default();
-        assert!(state.apply("t", 5, sample(5.0, ServiceState::Healthy), RULES));
-        let before = state.clone();
-        assert!(!state.apply("t", 4, sample(4.0, ServiceState::Down), RULES));
-        assert_eq!(state, before);
-    }
-
-    #[test]
-    fn uptime_counts_the_window_only() {
-        let t = |checks, up| Tally { checks, up };
-        let tallies = [(1, t(6, 0)), (10, t(6, 6)), (11, t(6, 3))];
-        assert_eq!(uptime(&tallies, 10), Some(75.0));
-        assert_eq!(uptime(&tallies, 12), None);
-    }
+/// The targets' state, samples and tallies.
+#[async_trait]
+pub trait Targets: Send + Sync {
+    /// Target `name`'s tracked state as stored, if any.
+    async fn target_state(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Sets target `name`'s tracked state to `state` if it is still `seen` (`None`:
+    /// absent) and, in the same step, adds `sample` (when given) to the target's
+    /// newest samples and its minute and hour tallies. `false`, with nothing written,
+    /// when the state changed meanwhile.
+    async fn put_target_state(
+        &self,
+        name: &str,
+        seen: Option<&str>,
+        state: &str,
+        sample: Option<&SampleRecord>,
+    ) -> Result<bool, StoreError>;
+    /// What is stored of each target of `names` at `now`, in that order.
+    async fn target_records(
+        &self,
+        names: &[String],
+        now: f64,
+    ) -> Result<Vec<TargetRecord>, StoreError>;
 }

@@ -11,7 +11,8 @@ use reqwest::tls::TlsInfo;
 
 use super::{Endpoint, Expect, Target};
 use crate::clock::{millis_f64, unix_now};
-use crate::store::{ServiceState, TargetSample};
+use crate::service::ServiceState;
+use crate::targets::state::TargetSample;
 
 /// Most of a body read to judge it.
 pub const MAX_BODY: usize = 1 << 20;

@@ -24,6 +24,7 @@
 
 pub mod check;
 pub mod notify;
+pub mod state;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashSet};
@@ -34,7 +35,7 @@ use serde_json_path::JsonPath;
 use url::Url;
 
 use crate::service::Service;
-use crate::store::targets::Thresholds;
+use crate::targets::state::Thresholds;
 
 /// Most targets one file may list.
 pub const MAX_TARGETS: usize = 10_000;

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::{HookKind, Notifier, Target};
 use crate::jobs::{JobRecord, JobSpec};
-use crate::store::{ServiceState, Transition};
+use crate::service::ServiceState;
+use crate::targets::state::Transition;
 use crate::telemetry::metric;
 
 /// Tries per delivery before the job fails (and the queue delivers it again later).

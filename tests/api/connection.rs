@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use svc::config::StoreSettings;
-use svc::store::Store;
 use svc::store::redis::RedisStore;
+use svc::store::{Queue, Store};
 
 use crate::helpers::{RedisServer, SvcProcess, TestApp, eventually, loopback, test_settings};
 

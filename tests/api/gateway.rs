@@ -171,7 +171,7 @@ async fn gateway_announces_itself_with_a_heartbeat() {
     let (redis, _app) = redis_gateway().await;
     let store = svc::store::redis::RedisStore::new(&redis.settings(), "svc:").expect("store");
     let instances = crate::helpers::eventually(Duration::from_secs(5), "a heartbeat", || async {
-        let live = svc::store::Store::instances(&store).await.ok()?;
+        let live = svc::store::Presence::instances(&store).await.ok()?;
         (!live.is_empty()).then_some(live)
     })
     .await;

@@ -10,7 +10,7 @@ use super::Dashboard;
 use super::snapshot::Snapshot;
 use super::system::state_name;
 use crate::http::error;
-use crate::store::ServiceState;
+use crate::service::ServiceState;
 
 /// Width of one character of the badge's 11 px sans-serif text, roughly.
 const CHAR_WIDTH: usize = 7;

@@ -295,7 +295,7 @@ async fn partial(req: HttpRequest, dashboard: web::Data<Dashboard>) -> HttpRespo
 /// Body of `GET /api/health-check`, the original's fields plus the reason.
 #[derive(Serialize)]
 struct HealthCheck<'a> {
-    system_status: crate::store::ServiceState,
+    system_status: crate::service::ServiceState,
     reason: &'a str,
     timestamp: f64,
     checked_at: f64,

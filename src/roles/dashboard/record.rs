@@ -19,7 +19,8 @@ use std::time::Duration;
 use crate::clock::minute_of;
 use crate::probe::Probe;
 use crate::service::Service;
-use crate::store::{Incident, ServiceState, SharedStore, StoreError, series};
+use crate::service::ServiceState;
+use crate::store::{Incident, SharedStore, StoreError, keys, series};
 
 /// How long a minute's claim lives: longer than the history it guards.
 const CLAIM_TTL: Duration = Duration::from_secs(25 * 3600);
@@ -138,9 +139,7 @@ impl Recorder {
         if let Some(won) = self.claims.get(&minute) {
             return Ok(*won);
         }
-        let won = store
-            .claim(&format!("recorder:{minute}"), CLAIM_TTL)
-            .await?;
+        let won = store.claim(&keys::recorder(minute), CLAIM_TTL).await?;
         self.claims.insert(minute, won);
         Ok(won)
     }

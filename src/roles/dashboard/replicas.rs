@@ -19,7 +19,8 @@ use url::Url;
 
 use crate::probe::{self, Probe};
 use crate::service::Role;
-use crate::store::{Instance, ServiceState};
+use crate::service::ServiceState;
+use crate::store::Instance;
 
 /// How long a replica that vanished without a clean shutdown is shown as lost.
 pub const LOST_FOR: Duration = Duration::from_secs(5 * 60);

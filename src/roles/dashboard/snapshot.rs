@@ -26,11 +26,12 @@ use crate::clock::{minute_of, unix_now};
 use crate::http::Health;
 use crate::jobs::TaskType;
 use crate::probe::{self, Probe};
+use crate::service::ServiceState;
 use crate::service::{Role, Service};
 use crate::store::{
-    HealthSample, Incident, Instance, QueueStats, ServiceState, SharedStore, StoreError,
-    TargetReport, keys, series,
+    HealthSample, Incident, Instance, QueueStats, SharedStore, StoreError, keys, series,
 };
+use crate::targets::state::{self, TargetReport};
 use crate::targets::watch::Current;
 use crate::traces;
 
@@ -322,7 +323,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         .unwrap_or_default();
     let mut reports = if redis_connected && !listed.is_empty() {
         let names: Vec<String> = listed.iter().map(|t| t.name.clone()).collect();
-        read.ok(store.target_reports(&names, now).await)
+        read.ok(state::reports(store.as_ref(), &names, now).await)
     } else {
         None
     }

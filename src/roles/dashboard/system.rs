@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::probe::Probe;
 use crate::service::Service;
-use crate::store::ServiceState;
+use crate::service::ServiceState;
 use crate::telemetry::metric;
 
 /// Counts one probe the dashboard made.

@@ -17,7 +17,8 @@ use super::system::state_name;
 use crate::config::Environment;
 use crate::probe::Probe;
 use crate::service::Service;
-use crate::store::{Incident, QueueStats, ServiceState};
+use crate::service::ServiceState;
+use crate::store::{Incident, QueueStats};
 
 /// What one rendering needs.
 pub struct View<'a> {

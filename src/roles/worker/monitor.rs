@@ -5,7 +5,7 @@
 //! name, so a thousand targets of one interval are spread over it rather than probed
 //! at once. At each tick every worker tries to claim `tick:target:<name>:<ms>`; the
 //! one that wins probes it (at most [`MAX_PROBES`] at once per worker), applies the
-//! result to the target's state ([`targets::observe`]) and, when the state changed,
+//! result to the target's state ([`state::observe`]) and, when the state changed,
 //! records the incident and queues one notification per webhook. A worker that dies
 //! between the change and the queueing leaves the change unhanded: the next probe of
 //! the target, by any worker, hands it on.
@@ -18,8 +18,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_now;
-use crate::store::targets::{self, Transition};
-use crate::store::{ServiceState, SharedStore, StoreError};
+use crate::service::ServiceState;
+use crate::store::{SharedStore, StoreError, keys};
+use crate::targets::state::{self, Transition};
 use crate::targets::watch::Current;
 use crate::targets::{Target, Targets, check, notify};
 use crate::telemetry::metric;
@@ -110,7 +111,7 @@ async fn schedule(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(planned - now)) => {}
         }
-        let claim = format!("tick:target:{}:{planned}", target.name);
+        let claim = keys::target_tick(&target.name, planned);
         match monitor
             .store
             .claim(&claim, target.interval.saturating_mul(3))
@@ -165,7 +166,7 @@ async fn record(
     if let Some(at) = checked.cert_expires_at {
         metrics::gauge!(metric::TARGET_CERT_EXPIRY.name, "target" => name.to_owned()).set(at);
     }
-    let observed = targets::observe(
+    let observed = state::observe(
         monitor.store.as_ref(),
         name,
         tick,
@@ -203,7 +204,7 @@ async fn hand_on(
             queued += 1;
         }
     }
-    targets::hand_off(store.as_ref(), &target.name, &change.id).await?;
+    state::hand_off(store.as_ref(), &target.name, &change.id).await?;
     let (from, to) = (notify::word(change.from), notify::word(Some(change.to)));
     let reason = change.reason.as_deref().unwrap_or("");
     if change.to == ServiceState::Down {

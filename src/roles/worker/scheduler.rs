@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::clock::unix_now;
 use crate::jobs::{JobRecord, JobSpec, TaskType};
 use crate::service::Role;
-use crate::store::SharedStore;
+use crate::store::{SharedStore, keys};
 use crate::telemetry::metric;
 use crate::traces;
 
@@ -67,7 +67,7 @@ async fn enqueue_once(
     planned: f64,
     interval: Duration,
 ) {
-    let claim = format!("tick:{}:{tick}", task.as_str());
+    let claim = keys::task_tick(task.as_str(), tick);
     // The claim outlives the tick so a replica whose clock lags cannot claim it again.
     let Some(spec) = JobSpec::periodic(task) else {
         return;

@@ -20,8 +20,9 @@ use tokio::sync::Semaphore;
 use crate::clock::{minute_of, unix_now};
 use crate::jobs::{DataSize, HoldMs, JobSpec, TaskType};
 use crate::probe::{self, Probe};
+use crate::service::ServiceState;
 use crate::service::{Role, Service};
-use crate::store::{HealthSample, ServiceState, SharedStore, StoreError, keys, series};
+use crate::store::{HealthSample, SharedStore, StoreError, keys, series};
 
 /// Health samples kept per service: 24 h at the default 10 s interval.
 pub const HEALTH_HISTORY: usize = 8640;

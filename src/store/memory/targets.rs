@@ -1,0 +1,93 @@
+//! Targets' state, samples and tallies in memory.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use async_trait::async_trait;
+
+use super::MemoryStore;
+use crate::store::{
+    HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord, StoreError, Tally, TargetRecord, Targets,
+};
+
+/// What is kept of one target: its state and newest samples as stored (JSON), and
+/// its tallies by absolute minute and hour.
+#[derive(Debug, Default)]
+pub(super) struct TargetData {
+    state: Option<String>,
+    samples: VecDeque<String>,
+    minutes: BTreeMap<i64, Tally>,
+    hours: BTreeMap<i64, Tally>,
+}
+
+/// Counts one probe in slot `at` of `tallies`, keeping the newest `kept` slots.
+fn count(tallies: &mut BTreeMap<i64, Tally>, at: i64, up: i64, kept: u64) {
+    let tally = tallies.entry(at).or_default();
+    tally.checks += 1;
+    tally.up += up;
+    *tallies = tallies.split_off(&(at - i64::try_from(kept).unwrap_or(i64::MAX)));
+}
+
+#[async_trait]
+impl Targets for MemoryStore {
+    async fn target_state(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.state().targets.get(name).and_then(|t| t.state.clone()))
+    }
+
+    async fn put_target_state(
+        &self,
+        name: &str,
+        seen: Option<&str>,
+        state: &str,
+        sample: Option<&SampleRecord>,
+    ) -> Result<bool, StoreError> {
+        let mut all = self.state();
+        let target = all.targets.entry(name.to_owned()).or_default();
+        if target.state.as_deref() != seen {
+            return Ok(false);
+        }
+        target.state = Some(state.to_owned());
+        if let Some(sample) = sample {
+            target.samples.push_front(sample.json.clone());
+            target.samples.truncate(SAMPLES_KEPT);
+            let up = i64::from(sample.up);
+            let minute = crate::clock::minute_of(sample.timestamp);
+            count(&mut target.minutes, minute, up, MINUTES_KEPT.as_secs() / 60);
+            count(
+                &mut target.hours,
+                minute.div_euclid(60),
+                up,
+                HOURS_KEPT.as_secs() / 3600,
+            );
+        }
+        Ok(true)
+    }
+
+    async fn target_records(
+        &self,
+        names: &[String],
+        now: f64,
+    ) -> Result<Vec<TargetRecord>, StoreError> {
+        // The same window the Redis backend reads: this hour and the last, today and
+        // yesterday.
+        let hour = crate::clock::minute_of(now).div_euclid(60);
+        let (minutes_from, hours_from) = ((hour - 1) * 60, (hour.div_euclid(24) - 1) * 24);
+        let all = self.state();
+        Ok(names
+            .iter()
+            .map(|name| match all.targets.get(name) {
+                Some(t) => TargetRecord {
+                    state: t.state.clone(),
+                    samples: t.samples.iter().cloned().collect(),
+                    minutes: t
+                        .minutes
+                        .range(minutes_from..)
+                        .map(|(k, v)| (*k, *v))
+                        .collect(),
+                    hours: t.hours.range(hours_from..).map(|(k, v)| (*k, *v)).collect(),
+                    error: None,
+                },
+                None => TargetRecord::default(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,173 @@
+//! Targets: the state under `target:<name>`, the newest samples in a capped list, and
+//! tallies in one hash per hour (field per minute) and one per day (field per hour),
+//! each with a TTL. The state is written by one script that compares and sets and
+//! counts the sample in the same step.
+
+use async_trait::async_trait;
+use deadpool_redis::redis;
+
+use super::connection::Retry;
+use super::{RedisStore, parse};
+use crate::store::{
+    HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord, Store, StoreError, Tally, TargetRecord,
+    Targets, keys,
+};
+
+/// Sets a target's state (KEYS[1]) if it is still ARGV[1] (empty: absent) and, when
+/// ARGV[4] holds a sample, adds it to the newest samples (KEYS[2]) and counts it in
+/// its minute (KEYS[3], field prefix ARGV[6]) and hour (KEYS[4], prefix ARGV[7]).
+static PUT_TARGET: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+          redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+          if ARGV[4] ~= '' then
+            redis.call('LPUSH', KEYS[2], ARGV[4])
+            redis.call('LTRIM', KEYS[2], 0, ARGV[5])
+            redis.call('EXPIRE', KEYS[2], ARGV[3])
+            redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'c', 1)
+            redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'u', ARGV[8])
+            redis.call('EXPIRE', KEYS[3], ARGV[9])
+            redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'c', 1)
+            redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'u', ARGV[8])
+            redis.call('EXPIRE', KEYS[4], ARGV[3])
+          end
+          return 1",
+    )
+});
+
+/// The tallies one sample counts in: the hour and the day it falls in, and the field
+/// prefix within each (minute of the hour, hour of the day).
+fn buckets(timestamp: f64) -> (i64, i64, i64, i64) {
+    let minute = crate::clock::minute_of(timestamp);
+    let hour = minute.div_euclid(60);
+    (
+        hour,
+        minute.rem_euclid(60),
+        hour.div_euclid(24),
+        hour.rem_euclid(24),
+    )
+}
+
+/// Tallies from a hash of `<n>c` / `<n>u` fields, where `<n>` counts from `base`.
+fn tallies(base: i64, fields: &[(String, i64)]) -> Vec<(i64, Tally)> {
+    let mut by_slot = std::collections::BTreeMap::<i64, Tally>::new();
+    for (field, value) in fields {
+        let (slot, kind) = field.split_at(field.len().saturating_sub(1));
+        let Ok(slot) = slot.parse::<i64>() else {
+            continue;
+        };
+        let tally = by_slot.entry(base + slot).or_default();
+        match kind {
+            "c" => tally.checks += value,
+            "u" => tally.up += value,
+            _ => {}
+        }
+    }
+    by_slot.into_iter().collect()
+}
+
+#[async_trait]
+impl Targets for RedisStore {
+    async fn target_state(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let key = self.key(&keys::target(name));
+        self.query(redis::cmd("GET").arg(&key))
+            .await
+            .map_err(|e| e.for_key(&key))
+    }
+
+    async fn put_target_state(
+        &self,
+        name: &str,
+        seen: Option<&str>,
+        state: &str,
+        sample: Option<&SampleRecord>,
+    ) -> Result<bool, StoreError> {
+        let key = self.key(&keys::target(name));
+        let (hour, minute_field, day, hour_field) = buckets(sample.map_or(0.0, |s| s.timestamp));
+        let mut invocation = PUT_TARGET.prepare_invoke();
+        invocation
+            .key(&key)
+            .key(self.key(&keys::target_samples(name)))
+            .key(self.key(&keys::target_minutes(name, hour)))
+            .key(self.key(&keys::target_hours(name, day)))
+            .arg(seen.unwrap_or(""))
+            .arg(state)
+            .arg(HOURS_KEPT.as_secs())
+            .arg(sample.map_or("", |s| s.json.as_str()))
+            .arg(SAMPLES_KEPT - 1)
+            .arg(minute_field)
+            .arg(hour_field)
+            .arg(i64::from(sample.is_some_and(|s| s.up)))
+            .arg(MINUTES_KEPT.as_secs());
+        let invocation = &invocation;
+        // A compare-and-set: run twice, the second finds the state changed and
+        // writes nothing.
+        let written: i64 = self
+            .run(Retry::Safe, |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await
+            .map_err(|e| e.for_key(&key))?;
+        Ok(written == 1)
+    }
+
+    async fn target_records(
+        &self,
+        names: &[String],
+        now: f64,
+    ) -> Result<Vec<TargetRecord>, StoreError> {
+        let (hour, _, day, _) = buckets(now);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for name in names {
+            pipe.cmd("GET").arg(self.key(&keys::target(name)));
+            pipe.cmd("LRANGE")
+                .arg(self.key(&keys::target_samples(name)))
+                .arg(0)
+                .arg(-1);
+            for h in [hour - 1, hour] {
+                pipe.cmd("HGETALL")
+                    .arg(self.key(&keys::target_minutes(name, h)));
+            }
+            for d in [day - 1, day] {
+                pipe.cmd("HGETALL")
+                    .arg(self.key(&keys::target_hours(name, d)));
+            }
+        }
+        let replies: Vec<redis::RedisResult<redis::Value>> = self.query(&pipe).await?;
+        let mut replies = replies.into_iter();
+        let mut records = Vec::with_capacity(names.len());
+        for name in names {
+            let mut errors = Vec::new();
+            let mut next = |what: &str| -> redis::Value {
+                match replies.next() {
+                    Some(Ok(value)) => value,
+                    Some(Err(e)) => {
+                        errors.push(format!("{what}: {e}"));
+                        redis::Value::Nil
+                    }
+                    None => redis::Value::Nil,
+                }
+            };
+            let mut record = TargetRecord {
+                state: parse(next("state")),
+                samples: parse(next("samples")).unwrap_or_default(),
+                ..TargetRecord::default()
+            };
+            for h in [hour - 1, hour] {
+                let fields: Vec<(String, i64)> = parse(next("minutes")).unwrap_or_default();
+                record.minutes.extend(tallies(h * 60, &fields));
+            }
+            for d in [day - 1, day] {
+                let fields: Vec<(String, i64)> = parse(next("hours")).unwrap_or_default();
+                record.hours.extend(tallies(d * 24, &fields));
+            }
+            if !errors.is_empty() {
+                let key = self.key(&keys::target(name));
+                record.error = Some(format!("{key}: {}", errors.join("; ")));
+            }
+            records.push(record);
+        }
+        Ok(records)
+    }
+}

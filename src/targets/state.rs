@@ -1,0 +1,357 @@
+//! A target's verdict: the state machine that turns probe results into states, with
+//! thresholds ([`TargetState::apply`]), and [`observe`], which runs it as a
+//! compare-and-set on the stored state so any number of workers may report, each
+//! change of state happens once, and a probe overtaken by a newer one is dropped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::service::{ServiceState, Watched};
+use crate::store::{Incident, SampleRecord, Store, StoreError, Tally, TargetRecord, keys};
+
+/// Compare-and-set rounds before [`observe`] gives up on a busy target. A round lost
+/// is a round another writer won, and a probe overtaken stops at its next round, so
+/// this many writers of one target at once all get through.
+const ROUNDS: usize = 16;
+
+/// One probe of one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetSample {
+    /// Unix seconds of the probe.
+    pub timestamp: f64,
+    /// What the probe found (before the thresholds).
+    pub status: ServiceState,
+    /// Round trip, when there was an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_time_ms: Option<f64>,
+    /// What was wrong, when something was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Consecutive results that change a target's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Failures before an up target is down.
+    pub failure: u32,
+    /// Successes before a down target is up.
+    pub success: u32,
+}
+
+/// A change of a target's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// Unique per change: the idempotency key of its notifications.
+    pub id: String,
+    /// The state before; `None` for a target's first verdict.
+    pub from: Option<ServiceState>,
+    /// The state from `at` on.
+    pub to: ServiceState,
+    /// Unix seconds of the probe that made the change.
+    pub at: f64,
+    /// Unix seconds when the state before began.
+    pub previous_since: Option<f64>,
+    /// What the probe said.
+    pub reason: Option<String>,
+}
+
+impl Transition {
+    /// The incident this change of target `name` opens (or, back to healthy, ends).
+    pub fn incident(&self, name: &str) -> Incident {
+        Incident {
+            service: Watched::Target(name.to_owned()),
+            from: self.from,
+            to: self.to,
+            started_at: self.at,
+            ended_at: None,
+            reason: self.reason.clone(),
+        }
+    }
+
+    /// Whether anyone is told: every change, except a target's first verdict when it is
+    /// healthy (nothing happened).
+    pub fn notifies(&self) -> bool {
+        self.from.is_some() || self.to != ServiceState::Healthy
+    }
+}
+
+/// A target's tracked state, stored as JSON under its name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetState {
+    /// The verdict; `None` until the thresholds were first met.
+    pub status: Option<ServiceState>,
+    /// Unix seconds since the verdict holds.
+    pub since: Option<f64>,
+    /// Consecutive failed probes.
+    pub fails: u32,
+    /// Consecutive successful probes.
+    pub oks: u32,
+    /// Scheduler tick of the newest probe applied.
+    pub tick: u64,
+    /// The newest probe applied.
+    pub last: Option<TargetSample>,
+    /// The newest change of state.
+    pub change: Option<Transition>,
+    /// Whether that change's incident and notifications are queued.
+    #[serde(default)]
+    pub handed: bool,
+}
+
+impl TargetState {
+    /// Applies the probe of scheduler tick `tick`: `false` (nothing changed) when a
+    /// newer tick was applied already, so a slow probe never overrides a newer one.
+    /// Down after `failure` failures in a row; up again (healthy or degraded, as the
+    /// probe says) after `success` successes; between healthy and degraded at once.
+    pub fn apply(
+        &mut self,
+        name: &str,
+        tick: u64,
+        sample: TargetSample,
+        thresholds: Thresholds,
+    ) -> bool {
+        if self.last.is_some() && tick <= self.tick {
+            return false;
+        }
+        self.tick = tick;
+        let failed = sample.status == ServiceState::Down;
+        if failed {
+            self.fails = self.fails.saturating_add(1);
+            self.oks = 0;
+        } else {
+            self.oks = self.oks.saturating_add(1);
+            self.fails = 0;
+        }
+        let verdict = if failed {
+            (self.fails >= thresholds.failure).then_some(ServiceState::Down)
+        } else if matches!(self.status, None | Some(ServiceState::Down)) {
+            (self.oks >= thresholds.success).then_some(sample.status)
+        } else {
+            Some(sample.status)
+        };
+        if let Some(to) = verdict.filter(|to| Some(*to) != self.status) {
+            self.change = Some(Transition {
+                id: format!("{name}@{:.3}", sample.timestamp),
+                from: self.status,
+                to,
+                at: sample.timestamp,
+                previous_since: self.since,
+                reason: sample.error.clone(),
+            });
+            self.handed = false;
+            self.status = Some(to);
+            self.since = Some(sample.timestamp);
+        }
+        self.last = Some(sample);
+        true
+    }
+
+    /// The newest change, while its incident and notifications are not queued yet.
+    pub fn unhanded(&self) -> Option<&Transition> {
+        self.change.as_ref().filter(|_| !self.handed)
+    }
+}
+
+/// What the page and the API show of one target.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetReport {
+    /// Its name.
+    pub name: String,
+    /// Its tracked state; `None` before its first probe.
+    pub state: Option<TargetState>,
+    /// Its newest samples, newest first.
+    pub samples: Vec<TargetSample>,
+    /// Share of probes that found it up over the last hour, in percent.
+    pub uptime_1h: Option<f64>,
+    /// The same over the last 24 hours.
+    pub uptime_24h: Option<f64>,
+    /// What could not be read of it.
+    pub error: Option<String>,
+}
+
+/// Percent of `tallies` (by minute or hour number) from `since` on that were up.
+pub fn uptime(tallies: &[(i64, Tally)], since: i64) -> Option<f64> {
+    let (checks, up) = tallies
+        .iter()
+        .filter(|(at, _)| *at >= since)
+        .fold((0, 0), |(c, u), (_, t)| (c + t.checks, u + t.up));
+    (checks > 0).then(|| 100.0 * up as f64 / checks as f64)
+}
+
+/// What the page and the API show of target `name`, from what the store holds of it.
+pub fn report(name: &str, record: TargetRecord, now: f64) -> TargetReport {
+    let minute = crate::clock::minute_of(now);
+    let mut report = TargetReport {
+        name: name.to_owned(),
+        samples: record
+            .samples
+            .iter()
+            .filter_map(|s| serde_json::from_str(s).ok())
+            .collect(),
+        uptime_1h: uptime(&record.minutes, minute - 59),
+        uptime_24h: uptime(&record.hours, minute.div_euclid(60) - 23),
+        error: record.error,
+        ..TargetReport::default()
+    };
+    match record
+        .state
+        .as_deref()
+        .map(serde_json::from_str::<TargetState>)
+    {
+        Some(Ok(state)) => report.state = Some(state),
+        Some(Err(e)) => {
+            let unreadable = format!("state unreadable: {e}");
+            report.error = Some(match report.error {
+                Some(other) => format!("{other}; {unreadable}"),
+                None => unreadable,
+            });
+        }
+        None => {}
+    }
+    report
+}
+
+/// What is known of each target of `names` at `now`, in that order.
+pub async fn reports(
+    store: &dyn Store,
+    names: &[String],
+    now: f64,
+) -> Result<Vec<TargetReport>, StoreError> {
+    let records = store.target_records(names, now).await?;
+    Ok(names
+        .iter()
+        .zip(records)
+        .map(|(name, record)| report(name, record, now))
+        .collect())
+}
+
+/// Applies `sample`, from scheduler tick `tick`, to target `name` and records it.
+/// Returns the change whose incident and notifications are not queued yet (this one's,
+/// or an earlier one whose worker died before queueing them), if any.
+pub async fn observe(
+    store: &dyn Store,
+    name: &str,
+    tick: u64,
+    sample: TargetSample,
+    thresholds: Thresholds,
+) -> Result<Option<Transition>, StoreError> {
+    update(store, name, Some(&sample), |state| {
+        state.apply(name, tick, sample.clone(), thresholds)
+    })
+    .await
+    .map(|state| state.and_then(|s| s.unhanded().cloned()))
+}
+
+/// Notes that the incident and notifications of change `id` of target `name` are
+/// queued.
+pub async fn hand_off(store: &dyn Store, name: &str, id: &str) -> Result<(), StoreError> {
+    update(store, name, None, |state| {
+        let ours = state.unhanded().is_some_and(|c| c.id == id);
+        state.handed |= ours;
+        ours
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Runs `change` on `name`'s stored state and writes the result (with `sample` when
+/// `change` says it applied) unless another writer came first; then tries again.
+/// Returns the state written, or `None` when `change` left it alone (or a newer
+/// one stands).
+async fn update(
+    store: &dyn Store,
+    name: &str,
+    sample: Option<&TargetSample>,
+    mut change: impl FnMut(&mut TargetState) -> bool,
+) -> Result<Option<TargetState>, StoreError> {
+    let record = sample
+        .map(|s| {
+            serde_json::to_string(s).map(|json| SampleRecord {
+                timestamp: s.timestamp,
+                up: s.status != ServiceState::Down,
+                json,
+            })
+        })
+        .transpose()
+        .map_err(|e| StoreError::Command(e.to_string()))?;
+    for _ in 0..ROUNDS {
+        let seen = store.target_state(name).await?;
+        let mut state = match &seen {
+            Some(raw) => serde_json::from_str(raw).map_err(|e| StoreError::Data {
+                key: store.key(&keys::target(name)),
+                reason: format!("not a target state: {e}"),
+            })?,
+            None => TargetState::default(),
+        };
+        if !change(&mut state) {
+            return Ok(None);
+        }
+        let json = serde_json::to_string(&state).map_err(|e| StoreError::Command(e.to_string()))?;
+        if store
+            .put_target_state(name, seen.as_deref(), &json, record.as_ref())
+            .await?
+        {
+            return Ok(Some(state));
+        }
+    }
+    Err(StoreError::Command(format!(
+        "target {name}: state changed under every one of {ROUNDS} writes"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Thresholds = Thresholds {
+        failure: 2,
+        success: 1,
+    };
+
+    fn sample(at: f64, status: ServiceState) -> TargetSample {
+        TargetSample {
+            timestamp: at,
+            status,
+            response_time_ms: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn thresholds_decide_each_change_once() {
+        use ServiceState::{Down, Healthy};
+        let mut state = TargetState::default();
+        let mut changes = Vec::new();
+        let results = [Healthy, Down, Healthy, Down, Down, Down, Healthy, Healthy];
+        for (tick, status) in results.into_iter().enumerate() {
+            assert!(state.apply("t", tick as u64 + 1, sample(tick as f64, status), RULES));
+            if let Some(c) = state.unhanded() {
+                changes.push((c.from, c.to));
+                state.handed = true;
+            }
+        }
+        assert_eq!(
+            changes,
+            vec![
+                (None, Healthy),
+                (Some(Healthy), Down),
+                (Some(Down), Healthy)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_overtaken_probe_changes_nothing() {
+        let mut state = TargetState::default();
+        assert!(state.apply("t", 5, sample(5.0, ServiceState::Healthy), RULES));
+        let before = state.clone();
+        assert!(!state.apply("t", 4, sample(4.0, ServiceState::Down), RULES));
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn uptime_counts_the_window_only() {
+        let t = |checks, up| Tally { checks, up };
+        let tallies = [(1, t(6, 0)), (10, t(6, 6)), (11, t(6, 3))];
+        assert_eq!(uptime(&tallies, 10), Some(75.0));
+        assert_eq!(uptime(&tallies, 12), None);
+    }
+}

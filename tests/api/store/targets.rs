@@ -1,0 +1,129 @@
+//! Targets: thresholds decide each change once, overtaken probes are dropped, many
+//! writers at once lose nothing, and reports read back state, samples and uptime; a
+//! foreign value under a target's key is named and left alone.
+
+use svc::service::ServiceState;
+use svc::store::SharedStore;
+use svc::store::redis::RedisStore;
+use svc::targets::state::{self, TargetSample, Thresholds};
+
+/// Targets: thresholds decide each change once, overtaken probes are dropped, and
+/// reports read back state, samples and uptime.
+async fn contract(store: SharedStore) {
+    use ServiceState::{Down, Healthy};
+    let rules = Thresholds {
+        failure: 2,
+        success: 1,
+    };
+    let now = svc::clock::unix_now();
+    let at = move |tick: u64, status| TargetSample {
+        timestamp: now - 60.0 + tick as f64,
+        status,
+        response_time_ms: Some(tick as f64),
+        error: (status == Down).then(|| "HTTP 500".to_owned()),
+    };
+    let observe = |tick, status| {
+        let store = store.clone();
+        async move {
+            state::observe(store.as_ref(), "web", tick, at(tick, status), rules)
+                .await
+                .expect("observe")
+        }
+    };
+    let first = observe(1, Healthy).await.expect("a first verdict");
+    assert_eq!(
+        (first.from, first.to, first.notifies()),
+        (None, Healthy, false)
+    );
+    // Not handed on yet: the next probe gives it again.
+    assert_eq!(
+        observe(2, Healthy).await.map(|c| c.id),
+        Some(first.id.clone())
+    );
+    state::hand_off(store.as_ref(), "web", &first.id)
+        .await
+        .expect("hand off");
+    assert_eq!(observe(3, Healthy).await, None);
+    assert_eq!(
+        observe(4, Down).await,
+        None,
+        "one failure is below the threshold"
+    );
+    let down = observe(5, Down).await.expect("down after two failures");
+    assert_eq!((down.from, down.to), (Some(Healthy), Down));
+    assert_eq!(down.reason.as_deref(), Some("HTTP 500"));
+    assert!(down.notifies());
+    assert_eq!(
+        observe(5, Healthy).await,
+        None,
+        "an overtaken probe is dropped"
+    );
+
+    let names = ["web".to_owned(), "never-probed".to_owned()];
+    let reports = state::reports(store.as_ref(), &names, now)
+        .await
+        .expect("reports");
+    let web = &reports[0];
+    let state = web.state.as_ref().expect("state");
+    assert_eq!((state.status, state.tick), (Some(Down), 5));
+    assert_eq!(web.samples.len(), 5);
+    assert_eq!(web.samples[0].response_time_ms, Some(5.0), "newest first");
+    assert_eq!(web.uptime_1h, Some(60.0));
+    assert_eq!(web.uptime_24h, Some(60.0));
+    assert_eq!(reports[1].state, None);
+    assert!(reports[1].samples.is_empty());
+    assert_eq!(reports[1].uptime_1h, None);
+
+    // Concurrent writers: every one lands or is overtaken, none is lost to a race.
+    let writers: Vec<_> = (100..110)
+        .map(|tick| tokio::spawn(observe(tick, Healthy)))
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let reports = state::reports(store.as_ref(), &names[..1], now)
+        .await
+        .expect("reports");
+    assert_eq!(reports[0].state.as_ref().map(|s| s.tick), Some(109));
+}
+
+crate::store::on_both_backends!(contract);
+
+#[tokio::test]
+async fn a_foreign_value_under_a_target_key_is_named_and_left_alone() {
+    let redis = crate::helpers::RedisServer::start();
+    let store = RedisStore::new(&redis.settings(), "svc:").expect("store");
+    let mut conn = redis.client().await;
+    let _: () = redis::cmd("HSET")
+        .arg("svc:target:web")
+        .arg("a")
+        .arg("b")
+        .query_async(&mut conn)
+        .await
+        .expect("HSET");
+    let sample = TargetSample {
+        timestamp: svc::clock::unix_now(),
+        status: ServiceState::Healthy,
+        response_time_ms: None,
+        error: None,
+    };
+    let rules = Thresholds {
+        failure: 1,
+        success: 1,
+    };
+    let err = state::observe(&store, "web", 1, sample, rules)
+        .await
+        .expect_err("a hash is no target state");
+    assert!(err.to_string().contains("svc:target:web"), "{err}");
+    let reports = state::reports(&store, &["web".to_owned(), "other".to_owned()], 0.0)
+        .await
+        .expect("the other targets still read");
+    assert!(reports[0].error.is_some(), "{:?}", reports[0]);
+    assert_eq!(reports[1].error, None);
+    let kind: String = redis::cmd("TYPE")
+        .arg("svc:target:web")
+        .query_async(&mut conn)
+        .await
+        .expect("TYPE");
+    assert_eq!(kind, "hash", "left as it was");
+}
