@@ -15,6 +15,7 @@ pub mod http;
 pub mod jobs;
 pub mod presence;
 pub mod probe;
+pub mod redact;
 pub mod roles;
 pub mod service;
 pub mod store;

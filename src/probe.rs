@@ -119,7 +119,7 @@ pub async fn http(client: &reqwest::Client, service: Service, url: &Url) -> Prob
         Err(e) => {
             probe.status = ServiceState::Down;
             probe.ready = false;
-            probe.error = Some(describe(&e));
+            probe.error = Some(describe(e));
         }
     }
     probe
@@ -150,11 +150,13 @@ pub async fn store(store: &SharedStore) -> Probe {
 
 /// A short, human reason for a failed request: the innermost cause says the most
 /// ("Connection refused"), the outer layers only repeat the URL.
-pub fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: reqwest::Error) -> String {
+    // Without the URL: it may carry a credential, and the caller knows it anyway.
+    let e = e.without_url();
     if e.is_timeout() {
         return format!("no answer within {} s", PROBE_TIMEOUT.as_secs());
     }
-    let mut cause: &dyn std::error::Error = e;
+    let mut cause: &dyn std::error::Error = &e;
     while let Some(inner) = cause.source() {
         cause = inner;
     }

@@ -24,6 +24,7 @@ use crate::http::limit::{Limiter, RateLimit};
 use crate::http::observe::RequestId;
 use crate::http::{self, RoleServer, ServeError};
 use crate::jobs::{JobRecord, JobSpec};
+use crate::redact;
 use crate::service::{Role, Service};
 use crate::store::{SharedStore, StoreError, keys};
 use crate::traces;
@@ -175,7 +176,8 @@ async fn submit_job(
         .json(json!({"id": job.id, "state": job.state})))
 }
 
-/// The record as stored, every field of it, also those of another version.
+/// The record as stored, every field of it, also those of another version; a
+/// notification's receiver (a credential) is shown by its origin only.
 async fn job_state(
     gateway: web::Data<Gateway>,
     id: web::Path<String>,
@@ -184,7 +186,16 @@ async fn job_state(
         return Err(ApiError::NotFound(format!("no job {id}")));
     };
     match serde_json::from_str::<serde_json::Value>(&raw) {
-        Ok(record) if record.is_object() => Ok(HttpResponse::Ok().json(record)),
+        Ok(mut record) if record.is_object() => {
+            if let Some(url) = record.get_mut("url")
+                && let Some(raw) = url.as_str()
+            {
+                let shown =
+                    url::Url::parse(raw).map_or_else(|_| redact::text(raw), |u| redact::origin(&u));
+                *url = serde_json::Value::String(shown);
+            }
+            Ok(HttpResponse::Ok().json(record))
+        }
         _ => Err(ApiError::Store(StoreError::Data {
             key: gateway.store.key(&keys::job(&id)),
             reason: "not a JSON object".into(),

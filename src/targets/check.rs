@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::tls::TlsInfo;
 
-use super::{Endpoint, Expect, Target};
+use super::{Auth, Endpoint, Expect, Target};
 use crate::clock::{millis_f64, unix_now};
 use crate::service::ServiceState;
 use crate::targets::state::TargetSample;
@@ -43,7 +43,7 @@ pub async fn check(client: &reqwest::Client, target: &Target) -> Checked {
     let timestamp = unix_now();
     let start = Instant::now();
     let answer = match &target.endpoint {
-        Endpoint::Http(url) => http(client, url, target.timeout).await,
+        Endpoint::Http(url) => http(client, url, &target.auth, target.timeout).await,
         Endpoint::Tcp { host, port } => tcp(host, *port, target.timeout).await,
     };
     let elapsed = start.elapsed();
@@ -83,10 +83,18 @@ struct Answer {
 async fn http(
     client: &reqwest::Client,
     url: &url::Url,
+    auth: &Auth,
     timeout: Duration,
 ) -> Result<Answer, String> {
     let fetch = async {
-        let mut res = client.get(url.clone()).send().await?;
+        let mut request = client.get(url.clone());
+        for (name, value) in &auth.headers {
+            request = request.header(name, value.clone());
+        }
+        if let Some((user, password)) = &auth.basic {
+            request = request.basic_auth(user.expose(), Some(password.expose()));
+        }
+        let mut res = request.send().await?;
         let cert_expires_at = res
             .extensions()
             .get::<TlsInfo>()
@@ -112,7 +120,7 @@ async fn http(
             "no answer within {}",
             humantime::format_duration(timeout)
         )),
-        Ok(Err(e)) => Err(crate::probe::describe(&e)),
+        Ok(Err(e)) => Err(crate::probe::describe(e)),
         Ok(Ok(answer)) => Ok(answer),
     }
 }

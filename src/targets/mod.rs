@@ -14,28 +14,42 @@
 //!              json: {"$.status": UP}, cert_expires_in: 14d}
 //!     failure_threshold: 3
 //!     success_threshold: 1
+//!     headers: {Authorization: "Bearer ${PAYMENTS_TOKEN}"}
+//!     basic_auth: {username: svc, password: {file: /etc/svc/payments-password}}
 //! notify:
 //!   - url: http://alerts.internal/hook
-//!   - {url: "https://hooks.slack.com/services/...", kind: slack}
+//!   - {url: "${SLACK_WEBHOOK_URL}", kind: slack}
 //! ```
 //!
 //! Unknown keys are errors (a typo must not silently drop a condition). [`watch`]
 //! reloads the file when it changes; a bad one is logged and the last good one stays.
+//!
+//! Credentials (the values of `url`, `headers`, `basic_auth` and a webhook's `url`)
+//! can come from the environment or from files ([`value`]). Wherever a target's URL is
+//! shown it is [`Endpoint::shown`], with its credentials masked; header values and
+//! passwords are never shown, and a webhook is shown by its origin only.
 
 pub mod check;
 pub mod notify;
 pub mod state;
+pub mod value;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
 
 use serde::{Deserialize, Serialize};
 use serde_json_path::JsonPath;
 use url::Url;
 
+use crate::config::Secret;
+use crate::redact;
 use crate::service::Service;
 use crate::targets::state::Thresholds;
+use crate::targets::value::{Env, ValueSpec};
 
 /// Most targets one file may list.
 pub const MAX_TARGETS: usize = 10_000;
@@ -57,6 +71,9 @@ pub struct Targets {
     pub targets: Vec<Target>,
     /// Where every change of state is sent.
     pub notify: Vec<Notifier>,
+    /// The files credentials were read from: a change to one is a change of the
+    /// targets.
+    pub files: Vec<PathBuf>,
 }
 
 /// One endpoint to watch.
@@ -76,10 +93,22 @@ pub struct Target {
     pub expect: Expect,
     /// Consecutive results that change its state.
     pub thresholds: Thresholds,
+    /// Credentials sent with each probe.
+    pub auth: Auth,
 }
 
-/// Where a target is.
-#[derive(Debug, Clone, PartialEq)]
+/// Credentials an HTTP target is probed with (besides any in its URL).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Auth {
+    /// Headers sent with each probe; their values are marked sensitive, so they
+    /// never show in a `Debug`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// User name and password for HTTP basic authentication.
+    pub basic: Option<(Secret, Secret)>,
+}
+
+/// Where a target is. Its `Debug` shows it as [`Endpoint::shown`].
+#[derive(Clone, PartialEq)]
 pub enum Endpoint {
     /// An HTTP or HTTPS URL, fetched with GET.
     Http(Url),
@@ -93,12 +122,19 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint as the file wrote it.
-    pub fn url(&self) -> String {
+    /// The endpoint as it may be shown anywhere: its credentials masked
+    /// ([`redact::url`]).
+    pub fn shown(&self) -> String {
         match self {
-            Endpoint::Http(url) => url.to_string(),
+            Endpoint::Http(url) => redact::url(url),
             Endpoint::Tcp { host, port } => format!("tcp://{host}:{port}"),
         }
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
     }
 }
 
@@ -117,13 +153,22 @@ pub struct Expect {
     pub cert_expires_in: Option<Duration>,
 }
 
-/// Where notifications go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where notifications go. Its URL is a credential: its `Debug` shows the origin only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Notifier {
     /// The receiver.
     pub url: Url,
     /// The body's format.
     pub kind: HookKind,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("url", &redact::origin(&self.url))
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
 /// The format of a notification's body.
@@ -160,7 +205,7 @@ struct FileSpec {
 #[serde(deny_unknown_fields)]
 struct TargetSpec {
     name: String,
-    url: String,
+    url: ValueSpec,
     group: Option<String>,
     interval: Option<String>,
     timeout: Option<String>,
@@ -168,6 +213,16 @@ struct TargetSpec {
     expect: ExpectSpec,
     failure_threshold: Option<u32>,
     success_threshold: Option<u32>,
+    #[serde(default)]
+    headers: BTreeMap<String, ValueSpec>,
+    basic_auth: Option<BasicAuthSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BasicAuthSpec {
+    username: ValueSpec,
+    password: ValueSpec,
 }
 
 #[derive(Default, Deserialize)]
@@ -185,22 +240,28 @@ struct ExpectSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NotifySpec {
-    url: String,
+    url: ValueSpec,
     #[serde(default)]
     kind: HookKind,
 }
 
 impl Targets {
     /// Parses and checks a targets file; `interval` is the interval of targets that
-    /// name none. The error names the target and key at fault.
+    /// name none; `${NAME}` comes from the process environment. The error names the
+    /// target and key at fault, never a credential.
     pub fn parse(text: &str, interval: Duration) -> Result<Self, String> {
+        Self::parse_with(text, interval, &value::process_env)
+    }
+
+    /// [`Targets::parse`], with `${NAME}` looked up in `env`.
+    pub fn parse_with(text: &str, interval: Duration, env: Env<'_>) -> Result<Self, String> {
         let spec: FileSpec = if text.trim().is_empty() {
             FileSpec {
                 targets: Vec::new(),
                 notify: Vec::new(),
             }
         } else {
-            serde_saphyr::from_str(text).map_err(|e| e.to_string())?
+            serde_saphyr::from_str(text).map_err(|e| syntax(&e.to_string()))?
         };
         if spec.targets.len() > MAX_TARGETS {
             return Err(format!(
@@ -209,10 +270,12 @@ impl Targets {
             ));
         }
         let mut names = HashSet::new();
+        let mut files = Vec::new();
         let mut targets = Vec::with_capacity(spec.targets.len());
         for (i, t) in spec.targets.into_iter().enumerate() {
             let at = format!("targets[{i}] ({})", t.name);
-            let target = Target::check(t, interval).map_err(|e| format!("{at}: {e}"))?;
+            let target =
+                Target::check(t, interval, env, &mut files).map_err(|e| format!("{at}: {e}"))?;
             if !names.insert(target.name.clone()) {
                 return Err(format!("{at}: name used twice"));
             }
@@ -223,14 +286,27 @@ impl Targets {
             .into_iter()
             .enumerate()
             .map(|(i, n)| {
-                let url = Url::parse(&n.url)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-                    .ok_or_else(|| format!("notify[{i}]: url {:?} is not an http(s) URL", n.url))?;
+                let raw = resolve(&n.url, env, &mut files)
+                    .map_err(|e| format!("notify[{i}]: url: {e}"))?;
+                // A receiver's URL is a credential as a whole: never quoted back.
+                let url = match Url::parse(&raw) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u,
+                    Ok(u) => {
+                        return Err(format!(
+                            "notify[{i}]: url must be an http(s) URL, not {}:",
+                            u.scheme()
+                        ));
+                    }
+                    Err(e) => return Err(format!("notify[{i}]: url is not a URL: {e}")),
+                };
                 Ok(Notifier { url, kind: n.kind })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Targets { targets, notify })
+        Ok(Targets {
+            targets,
+            notify,
+            files,
+        })
     }
 
     /// The target named `name`.
@@ -245,7 +321,12 @@ impl Targets {
 }
 
 impl Target {
-    fn check(spec: TargetSpec, default_interval: Duration) -> Result<Self, String> {
+    fn check(
+        spec: TargetSpec,
+        default_interval: Duration,
+        env: Env<'_>,
+        files: &mut Vec<PathBuf>,
+    ) -> Result<Self, String> {
         let name = spec.name;
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if name.is_empty() || name.len() > 100 || !name.chars().all(allowed) {
@@ -268,7 +349,11 @@ impl Target {
             failure: threshold("failure_threshold", spec.failure_threshold, 2)?,
             success: threshold("success_threshold", spec.success_threshold, 1)?,
         };
-        let endpoint = endpoint(&spec.url)?;
+        let endpoint = endpoint(&resolve(&spec.url, env, files).map_err(|e| format!("url: {e}"))?)?;
+        let auth = auth(spec.headers, spec.basic_auth, env, files)?;
+        if matches!(endpoint, Endpoint::Tcp { .. }) && auth != Auth::default() {
+            return Err("a tcp target takes no headers or basic_auth".into());
+        }
         let e = spec.expect;
         if let Some(code) = e.status.iter().find(|c| !(100..=599).contains(*c)) {
             return Err(format!("expect.status: {code} is no HTTP status"));
@@ -311,12 +396,54 @@ impl Target {
             timeout,
             expect,
             thresholds,
+            auth,
         })
     }
 }
 
+/// The value of `spec`, noting the file it came from.
+fn resolve(spec: &ValueSpec, env: Env<'_>, files: &mut Vec<PathBuf>) -> Result<String, String> {
+    let resolved = spec.resolve(env)?;
+    files.extend(resolved.file);
+    Ok(resolved.value)
+}
+
+fn auth(
+    headers: BTreeMap<String, ValueSpec>,
+    basic: Option<BasicAuthSpec>,
+    env: Env<'_>,
+    files: &mut Vec<PathBuf>,
+) -> Result<Auth, String> {
+    let headers = headers
+        .into_iter()
+        .map(|(name, spec)| {
+            let key = HeaderName::try_from(name.as_str())
+                .map_err(|_| format!("headers: {name:?} is no HTTP header name"))?;
+            let text = resolve(&spec, env, files).map_err(|e| format!("headers.{name}: {e}"))?;
+            // The value is never quoted back: it may be the credential.
+            let mut value = HeaderValue::try_from(text)
+                .map_err(|_| format!("headers.{name}: the value is no valid header value"))?;
+            value.set_sensitive(true);
+            Ok((key, value))
+        })
+        .collect::<Result<_, String>>()?;
+    let basic = match basic {
+        None => None,
+        Some(b) => {
+            let username = resolve(&b.username, env, files)
+                .map_err(|e| format!("basic_auth.username: {e}"))?;
+            let password = resolve(&b.password, env, files)
+                .map_err(|e| format!("basic_auth.password: {e}"))?;
+            Some((Secret::from(username), Secret::from(password)))
+        }
+    };
+    Ok(Auth { headers, basic })
+}
+
 fn endpoint(raw: &str) -> Result<Endpoint, String> {
-    let url = Url::parse(raw).map_err(|e| format!("url {raw:?}: {e}"))?;
+    // Quoted back masked: the URL may carry a credential.
+    let shown = redact::text(raw);
+    let url = Url::parse(raw).map_err(|e| format!("url {shown:?}: {e}"))?;
     match url.scheme() {
         "http" | "https" if url.has_host() => Ok(Endpoint::Http(url)),
         "tcp" => match (url.host_str(), url.port()) {
@@ -326,12 +453,27 @@ fn endpoint(raw: &str) -> Result<Endpoint, String> {
                     port,
                 })
             }
-            _ => Err(format!("url {raw:?}: a tcp URL is tcp://host:port")),
+            _ => Err(format!("url {shown:?}: a tcp URL is tcp://host:port")),
         },
         _ => Err(format!(
-            "url {raw:?}: the scheme must be http, https or tcp"
+            "url {shown:?}: the scheme must be http, https or tcp"
         )),
     }
+}
+
+/// A parser's message without what could quote a credential: its first line (where
+/// and what; not the excerpt of the file below it), with quoted values masked.
+fn syntax(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message);
+    let mut shown = String::with_capacity(first.len());
+    for (i, part) in first.split('"').enumerate() {
+        if i > 0 {
+            shown.push('"');
+        }
+        // Odd parts stand between quotes.
+        shown.push_str(if i % 2 == 1 { redact::MASK } else { part });
+    }
+    shown
 }
 
 fn duration(key: &str, text: &str) -> Result<Duration, String> {
@@ -435,6 +577,59 @@ notify:
             let err = Targets::parse(text, TEN).expect_err(text);
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn credentials_come_from_the_environment_and_are_never_quoted_back() {
+        let env = |name: &str| (name == "TOKEN").then(|| "t0k3n".to_owned());
+        let text = r#"
+targets:
+  - name: api
+    url: https://svc:${TOKEN}@api.internal/health?token=${TOKEN}
+    headers: {Authorization: "Bearer ${TOKEN}"}
+    basic_auth: {username: svc, password: "${TOKEN}"}
+notify:
+  - url: https://hooks.example/${TOKEN}
+"#;
+        let parsed = Targets::parse_with(text, TEN, &env).expect("valid");
+        let api = &parsed.targets[0];
+        assert_eq!(
+            api.endpoint.shown(),
+            "https://***@api.internal/health?token=***"
+        );
+        assert_eq!(api.auth.headers[0].1.to_str().ok(), Some("Bearer t0k3n"));
+        assert_eq!(
+            api.auth.basic.as_ref().map(|(_, p)| p.expose()),
+            Some("t0k3n")
+        );
+        assert_eq!(parsed.notify[0].url.path(), "/t0k3n");
+        let debug = format!("{parsed:?}");
+        assert!(!debug.contains("t0k3n"), "{debug}");
+
+        let refused = [
+            "targets: [{name: a, url: 'http://u:pa55@x:99999/'}]",
+            "targets: [{name: a, url: 'ftp://u:pa55@x/?token=pa55'}]",
+            "targets: [{name: a, url: 'http://x', headers: {'bad name': pa55}}]",
+            "targets: [{name: a, url: 'http://x', headers: {X-Key: \"pa55\\n\"}}]",
+            "targets: [{name: a, url: 'tcp://x:1', headers: {X-Key: pa55}}]",
+            "targets: [{name: a, url: 'http://x', headers: \"Bearer pa55\"}]",
+            "targets: [{name: a, url: 'http://x', basic_auth: {username: u, password: [pa55]}}]",
+            "notify: [{url: 'mailto:pa55@x'}]",
+        ];
+        for text in refused {
+            let err = Targets::parse_with(text, TEN, &env).expect_err(text);
+            assert!(!err.contains("pa55"), "{text}: {err}");
+        }
+        let unset = Targets::parse_with(
+            "targets: [{name: a, url: 'http://x', headers: {X-Key: '${NOPE}'}}]",
+            TEN,
+            &env,
+        )
+        .expect_err("unset");
+        assert!(
+            unset.contains("headers.X-Key") && unset.contains("NOPE"),
+            "{unset}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{HookKind, Notifier, Target};
 use crate::jobs::{JobRecord, JobSpec};
+use crate::redact;
 use crate::service::ServiceState;
 use crate::targets::state::Transition;
 use crate::telemetry::metric;
@@ -42,7 +43,7 @@ pub fn event(target: &Target, change: &Transition) -> Value {
         "previous": word(change.from),
         "since": change.at,
         "reason": change.reason,
-        "url": target.endpoint.url(),
+        "url": target.endpoint.shown(),
     });
     if let (ServiceState::Healthy, Some(since)) = (change.to, change.previous_since) {
         body["duration_s"] = json!((change.at - since).max(0.0));
@@ -109,6 +110,9 @@ pub async fn deliver(
     key: &str,
     sender: &str,
 ) -> Result<Value, String> {
+    // The receiver's URL is a credential (a Slack webhook's path is its key): logs and
+    // the job's error name its origin only.
+    let shown = url::Url::parse(url).map_or_else(|_| redact::text(url), |u| redact::origin(&u));
     let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
     let mut wait = BACKOFF;
     let mut last = String::new();
@@ -135,10 +139,10 @@ pub async fn deliver(
             Err(e) if e.is_timeout() => {
                 last = format!("no answer within {} s", TIMEOUT.as_secs());
             }
-            Err(e) => last = crate::probe::describe(&e),
+            Err(e) => last = crate::probe::describe(e),
         }
         metrics::counter!(metric::NOTIFICATIONS.name, "result" => "failed").increment(1);
-        tracing::warn!(%url, key, attempt, error = %last, "notification not accepted");
+        tracing::warn!(receiver = %shown, key, attempt, error = %last, "notification not accepted");
     }
-    Err(format!("{url}: {last} ({TRIES} tries)"))
+    Err(format!("{shown}: {last} ({TRIES} tries)"))
 }

@@ -2,7 +2,9 @@
 //! the reason, like a bad flag), then read again every [`CHECK_EVERY`]; a changed file that parses
 //! replaces the targets at once, a bad one is logged at ERROR and the last good one
 //! stays. The file is read whole each time rather than watched for events, so a
-//! Kubernetes ConfigMap update (a symlink swap) is seen like an edit in place.
+//! Kubernetes ConfigMap update (a symlink swap) is seen like an edit in place. The
+//! files credentials are read from are read again with it, so a rotated Secret takes
+//! effect without a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,8 +27,8 @@ pub type Current = watch::Receiver<Arc<Targets>>;
 pub struct Loaded {
     /// Where it is.
     pub path: PathBuf,
-    /// Its text, to tell when it changed.
-    text: String,
+    /// Its text and the credential files it names, to tell when they changed.
+    inputs: Inputs,
     /// What it lists.
     pub targets: Targets,
 }
@@ -51,9 +53,35 @@ impl Loaded {
         let targets = Targets::parse(&text, interval).map_err(fail)?;
         Ok(Loaded {
             path: path.to_owned(),
-            text,
+            inputs: Inputs::of(text, &targets.files),
             targets,
         })
+    }
+}
+
+/// What a targets file was made from: its text and the credential files it named.
+#[derive(Debug, Clone, PartialEq)]
+struct Inputs {
+    text: String,
+    /// A hash of each credential file's content (never the content itself), or of
+    /// the error reading it.
+    files: Vec<u64>,
+}
+
+impl Inputs {
+    fn of(text: String, files: &[PathBuf]) -> Self {
+        use std::hash::{Hash, Hasher};
+        let files = files
+            .iter()
+            .map(|file| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(file)
+                    .map_err(|e| e.kind().to_string())
+                    .hash(&mut hasher);
+                hasher.finish()
+            })
+            .collect();
+        Inputs { text, files }
     }
 }
 
@@ -63,37 +91,44 @@ pub fn keep(loaded: Loaded, interval: Duration, stop: CancellationToken) -> Curr
     announce(&loaded, "targets loaded");
     let (tx, rx) = watch::channel(Arc::new(loaded.targets.clone()));
     tokio::spawn(async move {
-        let mut last = loaded.text;
+        let mut last = loaded.inputs;
+        let mut files = loaded.targets.files;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(CHECK_EVERY) => {}
             }
-            let path = loaded.path.clone();
-            let read = tokio::task::spawn_blocking(move || std::fs::read(&path)).await;
-            let text = match read {
-                Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            let (path, named) = (loaded.path.clone(), files.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                std::fs::read(&path)
+                    .map(|bytes| Inputs::of(String::from_utf8_lossy(&bytes).into_owned(), &named))
+            })
+            .await;
+            let inputs = match read {
+                Ok(Ok(inputs)) => inputs,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "targets file unreadable; the last good one stays");
                     continue;
                 }
                 Err(_) => continue,
             };
-            if text == last {
+            if inputs == last {
                 continue;
             }
-            match Loaded::read(&loaded.path, interval) {
+            // Reported once per change, not at every check.
+            last = match Loaded::read(&loaded.path, interval) {
                 Ok(new) => {
                     announce(&new, "targets reloaded");
+                    files.clone_from(&new.targets.files);
                     tx.send_replace(Arc::new(new.targets));
+                    new.inputs
                 }
                 Err(e) => {
                     count(&tx.borrow(), "error");
                     tracing::error!(error = %e, "targets file refused; the last good one stays in force");
+                    inputs
                 }
-            }
-            // Reported once per change, not at every check.
-            last = text;
+            };
         }
     });
     rx

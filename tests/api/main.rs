@@ -5,6 +5,7 @@ mod alerts;
 mod browser;
 mod cli;
 mod connection;
+mod credentials;
 mod dashboard;
 mod detection;
 mod faults;

@@ -167,7 +167,7 @@ impl Drop for Receiver {
 }
 
 /// Reads one HTTP/1.1 request: its head and its body (by Content-Length).
-async fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+pub(crate) async fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {

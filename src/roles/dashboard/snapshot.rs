@@ -333,7 +333,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         .map(|t| TargetRow {
             name: t.name.clone(),
             group: t.group.clone(),
-            url: t.endpoint.url(),
+            url: t.endpoint.shown(),
             report: reports.as_mut().and_then(Iterator::next),
         })
         .collect();
