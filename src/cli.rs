@@ -13,6 +13,7 @@ use crate::config::{
     WAIT_RANGE, WaitReplicas, invalid, service_url, within,
 };
 use crate::roles::{all, dashboard, gateway, load, worker};
+use crate::targets::value::Credentials;
 use crate::targets::watch::Loaded;
 
 /// Microservice health monitoring: API gateway, worker and dashboard in one binary.
@@ -490,18 +491,24 @@ impl WorkerFlags {
             visibility_timeout: self.visibility_timeout,
             max_attempts: self.max_attempts,
             concurrency: self.concurrency,
-            targets: targets(self.targets.as_deref(), self.interval)?,
+            targets: targets(
+                self.targets.as_deref(),
+                self.interval,
+                Credentials::Required,
+            )?,
         }
         .validate()
     }
 }
 
-/// The targets file at `path`, read and checked; `interval` as for [`Loaded::read`].
+/// The targets file at `path`, read and checked; `interval` and `need` as for
+/// [`Loaded::read`].
 fn targets(
     path: Option<&std::path::Path>,
     interval: Duration,
+    need: Credentials,
 ) -> Result<Option<Loaded>, ConfigError> {
-    path.map(|path| Loaded::read(path, interval))
+    path.map(|path| Loaded::read(path, interval, need))
         .transpose()
         .map_err(|e| invalid("TARGETS_FILE", e.to_string()))
 }
@@ -510,7 +517,12 @@ impl DashboardArgs {
     /// The dashboard's config.
     pub fn config(&self) -> Result<dashboard::Config, ConfigError> {
         Ok(dashboard::Config {
-            targets: targets(self.targets.as_deref(), dashboard::TARGETS_INTERVAL)?,
+            // The dashboard shows targets and sends nothing: it needs no credentials.
+            targets: targets(
+                self.targets.as_deref(),
+                dashboard::TARGETS_INTERVAL,
+                Credentials::Optional,
+            )?,
             ..dashboard::Config::new(
                 service_url("API_GATEWAY_URL", self.gateway_url.clone())?,
                 service_url("WORKER_SERVICE_URL", self.worker_url.clone())?,

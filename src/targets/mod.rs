@@ -49,7 +49,7 @@ use crate::config::Secret;
 use crate::redact;
 use crate::service::Service;
 use crate::targets::state::Thresholds;
-use crate::targets::value::{Env, ValueSpec};
+use crate::targets::value::{Credentials, Env, ValueSpec};
 
 /// Most targets one file may list.
 pub const MAX_TARGETS: usize = 10_000;
@@ -250,11 +250,18 @@ impl Targets {
     /// name none; `${NAME}` comes from the process environment. The error names the
     /// target and key at fault, never a credential.
     pub fn parse(text: &str, interval: Duration) -> Result<Self, String> {
-        Self::parse_with(text, interval, &value::process_env)
+        Self::parse_with(text, interval, &value::process_env, Credentials::Required)
     }
 
-    /// [`Targets::parse`], with `${NAME}` looked up in `env`.
-    pub fn parse_with(text: &str, interval: Duration, env: Env<'_>) -> Result<Self, String> {
+    /// [`Targets::parse`], with `${NAME}` looked up in `env`; with
+    /// [`Credentials::Optional`], a credential that cannot be read stands as `***`
+    /// and a webhook whose URL then is none is left out.
+    pub fn parse_with(
+        text: &str,
+        interval: Duration,
+        env: Env<'_>,
+        need: Credentials,
+    ) -> Result<Self, String> {
         let spec: FileSpec = if text.trim().is_empty() {
             FileSpec {
                 targets: Vec::new(),
@@ -274,20 +281,30 @@ impl Targets {
         let mut targets = Vec::with_capacity(spec.targets.len());
         for (i, t) in spec.targets.into_iter().enumerate() {
             let at = format!("targets[{i}] ({})", t.name);
-            let target =
-                Target::check(t, interval, env, &mut files).map_err(|e| format!("{at}: {e}"))?;
+            let target = Target::check(t, interval, &mut |spec| {
+                let resolved = spec.resolve(env, need)?;
+                files.extend(resolved.file);
+                Ok(resolved.value)
+            })
+            .map_err(|e| format!("{at}: {e}"))?;
             if !names.insert(target.name.clone()) {
                 return Err(format!("{at}: name used twice"));
             }
             targets.push(target);
         }
-        let notify = spec
-            .notify
-            .into_iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let raw = resolve(&n.url, env, &mut files)
-                    .map_err(|e| format!("notify[{i}]: url: {e}"))?;
+        let mut notify = Vec::with_capacity(spec.notify.len());
+        for (i, n) in spec.notify.into_iter().enumerate() {
+            let resolved = n
+                .url
+                .resolve(env, need)
+                .map_err(|e| format!("notify[{i}]: url: {e}"))?;
+            files.extend(resolved.file);
+            let raw = resolved.value;
+            if need == Credentials::Optional && Url::parse(&raw).is_err() {
+                // Not sent from here: a receiver that cannot be read is no error.
+                continue;
+            }
+            notify.push({
                 // A receiver's URL is a credential as a whole: never quoted back.
                 let url = match Url::parse(&raw) {
                     Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u,
@@ -299,9 +316,9 @@ impl Targets {
                     }
                     Err(e) => return Err(format!("notify[{i}]: url is not a URL: {e}")),
                 };
-                Ok(Notifier { url, kind: n.kind })
-            })
-            .collect::<Result<_, String>>()?;
+                Notifier { url, kind: n.kind }
+            });
+        }
         Ok(Targets {
             targets,
             notify,
@@ -321,11 +338,11 @@ impl Targets {
 }
 
 impl Target {
+    /// Checks `spec`; `resolve` reads a value that may be a credential.
     fn check(
         spec: TargetSpec,
         default_interval: Duration,
-        env: Env<'_>,
-        files: &mut Vec<PathBuf>,
+        resolve: &mut dyn FnMut(&ValueSpec) -> Result<String, String>,
     ) -> Result<Self, String> {
         let name = spec.name;
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
@@ -349,8 +366,8 @@ impl Target {
             failure: threshold("failure_threshold", spec.failure_threshold, 2)?,
             success: threshold("success_threshold", spec.success_threshold, 1)?,
         };
-        let endpoint = endpoint(&resolve(&spec.url, env, files).map_err(|e| format!("url: {e}"))?)?;
-        let auth = auth(spec.headers, spec.basic_auth, env, files)?;
+        let endpoint = endpoint(&resolve(&spec.url).map_err(|e| format!("url: {e}"))?)?;
+        let auth = auth(spec.headers, spec.basic_auth, resolve)?;
         if matches!(endpoint, Endpoint::Tcp { .. }) && auth != Auth::default() {
             return Err("a tcp target takes no headers or basic_auth".into());
         }
@@ -401,25 +418,17 @@ impl Target {
     }
 }
 
-/// The value of `spec`, noting the file it came from.
-fn resolve(spec: &ValueSpec, env: Env<'_>, files: &mut Vec<PathBuf>) -> Result<String, String> {
-    let resolved = spec.resolve(env)?;
-    files.extend(resolved.file);
-    Ok(resolved.value)
-}
-
 fn auth(
     headers: BTreeMap<String, ValueSpec>,
     basic: Option<BasicAuthSpec>,
-    env: Env<'_>,
-    files: &mut Vec<PathBuf>,
+    resolve: &mut dyn FnMut(&ValueSpec) -> Result<String, String>,
 ) -> Result<Auth, String> {
     let headers = headers
         .into_iter()
         .map(|(name, spec)| {
             let key = HeaderName::try_from(name.as_str())
                 .map_err(|_| format!("headers: {name:?} is no HTTP header name"))?;
-            let text = resolve(&spec, env, files).map_err(|e| format!("headers.{name}: {e}"))?;
+            let text = resolve(&spec).map_err(|e| format!("headers.{name}: {e}"))?;
             // The value is never quoted back: it may be the credential.
             let mut value = HeaderValue::try_from(text)
                 .map_err(|_| format!("headers.{name}: the value is no valid header value"))?;
@@ -430,10 +439,8 @@ fn auth(
     let basic = match basic {
         None => None,
         Some(b) => {
-            let username = resolve(&b.username, env, files)
-                .map_err(|e| format!("basic_auth.username: {e}"))?;
-            let password = resolve(&b.password, env, files)
-                .map_err(|e| format!("basic_auth.password: {e}"))?;
+            let username = resolve(&b.username).map_err(|e| format!("basic_auth.username: {e}"))?;
+            let password = resolve(&b.password).map_err(|e| format!("basic_auth.password: {e}"))?;
             Some((Secret::from(username), Secret::from(password)))
         }
     };
@@ -591,7 +598,7 @@ targets:
 notify:
   - url: https://hooks.example/${TOKEN}
 "#;
-        let parsed = Targets::parse_with(text, TEN, &env).expect("valid");
+        let parsed = Targets::parse_with(text, TEN, &env, Credentials::Required).expect("valid");
         let api = &parsed.targets[0];
         assert_eq!(
             api.endpoint.shown(),
@@ -617,13 +624,14 @@ notify:
             "notify: [{url: 'mailto:pa55@x'}]",
         ];
         for text in refused {
-            let err = Targets::parse_with(text, TEN, &env).expect_err(text);
+            let err = Targets::parse_with(text, TEN, &env, Credentials::Required).expect_err(text);
             assert!(!err.contains("pa55"), "{text}: {err}");
         }
         let unset = Targets::parse_with(
             "targets: [{name: a, url: 'http://x', headers: {X-Key: '${NOPE}'}}]",
             TEN,
             &env,
+            Credentials::Required,
         )
         .expect_err("unset");
         assert!(

@@ -10,8 +10,21 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::redact::MASK;
+
 /// Where `${NAME}` is looked up: the process environment, or a test's own table.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Whether the reader of a targets file needs its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// It sends them (the worker): a variable not set or a file not readable is an
+    /// error.
+    Required,
+    /// It only shows the targets (the dashboard): a credential it cannot read stands
+    /// as `***`, so it needs none of them.
+    Optional,
+}
 
 /// The process environment.
 pub fn process_env(name: &str) -> Option<String> {
@@ -42,14 +55,20 @@ pub struct Resolved {
 
 impl ValueSpec {
     /// The value, with variables replaced or the file read.
-    pub fn resolve(&self, env: Env<'_>) -> Result<Resolved, String> {
+    pub fn resolve(&self, env: Env<'_>, need: Credentials) -> Result<Resolved, String> {
+        let optional = |value: Result<String, String>| match (value, need) {
+            (Err(_), Credentials::Optional) => Ok(MASK.to_owned()),
+            (value, _) => value,
+        };
         match self {
             ValueSpec::Text(text) => Ok(Resolved {
-                value: substitute(text, env)?,
+                value: substitute(text, &|name| {
+                    env(name).or_else(|| (need == Credentials::Optional).then(|| MASK.to_owned()))
+                })?,
                 file: None,
             }),
             ValueSpec::File { file } => Ok(Resolved {
-                value: read(file)?,
+                value: optional(read(file))?,
                 file: Some(file.clone()),
             }),
         }
@@ -109,7 +128,11 @@ mod tests {
 
     #[test]
     fn variables_are_replaced_and_missing_ones_named() {
-        let text = |t: &str| ValueSpec::Text(t.into()).resolve(&env).map(|r| r.value);
+        let text = |t: &str| {
+            ValueSpec::Text(t.into())
+                .resolve(&env, Credentials::Required)
+                .map(|r| r.value)
+        };
         assert_eq!(text("Bearer ${TOKEN}").as_deref(), Ok("Bearer s3cret"));
         assert_eq!(
             text("cost: $5, $${TOKEN}").as_deref(),
@@ -118,6 +141,10 @@ mod tests {
         let missing = text("${NOPE}").expect_err("unset");
         assert!(missing.contains("NOPE"), "{missing}");
         assert!(text("${1X}").is_err());
+        let shown = ValueSpec::Text("Bearer ${NOPE}".into())
+            .resolve(&env, Credentials::Optional)
+            .map(|r| r.value);
+        assert_eq!(shown.as_deref(), Ok("Bearer ***"));
         assert!(text("${TOKEN").is_err());
     }
 
@@ -128,12 +155,16 @@ mod tests {
         let file = dir.join("password");
         std::fs::write(&file, "pa55word\n").expect("write");
         let read = ValueSpec::File { file: file.clone() }
-            .resolve(&env)
+            .resolve(&env, Credentials::Required)
             .expect("read");
         assert_eq!(read.value, "pa55word");
         assert_eq!(read.file.as_deref(), Some(file.as_path()));
         let _ = std::fs::remove_dir_all(&dir);
-        let gone = ValueSpec::File { file }.resolve(&env).expect_err("gone");
+        let gone = ValueSpec::File { file: file.clone() }
+            .resolve(&env, Credentials::Required)
+            .expect_err("gone");
         assert!(gone.contains("password"), "{gone}");
+        let shown = ValueSpec::File { file }.resolve(&env, Credentials::Optional);
+        assert_eq!(shown.map(|r| r.value).as_deref(), Ok("***"));
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::value::{Credentials, process_env};
 use super::{FileError, MAX_FILE_BYTES, Targets};
 use crate::telemetry::metric;
 
@@ -31,11 +32,14 @@ pub struct Loaded {
     inputs: Inputs,
     /// What it lists.
     pub targets: Targets,
+    /// Whether its reader needs the credentials it names.
+    need: Credentials,
 }
 
 impl Loaded {
-    /// Reads and checks `path`; `interval` is the interval of targets that name none.
-    pub fn read(path: &Path, interval: Duration) -> Result<Self, FileError> {
+    /// Reads and checks `path`; `interval` is the interval of targets that name none;
+    /// `need` says whether a credential that cannot be read is an error.
+    pub fn read(path: &Path, interval: Duration, need: Credentials) -> Result<Self, FileError> {
         let fail = |reason: String| FileError {
             path: path.display().to_string(),
             reason,
@@ -50,11 +54,12 @@ impl Loaded {
         }
         let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
         let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))?;
-        let targets = Targets::parse(&text, interval).map_err(fail)?;
+        let targets = Targets::parse_with(&text, interval, &process_env, need).map_err(fail)?;
         Ok(Loaded {
             path: path.to_owned(),
             inputs: Inputs::of(text, &targets.files),
             targets,
+            need,
         })
     }
 }
@@ -116,7 +121,7 @@ pub fn keep(loaded: Loaded, interval: Duration, stop: CancellationToken) -> Curr
                 continue;
             }
             // Reported once per change, not at every check.
-            last = match Loaded::read(&loaded.path, interval) {
+            last = match Loaded::read(&loaded.path, interval, loaded.need) {
                 Ok(new) => {
                     announce(&new, "targets reloaded");
                     files.clone_from(&new.targets.files);

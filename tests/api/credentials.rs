@@ -364,3 +364,38 @@ async fn a_rotated_password_file_takes_effect_without_a_restart() {
         svc.output()
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_needs_no_credentials_and_a_worker_names_the_one_it_lacks() {
+    let dir = Dir::new("no-credentials");
+    let file = dir.path("targets.yaml");
+    std::fs::write(
+        &file,
+        "targets:\n  - name: api\n    url: 'http://svc:${SVC_TEST_API_PASSWORD}@127.0.0.1:9/health'\n    \
+         headers: {X-Key: '${SVC_TEST_API_KEY}'}\nnotify:\n  - url: '${SVC_TEST_HOOK_URL}'\n",
+    )
+    .expect("write");
+    let file = file.display().to_string();
+
+    let out = crate::helpers::svc_command(&["worker", "--targets", &file], &[])
+        .output()
+        .expect("run svc");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("SVC_TEST_API_PASSWORD") && stderr.contains("is not set"),
+        "{stderr}"
+    );
+
+    let svc = SvcProcess::spawn(&["dashboard", "--port", "0", "--targets", &file], &[]);
+    let shown = eventually(Duration::from_secs(10), "the target listed", || async {
+        let answer = try_json(&client(), &svc.url("/api/health-check")).await?;
+        answer["services"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "api")
+            .cloned()
+    })
+    .await;
+    assert_eq!(shown["url"], "http://***@127.0.0.1:9/health", "{shown}");
+}
