@@ -4,8 +4,9 @@
 //! TLS.
 
 use std::collections::HashSet;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::{
-    Dir, SvcProcess, certificates, eventually, free_port, not_ready_reason, require_tool, try_json,
+    Dir, SvcProcess, certificates, eventually, not_ready_reason, redis_pid, spawn_redis, try_json,
 };
 
 /// One `redis-server` (data node or sentinel) of this test; killed on drop.
@@ -23,20 +24,10 @@ struct Node {
 }
 
 impl Node {
-    fn start(args: &[String]) -> Self {
-        let binary = require_tool("redis-server", "redis-server");
-        let port = args
-            .iter()
-            .position(|a| a == "--port")
-            .and_then(|i| args.get(i + 1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let child = Command::new(binary)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
+    /// Starts `redis-server` with `args(port)` on a free port (a fresh one when the
+    /// port picked was taken meanwhile), once `ready(port, pid)`.
+    fn start(args: impl Fn(u16) -> Vec<String>, ready: impl Fn(u16, u32) -> bool) -> Self {
+        let (child, port) = spawn_redis(args, ready);
         Node { port, child }
     }
 
@@ -78,61 +69,60 @@ fn to_json(value: redis::Value) -> Value {
     }
 }
 
-fn data_node(dir: &Dir, name: &str, password: &str, replica_of: Option<u16>) -> Node {
-    let port = free_port();
+fn data_node(dir: &Dir, name: &str, password: &str) -> Node {
     let node_dir = dir.path(name);
     std::fs::create_dir_all(&node_dir).expect("node dir");
-    let mut args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--requirepass",
-        password,
-        "--masterauth",
-        password,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.push(node_dir.display().to_string());
-    if let Some(primary) = replica_of {
-        args.extend([
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            primary.to_string(),
-        ]);
-    }
-    Node::start(&args)
+    let args = |port: u16| {
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            password,
+            "--masterauth",
+            password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.push(node_dir.display().to_string());
+        args
+    };
+    Node::start(args, |port, pid| {
+        redis_pid(port, Some(password)) == Some(pid)
+    })
 }
 
-fn sentinel(dir: &Dir, n: usize, primary: u16, password: &str) -> Node {
-    let port = free_port();
-    let config = dir.path(&format!("sentinel-{n}.conf"));
-    std::fs::write(
-        &config,
-        format!(
-            "port {port}\nbind 127.0.0.1\ndir {}\n\
-             sentinel monitor mymaster 127.0.0.1 {primary} 2\n\
-             sentinel auth-pass mymaster {password}\n\
-             sentinel down-after-milliseconds mymaster 1000\n\
-             sentinel failover-timeout mymaster 10000\n\
-             sentinel parallel-syncs mymaster 1\n",
+/// A sentinel with `watch` in its config (what it monitors, if anything); the config
+/// is written anew for each port tried.
+fn sentinel(dir: &Dir, name: &str, watch: &str) -> Node {
+    let config = dir.path(&format!("{name}.conf"));
+    let args = |port: u16| {
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\n{watch}",
             dir.0.display()
-        ),
+        );
+        std::fs::write(&config, text).expect("sentinel config");
+        vec![config.display().to_string(), "--sentinel".into()]
+    };
+    Node::start(args, |port, pid| redis_pid(port, None) == Some(pid))
+}
+
+/// The config of a sentinel that watches `primary`, with quick failure detection.
+fn watching(primary: u16, password: &str) -> String {
+    format!(
+        "sentinel monitor mymaster 127.0.0.1 {primary} 2\n\
+         sentinel auth-pass mymaster {password}\n\
+         sentinel down-after-milliseconds mymaster 1000\n\
+         sentinel failover-timeout mymaster 10000\n\
+         sentinel parallel-syncs mymaster 1\n"
     )
-    .expect("sentinel config");
-    Node::start(&[
-        config.display().to_string(),
-        "--sentinel".into(),
-        "--port".into(),
-        port.to_string(),
-    ])
 }
 
 async fn primary_port(sentinel: u16) -> Option<u16> {
@@ -158,8 +148,8 @@ struct Outage {
 async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
     let dir = Dir::new("sentinel");
     let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    let mut primary = data_node(&dir, "primary", &password, None);
-    let replica = data_node(&dir, "replica", &password, None);
+    let mut primary = data_node(&dir, "primary", &password);
+    let replica = data_node(&dir, "replica", &password);
     // Start the replica after the primary answers.
     eventually(Duration::from_secs(10), "the primary to answer", || async {
         command(primary.port, Some(&password), &["PING"]).await.ok()
@@ -180,8 +170,9 @@ async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
         (info.contains("connected_slaves:1") && info.contains("state=online")).then_some(())
     })
     .await;
+    let watch = watching(primary.port, &password);
     let sentinels: Vec<Node> = (0..3)
-        .map(|n| sentinel(&dir, n, primary.port, &password))
+        .map(|n| sentinel(&dir, &format!("sentinel-{n}"), &watch))
         .collect();
     // Each sentinel must know the two others before a failover can be agreed.
     for s in &sentinels {
@@ -339,31 +330,39 @@ async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
     assert_ne!(outage_time, "never recovered");
 }
 
-fn tls_server(dir: &Dir, password: &str, cert: &Path, key: &Path, ca: &Path) -> (Node, u16) {
-    let port = free_port();
-    let node = Node::start(&[
-        "--port".into(),
-        "0".into(),
-        "--tls-port".into(),
-        port.to_string(),
-        "--bind".into(),
-        "127.0.0.1".into(),
-        "--tls-cert-file".into(),
-        cert.display().to_string(),
-        "--tls-key-file".into(),
-        key.display().to_string(),
-        "--tls-ca-cert-file".into(),
-        ca.display().to_string(),
-        "--tls-auth-clients".into(),
-        "no".into(),
-        "--requirepass".into(),
-        password.into(),
-        "--save".into(),
-        "".into(),
-        "--dir".into(),
-        dir.0.display().to_string(),
-    ]);
-    (node, port)
+/// A Redis that speaks TLS only. It answers on a Unix socket too, which it opens only
+/// once its TLS port is bound: the sign that this server, not another, holds the port.
+fn tls_server(dir: &Dir, password: &str, cert: &Path, key: &Path, ca: &Path) -> Node {
+    let socket = dir.path("redis.sock");
+    let args = |port: u16| {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--unixsocket",
+            &socket.display().to_string(),
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--tls-ca-cert-file",
+            &ca.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            password,
+            "--save",
+            "",
+            "--dir",
+            &dir.0.display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    Node::start(args, |_, _| UnixStream::connect(&socket).is_ok())
 }
 
 #[tokio::test]
@@ -371,7 +370,8 @@ async fn a_managed_redis_over_tls_is_used_with_its_ca_and_refused_without() {
     let dir = Dir::new("tls");
     let (ca, cert, key) = certificates(&dir);
     let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    let (_server, port) = tls_server(&dir, &password, &cert, &key, &ca);
+    let server = tls_server(&dir, &password, &cert, &key, &ca);
+    let port = server.port;
     let url = format!("rediss://:{password}@localhost:{port}/0");
     let ca_file = ca.display().to_string();
     let mut trusted = SvcProcess::spawn(
@@ -437,20 +437,8 @@ async fn a_job_no_replica_acknowledged_is_answered_503() {
 #[tokio::test]
 async fn readiness_says_so_while_the_sentinels_know_no_primary() {
     let dir = Dir::new("lonely-sentinel");
-    let port = free_port();
-    let config = dir.path("sentinel.conf");
-    std::fs::write(
-        &config,
-        format!("port {port}\nbind 127.0.0.1\ndir {}\n", dir.0.display()),
-    )
-    .expect("config");
-    let _sentinel = Node::start(&[
-        config.display().to_string(),
-        "--sentinel".into(),
-        "--port".into(),
-        port.to_string(),
-    ]);
-    let sentinels = format!("127.0.0.1:{port}");
+    let lonely = sentinel(&dir, "sentinel", "");
+    let sentinels = format!("127.0.0.1:{}", lonely.port);
     let gateway = SvcProcess::spawn(
         &["gateway", "--host", "127.0.0.1", "--port", "0"],
         &[("REDIS_SENTINELS", &sentinels), ("DRAIN_DELAY", "0s")],

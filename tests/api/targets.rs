@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{
-    Dir, RedisServer, SvcProcess, all_args, certificates, eventually, free_port, require_tool,
+    Announced, Dir, RedisServer, SvcProcess, all_args, certificates, eventually, require_tool,
     role_process, svc_command, try_json,
 };
 
@@ -506,8 +506,7 @@ fn a_bad_targets_file_at_start_is_a_config_error() {
 
 /// `openssl s_server` answering 200 over TLS with a certificate valid for one day.
 struct TlsServer {
-    child: std::process::Child,
-    port: u16,
+    server: Announced,
     ca: PathBuf,
     _dir: Dir,
 }
@@ -516,31 +515,24 @@ impl TlsServer {
     fn start() -> Self {
         let dir = Dir::new("tls-target");
         let (ca, cert, key) = certificates(&dir);
-        let port = free_port();
-        let child = std::process::Command::new(require_tool("openssl", "openssl"))
-            .args(["s_server", "-quiet", "-www", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-cert")
+        let mut command = std::process::Command::new(require_tool("openssl", "openssl"));
+        // Port 0: s_server binds a free port and names it (`ACCEPT 127.0.0.1:41234`).
+        command
+            .args(["s_server", "-www", "-accept", "127.0.0.1:0", "-cert"])
             .arg(&cert)
             .arg("-key")
-            .arg(&key)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("openssl s_server");
+            .arg(&key);
+        let server = Announced::spawn(command, |line| {
+            line.strip_prefix("ACCEPT ")?
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|a| a.port())
+        });
         TlsServer {
-            child,
-            port,
+            server,
             ca,
             _dir: dir,
         }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -550,7 +542,7 @@ async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
     let file = TargetsFile::new(&format!(
         "targets:\n  - name: secure\n    url: https://localhost:{}/\n    interval: 1s\n    \
          expect: {{cert_expires_in: 7d}}\n",
-        tls.port
+        tls.server.port
     ));
     let path = file.path();
     let ca = tls.ca.display().to_string();

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 pub use app::{TestApp, ready_gateway, test_settings};
 pub use http::{client, client_builder, get_text, not_ready_reason, try_json};
 pub use process::{
-    SvcProcess, all_args, gateway_process, role_process, svc_command, worker_process,
+    Announced, SvcProcess, all_args, gateway_process, role_process, svc_command, worker_process,
 };
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisServer, redis_pid, spawn_redis};
 pub use tls::certificates;
 
 /// Path of a tool the tests need, or a panic that says how to install it.
@@ -36,8 +36,10 @@ pub fn require_tool(name: &str, package: &str) -> PathBuf {
 }
 
 /// A TCP port on loopback that was free a moment ago (bound, then released): for
-/// servers that cannot bind port 0 and report it (redis-server, "a closed port").
-/// `svc` itself binds port 0 and reports its address: see [`SvcProcess::spawn`].
+/// "a closed port", and for servers that cannot bind port 0 and report it
+/// (redis-server: [`spawn_redis`] and [`RedisServer`] try a fresh port when it was
+/// taken meanwhile). `svc` itself binds port 0 and reports its address (see
+/// [`SvcProcess::spawn`]), and so do the servers of [`Announced`].
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

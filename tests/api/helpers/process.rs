@@ -1,4 +1,5 @@
-//! The real `svc` binary as a child process, its output captured.
+//! The real `svc` binary as a child process, its output captured, and other servers
+//! that pick their own port and say which.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -48,30 +49,40 @@ impl SvcProcess {
     /// waits until it has said where it listens: pass `--port 0` (or the ports of
     /// `svc all` as 0) and the OS picks free ports, which no other test can hold.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let servers = if args.first() == Some(&"all") { 3 } else { 1 };
-        let mut svc = Self::spawn_unwatched(args, env);
+        Self::try_spawn(args, env).unwrap_or_else(|output| panic!("{output}"))
+    }
+
+    /// Runs `svc <args>` on a port an earlier process had, for a restart: while
+    /// another process holds that port (it was free while svc was down), tries again
+    /// until it listens, for up to 20 s.
+    pub fn respawn(args: &[&str], env: &[(&str, &str)]) -> Self {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let found: Vec<(String, SocketAddr)> =
-                svc.output().lines().filter_map(listening).collect();
-            if found.len() >= servers {
-                svc.address = found[0].1;
-                svc.addresses = found.into_iter().collect();
-                if let Some(gateway) = svc.addresses.get("api-gateway") {
-                    svc.address = *gateway;
+            match Self::try_spawn(args, env) {
+                Ok(svc) => return svc,
+                Err(output) if output.contains("cannot listen on") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                return svc;
+                Err(output) => panic!("{output}"),
             }
-            if let Some(status) = svc.child.try_wait().expect("try_wait") {
-                panic!("svc exited ({status}) before listening:\n{}", svc.output());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "svc did not listen within 20 s:\n{}",
-                svc.output()
-            );
-            std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// [`SvcProcess::spawn`], with an exit before listening returned as what it
+    /// printed rather than a panic.
+    fn try_spawn(args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
+        let servers = if args.first() == Some(&"all") { 3 } else { 1 };
+        let mut svc = Self::spawn_unwatched(args, env);
+        let found = announced(&mut svc.child, &svc.output, "svc", |output| {
+            let found: Vec<(String, SocketAddr)> = output.lines().filter_map(listening).collect();
+            (found.len() >= servers).then_some(found)
+        })?;
+        svc.address = found[0].1;
+        svc.addresses = found.into_iter().collect();
+        if let Some(gateway) = svc.addresses.get("api-gateway") {
+            svc.address = *gateway;
+        }
+        Ok(svc)
     }
 
     /// The address of the server of `service` (`api-gateway`, `worker-service`,
@@ -260,4 +271,70 @@ fn capture(child: &mut Child) -> Arc<Mutex<String>> {
         });
     }
     output
+}
+
+/// Waits up to 20 s until `find` finds what it looks for in everything `child` printed
+/// so far; an exit before that is an `Err` with the output.
+fn announced<T>(
+    child: &mut Child,
+    output: &Mutex<String>,
+    what: &str,
+    find: impl Fn(&str) -> Option<T>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = output.lock().expect("output lock").clone();
+        if let Some(found) = find(&text) {
+            return Ok(found);
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Err(format!(
+                "{what} exited ({status}) before listening:\n{text}"
+            ));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen within 20 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A server started on port 0 that picks a free port itself and prints which
+/// (chromedriver, Prometheus, `openssl s_server`): no other process can take the port
+/// between picking it and binding it. Killed on drop.
+pub struct Announced {
+    child: Child,
+    pub port: u16,
+}
+
+impl Announced {
+    /// Runs `command` (its output captured) and waits up to 20 s for a line from which
+    /// `port` reads the port it listens on.
+    pub fn spawn(mut command: Command, port: impl Fn(&str) -> Option<u16>) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        let output = capture(&mut child);
+        let what = format!("{command:?}");
+        let port = announced(&mut child, &output, &what, |text| {
+            text.lines().find_map(&port)
+        })
+        .unwrap_or_else(|output| panic!("{output}"));
+        Announced { child, port }
+    }
+
+    /// Kills the server and waits for it to be gone.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -68,13 +68,20 @@ impl RedisServer {
         panic!("redis-server did not start on any of 5 ports");
     }
 
-    /// (Re)starts the server process on the same port.
+    /// (Re)starts the server process on the same port. The port was free while the
+    /// server was down, so another process may hold it now (a client's ephemeral port,
+    /// another test's server): then it tries again until the port is free, for up to
+    /// 20 s.
     pub fn resume(&mut self) {
-        assert!(
-            self.try_resume(),
-            "redis-server did not come back on {}",
-            self.port
-        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.try_resume() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not come back on {} within 20 s: the port stays taken",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Freezes the server (SIGSTOP: it holds its connections and answers nothing, as a
@@ -199,5 +206,71 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts a `redis-server` a test configures itself (a replica, a sentinel, a TLS-only
+/// server) with the arguments `args(port)`, on a port that was free a moment ago. A
+/// server whose port was taken meanwhile exits at once; then a fresh port is tried, up
+/// to 5. `ready(port, pid)` says when the server answers as itself, not as whoever
+/// else holds the port. Returns the child and its port.
+pub fn spawn_redis(
+    args: impl Fn(u16) -> Vec<String>,
+    ready: impl Fn(u16, u32) -> bool,
+) -> (Child, u16) {
+    let binary = require_tool("redis-server", "redis-server");
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(&binary)
+            .args(args(port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if ready(port, child.id()) {
+                return (child, port);
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-server did not start on {port} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    panic!("redis-server did not start on any of 5 ports");
+}
+
+/// The `process_id` of the `redis-server` (data node or sentinel) answering on `port`,
+/// after `AUTH password` when one is given: tells a test's own server from another.
+pub fn redis_pid(port: u16, password: Option<&str>) -> Option<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .ok()?;
+    let auth = password
+        .map(|p| format!("AUTH {p}\r\n"))
+        .unwrap_or_default();
+    stream
+        .write_all(format!("{auth}INFO server\r\n").as_bytes())
+        .ok()?;
+    let (mut text, mut buf) = (String::new(), [0u8; 4096]);
+    loop {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let pid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:")?.trim().parse().ok());
+        if pid.is_some() {
+            return pid;
+        }
     }
 }
