@@ -13,8 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{
-    Announced, Dir, RedisServer, SvcProcess, all_args, certificates, eventually, require_tool,
-    role_process, svc_command, try_json,
+    Announced, Dir, RedisServer, SvcProcess, all_args, certificates, eventually, free_port,
+    require_tool, role_process, svc_command, try_json,
 };
 
 /// A target whose status the test sets: 200 `{"status":"UP"}`, or 500
@@ -233,14 +233,30 @@ fn one_target(name: &str, url: &str, hook: &str) -> String {
     )
 }
 
-/// The `status` of target `name` in the dashboard's `/api/health-check`.
-async fn status_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Option<String> {
+/// The entry of target `name` in the dashboard's `/api/health-check`.
+async fn entry_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Option<Value> {
     let answer = try_json(client, &format!("{dashboard}/api/health-check")).await?;
     answer["services"]
         .as_array()?
         .iter()
         .find(|s| s["name"] == name)
-        .and_then(|s| s["status"].as_str().map(str::to_owned))
+        .cloned()
+}
+
+/// The `status` of target `name` in the dashboard's `/api/health-check`.
+async fn status_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Option<String> {
+    let entry = entry_of(client, dashboard, name).await?;
+    entry["status"].as_str().map(str::to_owned)
+}
+
+/// `svc all` watching the targets file at `path`, its workers probing and its
+/// dashboard refreshing every second, `env` added; and the dashboard's URL.
+fn all_watching(path: &str, env: &[(&str, &str)]) -> (SvcProcess, String) {
+    let mut all_env = vec![("WORKER_INTERVAL", "1s"), ("REFRESH_PERIOD", "1s")];
+    all_env.extend_from_slice(env);
+    let svc = SvcProcess::spawn(&all_args(&["--targets", path]), &all_env);
+    let dashboard = format!("http://{}", svc.address_of("dashboard"));
+    (svc, dashboard)
 }
 
 async fn wait_status(client: &reqwest::Client, dashboard: &str, name: &str, want: &str) {
@@ -422,11 +438,7 @@ async fn the_targets_file_reloads_and_a_bad_one_keeps_the_last_good() {
     let receiver = Receiver::start(0, false).await;
     let file = TargetsFile::new(&one_target("alpha", &a.url, &receiver.url));
     let path = file.path();
-    let svc = SvcProcess::spawn(
-        &all_args(&["--targets", &path]),
-        &[("WORKER_INTERVAL", "1s"), ("REFRESH_PERIOD", "1s")],
-    );
-    let dashboard = format!("http://{}", svc.address_of("dashboard"));
+    let (svc, dashboard) = all_watching(&path, &[]);
     let client = crate::helpers::client();
     wait_status(&client, &dashboard, "alpha", "healthy").await;
 
@@ -504,6 +516,52 @@ fn a_bad_targets_file_at_start_is_a_config_error() {
     );
 }
 
+#[tokio::test]
+async fn a_tcp_target_is_up_while_its_port_listens_and_down_with_the_reason_when_closed() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let open = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let closed = free_port();
+    let file = TargetsFile::new(&format!(
+        "targets:\n  - name: db\n    url: tcp://{open}\n    interval: 1s\n    timeout: 1s\n  \
+         - name: cache\n    url: tcp://127.0.0.1:{closed}\n    interval: 1s\n    timeout: 1s\n"
+    ));
+    let path = file.path();
+    let (svc, dashboard) = all_watching(&path, &[]);
+    let client = crate::helpers::client();
+    wait_status(&client, &dashboard, "db", "healthy").await;
+    wait_status(&client, &dashboard, "cache", "down").await;
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 1,
+        "the probe of db never connected"
+    );
+    server.abort();
+
+    let db = entry_of(&client, &dashboard, "db").await.expect("db");
+    let cache = entry_of(&client, &dashboard, "cache").await.expect("cache");
+    assert!(db["error"].is_null(), "{db}");
+    // A reason a person can act on: what was tried and what the OS said.
+    let reason = cache["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("cannot connect") && reason.contains("refused"),
+        "{cache}"
+    );
+
+    let worker = format!("http://{}/metrics", svc.address_of("worker-service"));
+    let metrics = crate::helpers::get_text(&worker).await;
+    let up = |name: &str| {
+        crate::metrics::sample(&metrics, &format!("svc_target_up{{target=\"{name}\"}}"))
+    };
+    assert_eq!((up("db"), up("cache")), (Some(1.0), Some(0.0)), "{metrics}");
+}
+
 /// `openssl s_server` answering 200 over TLS with a certificate valid for one day.
 struct TlsServer {
     server: Announced,
@@ -546,23 +604,11 @@ async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
     ));
     let path = file.path();
     let ca = tls.ca.display().to_string();
-    let svc = SvcProcess::spawn(
-        &all_args(&["--targets", &path]),
-        &[
-            ("WORKER_INTERVAL", "1s"),
-            ("REFRESH_PERIOD", "1s"),
-            ("SSL_CERT_FILE", ca.as_str()),
-        ],
-    );
-    let dashboard = format!("http://{}", svc.address_of("dashboard"));
+    let (svc, dashboard) = all_watching(&path, &[("SSL_CERT_FILE", ca.as_str())]);
     let client = crate::helpers::client();
     wait_status(&client, &dashboard, "secure", "degraded").await;
-    let answer = try_json(&client, &format!("{dashboard}/api/health-check"))
+    let entry = entry_of(&client, &dashboard, "secure")
         .await
-        .expect("health-check");
-    let entry = answer["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|e| e["name"] == "secure"))
         .expect("the target");
     let error = entry["error"].as_str().unwrap_or_default();
     assert!(error.contains("certificate expires in"), "{entry}");
