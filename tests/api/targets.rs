@@ -282,6 +282,29 @@ async fn wait_posts(receiver: &Receiver, accepted: usize) -> Vec<Post> {
     .await
 }
 
+/// The visibility timeout of the notification tests' workers: a notification job whose
+/// attempt was not recorded as finished (its worker died, or the record failed) is run
+/// again once its delivery has been idle this long.
+const VISIBILITY: Duration = Duration::from_secs(3);
+
+/// How long the notification tests watch, after the last POST they expect, for one
+/// that must not come. An absence has no event to wait for, so the watch must outlast
+/// every path by which a repeat of the same change could still arrive:
+/// - another try of the same attempt comes at most the last backoff after a try
+///   (`BACKOFF` doubled `TRIES - 2` times: 1 s);
+/// - a rerun of the job by the queue comes once its delivery has been idle for
+///   [`VISIBILITY`] and the next reclaim scan (every quarter of it) finds it: 3.75 s;
+/// - the change handed on again comes with the target's next probe (every 1 s).
+///
+/// The longest of these, plus a second for the repeat to be sent and seen: 4.75 s.
+fn quiet_period() -> Duration {
+    use svc::targets::notify::{BACKOFF, TRIES};
+    let last_backoff = BACKOFF * 2u32.pow(TRIES.saturating_sub(2));
+    let rerun = VISIBILITY + VISIBILITY / 4;
+    let next_probe = Duration::from_secs(1);
+    last_backoff.max(rerun).max(next_probe) + Duration::from_secs(1)
+}
+
 #[tokio::test]
 async fn three_workers_send_one_notification_per_change() {
     let redis = RedisServer::start();
@@ -289,7 +312,12 @@ async fn three_workers_send_one_notification_per_change() {
     let receiver = Receiver::start(0, false).await;
     let file = TargetsFile::new(&one_target("flip", &target.url, &receiver.url));
     let path = file.path();
-    let env = [("TARGETS_FILE", path.as_str()), ("WORKER_INTERVAL", "1s")];
+    let visibility = humantime::format_duration(VISIBILITY).to_string();
+    let env = [
+        ("TARGETS_FILE", path.as_str()),
+        ("WORKER_INTERVAL", "1s"),
+        ("VISIBILITY_TIMEOUT", visibility.as_str()),
+    ];
     let _workers = [
         role_process("worker", &redis, &env).await,
         role_process("worker", &redis, &env).await,
@@ -342,8 +370,8 @@ async fn three_workers_send_one_notification_per_change() {
         assert!(up["duration_s"].as_f64().is_some_and(|d| d > 0.0), "{up}");
         wait_status(&client, base, "flip", "healthy").await;
     }
-    // An absence has no event to wait for: three more intervals, and no other POST.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No other POST within the longest retry path (see `quiet_period`).
+    tokio::time::sleep(quiet_period()).await;
     let posts = receiver.posts();
     assert_eq!(posts.len(), 4, "{posts:#?}");
     let mut keys: Vec<&str> = posts.iter().map(|p| p.key.as_str()).collect();
@@ -371,12 +399,17 @@ async fn a_receiver_failing_twice_gets_exactly_one_delivery() {
     let receiver = Receiver::start(2, false).await;
     let file = TargetsFile::new(&one_target("flaky-hook", &target.url, &receiver.url));
     let path = file.path();
-    let _worker = role_process("worker", &redis, &[("TARGETS_FILE", path.as_str())]).await;
+    let visibility = humantime::format_duration(VISIBILITY).to_string();
+    let env = [
+        ("TARGETS_FILE", path.as_str()),
+        ("VISIBILITY_TIMEOUT", visibility.as_str()),
+    ];
+    let _worker = role_process("worker", &redis, &env).await;
     let accepted = wait_posts(&receiver, 1).await;
     assert_eq!(accepted[0].body["state"], "down");
     assert_eq!(accepted[0].body["previous"], "unknown", "the first verdict");
-    // An absence has no event to wait for: three more intervals, and no other POST.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No other POST within the longest retry path (see `quiet_period`).
+    tokio::time::sleep(quiet_period()).await;
     let posts = receiver.posts();
     assert_eq!(
         posts.len(),
@@ -395,9 +428,10 @@ async fn a_worker_killed_mid_send_causes_no_duplicate() {
     let receiver = Receiver::start(0, true).await;
     let file = TargetsFile::new(&one_target("crash", &target.url, &receiver.url));
     let path = file.path();
+    let visibility = humantime::format_duration(VISIBILITY).to_string();
     let env = [
         ("TARGETS_FILE", path.as_str()),
-        ("VISIBILITY_TIMEOUT", "2s"),
+        ("VISIBILITY_TIMEOUT", visibility.as_str()),
     ];
     let mut workers = [
         role_process("worker", &redis, &env).await,
@@ -426,8 +460,8 @@ async fn a_worker_killed_mid_send_causes_no_duplicate() {
         accepted[0].sender, held.sender,
         "taken over by the other worker"
     );
-    // An absence has no event to wait for: three more intervals, and no other POST.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No other POST within the longest retry path (see `quiet_period`).
+    tokio::time::sleep(quiet_period()).await;
     assert_eq!(receiver.accepted().len(), 1, "{:#?}", receiver.posts());
     assert!(receiver.posts().iter().all(|p| p.key == held.key));
 }
