@@ -88,15 +88,29 @@ class Redis:
         self.password = "pw-" + uuid.uuid4().hex
         self.dir = tempfile.mkdtemp(dir=tmp)
         self.proc = None
-        self.start()
+        self.start(fresh=True)
 
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--requirepass", self.password, "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        eventually("redis", lambda: self.cli("PING") == "PONG")
+    def start(self, fresh=False):
+        """Starts the server, within 20 s. Its port was free when picked (or while the
+        server was down); a server that finds it taken exits. The first start then
+        tries a fresh port; a restart must come back on its old one, so it tries again
+        until the port is free. The password is this server's own: a PONG is its."""
+        deadline = time.monotonic() + 20.0
+        while True:
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                 "--requirepass", self.password, "--save", "", "--appendonly", "yes",
+                 "--appendfsync", "always", "--dir", self.dir],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            eventually("redis", lambda: self.proc.poll() is not None or self.cli("PING") == "PONG")
+            if self.proc.poll() is None:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            if fresh:
+                self.port = free_port()
+            else:
+                time.sleep(0.1)
 
     def cli(self, *args):
         out = subprocess.run(
@@ -233,7 +247,6 @@ def rolling_update(tmp, drain, retries):
     serve = lambda: Svc(["gateway", "--host", "127.0.0.1", "--port", "0"], env)
     gateways = [serve()]
     gateways[0].wait_ready()
-    nginx_port = free_port()
     ndir = tempfile.mkdtemp(dir=tmp)
     upstream = os.path.join(ndir, "upstream.conf")
 
@@ -244,13 +257,24 @@ def rolling_update(tmp, drain, retries):
 
     write_upstream([gateways[0].port])
     conf = os.path.join(ndir, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(
-            tmp=ndir, port=nginx_port,
-            retries="proxy_next_upstream error timeout http_502;" if retries
-            else "proxy_next_upstream off;"))
-    nginx = subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file = os.path.join(ndir, "nginx.pid")
+    # nginx cannot bind port 0 and say which port it got: a port picked then released,
+    # and a fresh one when nginx finds it taken (it exits). It writes its pid file only
+    # once it listens.
+    for _ in range(5):
+        nginx_port = free_port()
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(
+                tmp=ndir, port=nginx_port,
+                retries="proxy_next_upstream error timeout http_502;" if retries
+                else "proxy_next_upstream off;"))
+        nginx = subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually("nginx", lambda: nginx.poll() is not None or os.path.exists(pid_file))
+        if nginx.poll() is None:
+            break
+    else:
+        raise RuntimeError("nginx did not start on any of 5 ports")
     eventually("nginx", lambda: request(nginx_port, "GET", "/health/live")[0] == 200)
 
     # The endpoints controller: every 200 ms, the ready gateways become the upstream.

@@ -6,14 +6,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::detection::dashboard_over;
 use crate::helpers::{
-    RedisServer, eventually, free_port, gateway_process, require_tool, worker_process,
+    Announced, RedisServer, eventually, gateway_process, require_tool, worker_process,
 };
 
 const RULES: &str = include_str!("../../deploy/components/monitoring/prometheusrule.yaml");
@@ -43,8 +43,7 @@ fn rule_groups() -> String {
 
 /// A Prometheus server of this test's own; killed on drop.
 struct Prometheus {
-    child: Child,
-    port: u16,
+    server: Announced,
     dir: PathBuf,
 }
 
@@ -53,9 +52,11 @@ impl Prometheus {
     /// label it, and evaluates the manifest's rules every second.
     async fn start(targets: &[(&str, &str, SocketAddr)]) -> Self {
         let binary = require_tool("prometheus", "prometheus");
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("svc-prometheus-{}-{}", std::process::id(), port));
+        let dir = std::env::temp_dir().join(format!(
+            "svc-prometheus-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir).expect("prometheus dir");
         let rules = dir.join("rules.yml");
         std::fs::write(&rules, rule_groups()).expect("write rules");
@@ -82,20 +83,24 @@ impl Prometheus {
         }
         let config_file = dir.join("prometheus.yml");
         std::fs::write(&config_file, config).expect("write config");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn prometheus");
-        let prometheus = Prometheus { child, port, dir };
+            .arg("--web.listen-address=127.0.0.1:0");
+        // Port 0: Prometheus binds a free port and names it in its log
+        // (`msg="Listening on" address=127.0.0.1:41234`).
+        let server = Announced::spawn(command, |line| {
+            let (_, address) = line.split_once("msg=\"Listening on\" address=")?;
+            let address: SocketAddr = address.split_whitespace().next()?.parse().ok()?;
+            Some(address.port())
+        });
+        let prometheus = Prometheus { server, dir };
         eventually(WITHIN, "prometheus to be ready", || async {
-            let url = format!("http://127.0.0.1:{}/-/ready", prometheus.port);
+            let url = format!("http://127.0.0.1:{}/-/ready", prometheus.server.port);
             (crate::helpers::client()
                 .get(url)
                 .send()
@@ -110,7 +115,7 @@ impl Prometheus {
     }
 
     async fn api(&self, path: &str) -> Option<Value> {
-        let url = format!("http://127.0.0.1:{}/api/v1/{path}", self.port);
+        let url = format!("http://127.0.0.1:{}/api/v1/{path}", self.server.port);
         let answer = crate::helpers::try_json(&crate::helpers::client(), &url).await?;
         (answer["status"] == "success").then(|| answer["data"].clone())
     }
@@ -143,8 +148,7 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

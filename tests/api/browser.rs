@@ -9,7 +9,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ use svc::store::series;
 
 use crate::dashboard::record_history;
 use crate::detection::dashboard_over;
-use crate::helpers::{RedisServer, SvcProcess, eventually, free_port, loopback, require_tool};
+use crate::helpers::{Announced, RedisServer, SvcProcess, eventually, free_port, require_tool};
 use crate::helpers::{all_args, gateway_process, worker_process};
 
 /// Refresh period the dashboards under test run with.
@@ -28,7 +28,7 @@ const REFRESH: Duration = Duration::from_secs(1);
 
 /// One Chromium session behind its own chromedriver; both end on drop.
 struct Browser {
-    driver: Child,
+    driver: Announced,
     port: u16,
     session: String,
     client: reqwest::Client,
@@ -39,13 +39,18 @@ impl Browser {
     async fn start() -> Self {
         let chromium = require_tool("chromium", "chromium");
         let chromedriver = require_tool("chromedriver", "chromium-driver");
-        let port = free_port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chromedriver");
+        // Port 0: chromedriver picks a free port and names it ("... started successfully
+        // on port 41234.").
+        let mut command = Command::new(chromedriver);
+        command.arg("--port=0");
+        let driver = Announced::spawn(command, |line| {
+            line.split_once("started successfully on port ")?
+                .1
+                .trim_end_matches('.')
+                .parse()
+                .ok()
+        });
+        let port = driver.port;
         let client = crate::helpers::client_builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -203,8 +208,7 @@ impl Drop for Browser {
             let _ = s.write_all(request.as_bytes());
             let _ = s.read_to_end(&mut Vec::new());
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.driver.stop();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
@@ -232,7 +236,11 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 /// `svc <args>` serving the dashboard, once its page answers.
 async fn dashboard_process(args: &[&str], env: &[(&str, &str)]) -> SvcProcess {
-    let mut svc = SvcProcess::spawn(args, env);
+    dashboard_serving(SvcProcess::spawn(args, env)).await
+}
+
+/// `svc`, once the page of its dashboard answers.
+async fn dashboard_serving(mut svc: SvcProcess) -> SvcProcess {
     svc.address = svc.address_of("dashboard");
     let client = crate::helpers::client();
     eventually(
@@ -354,27 +362,32 @@ async fn the_page_works_in_chromium_against_svc_all() {
 async fn chromium_shows_a_stopped_gateway_as_down_and_a_lost_dashboard_as_retrying() {
     let redis = RedisServer::start();
     let mut gateway = gateway_process(&redis, &[]).await;
-    let dashboard = loopback();
-    let port = dashboard.port().to_string();
     let gateway_url = format!("http://{}", gateway.address);
     let worker_url = format!("http://127.0.0.1:{}", free_port());
     let refresh = format!("{}s", REFRESH.as_secs());
-    let args = [
-        "dashboard",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--gateway-url",
-        &gateway_url,
-        "--worker-url",
-        &worker_url,
-        "--refresh",
-        &refresh,
-    ];
+    let args = |port: u16| {
+        let port = port.to_string();
+        [
+            "dashboard",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--gateway-url",
+            &gateway_url,
+            "--worker-url",
+            &worker_url,
+            "--refresh",
+            &refresh,
+        ]
+        .map(str::to_owned)
+    };
     let url = redis.url();
     let env = [("REDIS_URL", url.as_str()), ("DRAIN_DELAY", "0s")];
-    let mut svc = dashboard_process(&args, &env).await;
+    // The OS picks the dashboard's port; the restart below comes back on the same one.
+    let first = args(0);
+    let mut svc = dashboard_process(&first.each_ref().map(String::as_str), &env).await;
+    let port = svc.address.port();
     let browser = Browser::start().await;
     browser.goto(&svc.url("/")).await;
     let gateway_state = "document.querySelector('[data-service=\"api-gateway\"]').dataset.state";
@@ -422,7 +435,12 @@ async fn chromium_shows_a_stopped_gateway_as_down_and_a_lost_dashboard_as_retryi
             .is_some_and(|t| t.contains("Connection lost, retrying")),
         "{text}"
     );
-    let _svc = dashboard_process(&args, &env).await;
+    let again = args(port);
+    let _svc = dashboard_serving(SvcProcess::respawn(
+        &again.each_ref().map(String::as_str),
+        &env,
+    ))
+    .await;
     browser
         .wait_for(
             3 * REFRESH,

@@ -1,11 +1,12 @@
-//! The Redis password never appears in logs, responses or metrics.
+//! The Redis password never appears in logs, responses or metrics, whether it comes in
+//! `REDIS_URL` or in the original's `REDIS_PASSWORD`.
 
 use std::time::Duration;
 
-use crate::helpers::gateway_process;
-use crate::helpers::{RedisServer, svc_command};
+use crate::helpers::{RedisServer, SvcProcess, gateway_process, svc_command};
 
-async fn everything_it_serves(svc: &crate::helpers::SvcProcess) -> String {
+/// The bodies of every route `svc` serves, and of one it does not.
+async fn everything_it_serves(svc: &SvcProcess) -> String {
     let client = crate::helpers::client();
     let mut seen = String::new();
     for path in [
@@ -23,34 +24,71 @@ async fn everything_it_serves(svc: &crate::helpers::SvcProcess) -> String {
     seen
 }
 
+/// Stops `svc` with SIGTERM and checks that the password is in nothing it served or
+/// logged.
+fn assert_password_kept(mut svc: SvcProcess, served: &str, password: &str) {
+    svc.signal("TERM");
+    assert_eq!(svc.wait_exit(Duration::from_secs(10)), Some(0));
+    let logs = svc.output();
+    assert!(logs.contains("request"), "no access log lines: {logs}");
+    assert!(!served.contains(password), "password in a response");
+    assert!(!logs.contains(password), "password in the logs:\n{logs}");
+}
+
 #[tokio::test]
-async fn password_is_not_in_logs_responses_or_metrics() {
+async fn password_in_redis_url_is_not_in_logs_responses_or_metrics() {
+    let redis = RedisServer::start();
+    // gateway_process passes the password inside REDIS_URL; text logs.
+    let svc = gateway_process(&redis, &[("LOG_LEVEL", "debug")]).await;
+    let served = everything_it_serves(&svc).await;
+    assert_password_kept(svc, &served, &redis.password);
+}
+
+#[tokio::test]
+async fn the_originals_variables_alone_reach_a_password_protected_redis_and_its_db() {
     let redis = RedisServer::start();
     let port = redis.port.to_string();
-    for env in [
-        // The original's variables, JSON logs, everything logged.
-        vec![
+    // No REDIS_URL: the original's variables only; JSON logs, everything logged.
+    let mut svc = SvcProcess::spawn(
+        &["gateway", "--host", "127.0.0.1", "--port", "0"],
+        &[
             ("REDIS_HOST", "127.0.0.1"),
-            ("REDIS_PORT", port.as_str()),
-            ("REDIS_PASSWORD", redis.password.as_str()),
+            ("REDIS_PORT", &port),
+            ("REDIS_PASSWORD", &redis.password),
+            ("REDIS_DB", "3"),
             ("APP_ENV", "production"),
             ("RUST_LOG", "trace"),
+            ("DRAIN_DELAY", "0s"),
         ],
-        // The password inside REDIS_URL (gateway_process sets it), text logs.
-        vec![("LOG_LEVEL", "debug")],
-    ] {
-        let mut svc = gateway_process(&redis, &env).await;
-        let served = everything_it_serves(&svc).await;
-        svc.signal("TERM");
-        assert_eq!(svc.wait_exit(Duration::from_secs(10)), Some(0));
-        let logs = svc.output();
-        assert!(logs.contains("request"), "no access log lines: {logs}");
-        assert!(!served.contains(&redis.password), "password in a response");
-        assert!(
-            !logs.contains(&redis.password),
-            "password in the logs:\n{logs}"
-        );
-    }
+    );
+    svc.wait_ready().await;
+    let served = everything_it_serves(&svc).await;
+    let status = svc.get_json("/api/status").await;
+    assert_eq!(status["redis_connected"], true, "{status}");
+    assert_eq!(
+        status["total_requests"], 2,
+        "one INCR per /api/status: {status}"
+    );
+
+    // The counter is in database 3, and database 0 was not touched.
+    let total = |db: u8| {
+        let url = format!("redis://:{}@127.0.0.1:{}/{db}", redis.password, redis.port);
+        async move {
+            let mut conn = redis::Client::open(url)
+                .expect("redis url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect to test redis");
+            redis::cmd("GET")
+                .arg("api:total_requests")
+                .query_async::<Option<i64>>(&mut conn)
+                .await
+                .expect("GET")
+        }
+    };
+    assert_eq!(total(3).await, Some(2));
+    assert_eq!(total(0).await, None);
+    assert_password_kept(svc, &served, &redis.password);
 }
 
 #[test]

@@ -3,17 +3,17 @@
 //! follow a failover with no restart; no accepted job is lost. And managed Redis over
 //! TLS.
 
-use std::collections::HashSet;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::helpers::{
-    Dir, SvcProcess, certificates, eventually, free_port, not_ready_reason, require_tool, try_json,
+    Dir, SvcProcess, certificates, eventually, not_ready_reason, redis_pid, spawn_redis, try_json,
 };
 
 /// One `redis-server` (data node or sentinel) of this test; killed on drop.
@@ -23,20 +23,10 @@ struct Node {
 }
 
 impl Node {
-    fn start(args: &[String]) -> Self {
-        let binary = require_tool("redis-server", "redis-server");
-        let port = args
-            .iter()
-            .position(|a| a == "--port")
-            .and_then(|i| args.get(i + 1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let child = Command::new(binary)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
+    /// Starts `redis-server` with `args(port)` on a free port (a fresh one when the
+    /// port picked was taken meanwhile), once `ready(port, pid)`.
+    fn start(args: impl Fn(u16) -> Vec<String>, ready: impl Fn(u16, u32) -> bool) -> Self {
+        let (child, port) = spawn_redis(args, ready);
         Node { port, child }
     }
 
@@ -78,61 +68,60 @@ fn to_json(value: redis::Value) -> Value {
     }
 }
 
-fn data_node(dir: &Dir, name: &str, password: &str, replica_of: Option<u16>) -> Node {
-    let port = free_port();
+fn data_node(dir: &Dir, name: &str, password: &str) -> Node {
     let node_dir = dir.path(name);
     std::fs::create_dir_all(&node_dir).expect("node dir");
-    let mut args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--requirepass",
-        password,
-        "--masterauth",
-        password,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.push(node_dir.display().to_string());
-    if let Some(primary) = replica_of {
-        args.extend([
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            primary.to_string(),
-        ]);
-    }
-    Node::start(&args)
+    let args = |port: u16| {
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            password,
+            "--masterauth",
+            password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.push(node_dir.display().to_string());
+        args
+    };
+    Node::start(args, |port, pid| {
+        redis_pid(port, Some(password)) == Some(pid)
+    })
 }
 
-fn sentinel(dir: &Dir, n: usize, primary: u16, password: &str) -> Node {
-    let port = free_port();
-    let config = dir.path(&format!("sentinel-{n}.conf"));
-    std::fs::write(
-        &config,
-        format!(
-            "port {port}\nbind 127.0.0.1\ndir {}\n\
-             sentinel monitor mymaster 127.0.0.1 {primary} 2\n\
-             sentinel auth-pass mymaster {password}\n\
-             sentinel down-after-milliseconds mymaster 1000\n\
-             sentinel failover-timeout mymaster 10000\n\
-             sentinel parallel-syncs mymaster 1\n",
+/// A sentinel with `watch` in its config (what it monitors, if anything); the config
+/// is written anew for each port tried.
+fn sentinel(dir: &Dir, name: &str, watch: &str) -> Node {
+    let config = dir.path(&format!("{name}.conf"));
+    let args = |port: u16| {
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\n{watch}",
             dir.0.display()
-        ),
+        );
+        std::fs::write(&config, text).expect("sentinel config");
+        vec![config.display().to_string(), "--sentinel".into()]
+    };
+    Node::start(args, |port, pid| redis_pid(port, None) == Some(pid))
+}
+
+/// The config of a sentinel that watches `primary`, with quick failure detection.
+fn watching(primary: u16, password: &str) -> String {
+    format!(
+        "sentinel monitor mymaster 127.0.0.1 {primary} 2\n\
+         sentinel auth-pass mymaster {password}\n\
+         sentinel down-after-milliseconds mymaster 1000\n\
+         sentinel failover-timeout mymaster 10000\n\
+         sentinel parallel-syncs mymaster 1\n"
     )
-    .expect("sentinel config");
-    Node::start(&[
-        config.display().to_string(),
-        "--sentinel".into(),
-        "--port".into(),
-        port.to_string(),
-    ])
 }
 
 async fn primary_port(sentinel: u16) -> Option<u16> {
@@ -146,20 +135,52 @@ async fn primary_port(sentinel: u16) -> Option<u16> {
     addr[1].as_str()?.parse().ok()
 }
 
-/// The outage as clients saw it.
-#[derive(Default)]
-struct Outage {
-    failed: u64,
-    first_failure: Option<Instant>,
-    first_success_after: Option<Instant>,
+/// One `/api/status` of the steady load: when it was answered, and the request count
+/// it reported with Redis connected (`None`: a failure, as a client sees one).
+type Sample = (Instant, Option<i64>);
+
+/// The steady load's view of a failover at `killed`.
+#[derive(Debug)]
+struct Failover {
+    /// Failed requests before the kill (there should be none).
+    failed_before: usize,
+    /// The last count before the kill.
+    count_before: i64,
+    /// From the first failure after the kill to the first success after that, and the
+    /// failed requests in between; `None` while no outage has been seen, or none has
+    /// ended.
+    outage: Option<(Duration, usize)>,
+    /// The first and the last count after the outage.
+    counts_after: Option<(i64, i64)>,
+}
+
+impl Failover {
+    fn of(samples: &[Sample], killed: Instant) -> Self {
+        let (before, after): (Vec<&Sample>, Vec<&Sample>) =
+            samples.iter().partition(|(at, _)| *at < killed);
+        let first_failure = after.iter().position(|(_, n)| n.is_none());
+        let recovered = first_failure.and_then(|f| {
+            let r = f + after[f..].iter().position(|(_, n)| n.is_some())?;
+            Some((f, r))
+        });
+        let counts: Vec<i64> = recovered
+            .map(|(_, r)| after[r..].iter().filter_map(|(_, n)| *n).collect())
+            .unwrap_or_default();
+        Failover {
+            failed_before: before.iter().filter(|(_, n)| n.is_none()).count(),
+            count_before: before.iter().rev().find_map(|(_, n)| *n).unwrap_or(0),
+            outage: recovered.map(|(f, r)| (after[r].0.duration_since(after[f].0), r - f)),
+            counts_after: counts.first().zip(counts.last()).map(|(a, b)| (*a, *b)),
+        }
+    }
 }
 
 #[tokio::test]
 async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
     let dir = Dir::new("sentinel");
     let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    let mut primary = data_node(&dir, "primary", &password, None);
-    let replica = data_node(&dir, "replica", &password, None);
+    let mut primary = data_node(&dir, "primary", &password);
+    let replica = data_node(&dir, "replica", &password);
     // Start the replica after the primary answers.
     eventually(Duration::from_secs(10), "the primary to answer", || async {
         command(primary.port, Some(&password), &["PING"]).await.ok()
@@ -180,8 +201,9 @@ async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
         (info.contains("connected_slaves:1") && info.contains("state=online")).then_some(())
     })
     .await;
+    let watch = watching(primary.port, &password);
     let sentinels: Vec<Node> = (0..3)
-        .map(|n| sentinel(&dir, n, primary.port, &password))
+        .map(|n| sentinel(&dir, &format!("sentinel-{n}"), &watch))
         .collect();
     // Each sentinel must know the two others before a failover can be agreed.
     for s in &sentinels {
@@ -216,21 +238,20 @@ async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
         w.wait_ready().await;
     }
 
-    // Steady load on /api/status, and its outage as a client sees it.
+    // Steady load on /api/status: every answer, as a client sees it.
     let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(5))
         .build()
         .expect("client");
     let stop = Arc::new(AtomicBool::new(false));
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let status_url = gateway.url("/api/status");
     let load = tokio::spawn({
-        let (client, stop) = (client.clone(), stop.clone());
+        let (client, stop, samples) = (client.clone(), stop.clone(), samples.clone());
         async move {
-            let mut outage = Outage::default();
-            let mut last_total = 0;
             let started = Instant::now();
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
-                let ok = match client.get(&status_url).send().await {
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(180) {
+                let count = match client.get(&status_url).send().await {
                     Ok(res) => res
                         .json::<Value>()
                         .await
@@ -239,33 +260,19 @@ async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
                         .and_then(|b| b["total_requests"].as_i64()),
                     Err(_) => None,
                 };
-                match ok {
-                    Some(total) => {
-                        last_total = total;
-                        if outage.first_failure.is_some() && outage.first_success_after.is_none() {
-                            outage.first_success_after = Some(Instant::now());
-                        }
-                    }
-                    None => {
-                        outage.failed += 1;
-                        outage.first_failure.get_or_insert_with(Instant::now);
-                    }
-                }
+                samples
+                    .lock()
+                    .expect("samples")
+                    .push((Instant::now(), count));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            (outage, last_total)
         }
     });
+    let last_count = || samples.lock().expect("samples").last().and_then(|s| s.1);
 
-    // 200 jobs around the failure: 100 before, 100 after the kill.
     let jobs_url = gateway.url("/api/jobs");
-    let submit = |client: reqwest::Client, url: String| async move {
-        let res = client
-            .post(&url)
-            .body(r#"{"type":"data_processing","size":100}"#)
-            .send()
-            .await
-            .ok()?;
+    let submit = |client: reqwest::Client, url: String, job: &'static str| async move {
+        let res = client.post(&url).body(job).send().await.ok()?;
         if res.status() != 202 {
             return None;
         }
@@ -273,16 +280,45 @@ async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
             .as_str()
             .map(str::to_owned)
     };
-    let mut accepted = Vec::new();
-    for _ in 0..100 {
-        accepted.extend(submit(client.clone(), jobs_url.clone()).await);
+    // Jobs that hold their slot for 5 s, every one running when the primary dies:
+    // each must record its end on the new primary, or be run again there.
+    let held_job = r#"{"type":"data_processing","size":100,"hold_ms":5000}"#;
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(
+            submit(client.clone(), jobs_url.clone(), held_job)
+                .await
+                .expect("a job accepted before the failure"),
+        );
     }
+    eventually(
+        Duration::from_secs(10),
+        "every held job running",
+        || async {
+            for id in &held {
+                let job = try_json(&client, &gateway.url(&format!("/api/jobs/{id}"))).await?;
+                (job["state"] == "running").then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await;
+    // Enough counted that a counter started again from 0 could not pass for this one.
+    eventually(Duration::from_secs(20), "100 requests counted", || async {
+        last_count().filter(|n| *n > 100)
+    })
+    .await;
+
     let old_primary = primary.port;
-    primary.kill();
     let killed = Instant::now();
+    let killed_at = svc::clock::unix_now();
+    primary.kill();
+    // 100 quick jobs during and after the failure: refused or accepted, never lost.
+    let quick_job = r#"{"type":"data_processing","size":100}"#;
+    let mut accepted = held.clone();
     let mut refused = 0;
     for _ in 0..100 {
-        match submit(client.clone(), jobs_url.clone()).await {
+        match submit(client.clone(), jobs_url.clone(), quick_job).await {
             Some(id) => accepted.push(id),
             None => refused += 1,
         }
@@ -302,68 +338,98 @@ async fn a_killed_primary_is_replaced_and_no_accepted_job_is_lost() {
     }
     let ready_after = killed.elapsed();
 
-    // Every accepted job reaches done.
-    let done: HashSet<String> = eventually(
+    // Every accepted job reaches done; the held ones after the kill.
+    let jobs: Vec<Value> = eventually(
         Duration::from_secs(90),
         "every accepted job done",
         || async {
-            let mut done = HashSet::new();
+            let mut jobs = Vec::new();
             for id in &accepted {
                 let job = try_json(&client, &gateway.url(&format!("/api/jobs/{id}"))).await?;
-                if job["state"] == "done" {
-                    done.insert(id.clone());
-                }
+                (job["state"] == "done").then_some(())?;
+                jobs.push(job);
             }
-            (done.len() == accepted.len()).then_some(done)
+            Some(jobs)
         },
     )
     .await;
-    assert_eq!(done.len(), accepted.len());
+    for job in &jobs[..held.len()] {
+        let finished = job["finished_at"].as_f64().unwrap_or_default();
+        assert!(finished > killed_at, "held across the kill: {job}");
+    }
+    let rerun = jobs[..held.len()]
+        .iter()
+        .filter(|j| j["attempts"].as_u64() > Some(1))
+        .count();
 
-    // The counters resume on the new primary (the load ran all along).
+    // The counter goes on growing on the new primary, from about where it was.
+    let first_after = eventually(
+        Duration::from_secs(10),
+        "the counter to grow after the failover",
+        || async {
+            let failover = Failover::of(&samples.lock().expect("samples"), killed);
+            let (first, last) = failover.counts_after?;
+            (last > first).then_some(first)
+        },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
-    let (outage, last_total) = load.await.expect("load");
-    assert!(last_total > 0, "the request counter resumed");
-    let outage_time = match (outage.first_failure, outage.first_success_after) {
-        (Some(a), Some(b)) => format!("{:?}", b.duration_since(a)),
-        (None, _) => "none seen".into(),
-        (Some(_), None) => "never recovered".into(),
-    };
+    load.await.expect("load");
+    let failover = Failover::of(&samples.lock().expect("samples"), killed);
     println!(
-        "failover: roles ready {ready_after:?} after the kill; /api/status outage \
-         {outage_time} ({} failed requests); jobs accepted {}, refused {refused}, \
-         all accepted done",
-        outage.failed,
-        accepted.len()
+        "failover: roles ready {ready_after:?} after the kill; /api/status {failover:?}; \
+         jobs accepted {}, refused {refused}, all accepted done, {rerun} of {} held jobs \
+         run again",
+        accepted.len(),
+        held.len()
     );
-    assert_ne!(outage_time, "never recovered");
+    assert_eq!(failover.failed_before, 0, "{failover:?}");
+    // An outage was seen, and it was a failover's: longer than the sentinels' 1 s to
+    // call the primary down, less a request's slack; shorter than the 30 s allowed for
+    // a new primary.
+    let (outage, _) = failover.outage.expect("an outage seen by the load");
+    assert!(
+        (Duration::from_millis(500)..Duration::from_secs(30)).contains(&outage),
+        "{failover:?}"
+    );
+    // Replication is asynchronous: the last increments before the kill may be lost
+    // (a second of this load is 50), never the count.
+    assert!(first_after >= failover.count_before - 50, "{failover:?}");
 }
 
-fn tls_server(dir: &Dir, password: &str, cert: &Path, key: &Path, ca: &Path) -> (Node, u16) {
-    let port = free_port();
-    let node = Node::start(&[
-        "--port".into(),
-        "0".into(),
-        "--tls-port".into(),
-        port.to_string(),
-        "--bind".into(),
-        "127.0.0.1".into(),
-        "--tls-cert-file".into(),
-        cert.display().to_string(),
-        "--tls-key-file".into(),
-        key.display().to_string(),
-        "--tls-ca-cert-file".into(),
-        ca.display().to_string(),
-        "--tls-auth-clients".into(),
-        "no".into(),
-        "--requirepass".into(),
-        password.into(),
-        "--save".into(),
-        "".into(),
-        "--dir".into(),
-        dir.0.display().to_string(),
-    ]);
-    (node, port)
+/// A Redis that speaks TLS only. It answers on a Unix socket too, which it opens only
+/// once its TLS port is bound: the sign that this server, not another, holds the port.
+fn tls_server(dir: &Dir, password: &str, cert: &Path, key: &Path, ca: &Path) -> Node {
+    let socket = dir.path("redis.sock");
+    let args = |port: u16| {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--unixsocket",
+            &socket.display().to_string(),
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--tls-ca-cert-file",
+            &ca.display().to_string(),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            password,
+            "--save",
+            "",
+            "--dir",
+            &dir.0.display().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    Node::start(args, |_, _| UnixStream::connect(&socket).is_ok())
 }
 
 #[tokio::test]
@@ -371,7 +437,8 @@ async fn a_managed_redis_over_tls_is_used_with_its_ca_and_refused_without() {
     let dir = Dir::new("tls");
     let (ca, cert, key) = certificates(&dir);
     let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    let (_server, port) = tls_server(&dir, &password, &cert, &key, &ca);
+    let server = tls_server(&dir, &password, &cert, &key, &ca);
+    let port = server.port;
     let url = format!("rediss://:{password}@localhost:{port}/0");
     let ca_file = ca.display().to_string();
     let mut trusted = SvcProcess::spawn(
@@ -437,20 +504,8 @@ async fn a_job_no_replica_acknowledged_is_answered_503() {
 #[tokio::test]
 async fn readiness_says_so_while_the_sentinels_know_no_primary() {
     let dir = Dir::new("lonely-sentinel");
-    let port = free_port();
-    let config = dir.path("sentinel.conf");
-    std::fs::write(
-        &config,
-        format!("port {port}\nbind 127.0.0.1\ndir {}\n", dir.0.display()),
-    )
-    .expect("config");
-    let _sentinel = Node::start(&[
-        config.display().to_string(),
-        "--sentinel".into(),
-        "--port".into(),
-        port.to_string(),
-    ]);
-    let sentinels = format!("127.0.0.1:{port}");
+    let lonely = sentinel(&dir, "sentinel", "");
+    let sentinels = format!("127.0.0.1:{}", lonely.port);
     let gateway = SvcProcess::spawn(
         &["gateway", "--host", "127.0.0.1", "--port", "0"],
         &[("REDIS_SENTINELS", &sentinels), ("DRAIN_DELAY", "0s")],

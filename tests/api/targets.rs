@@ -13,8 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{
-    Dir, RedisServer, SvcProcess, all_args, certificates, eventually, free_port, require_tool,
-    role_process, svc_command, try_json,
+    Announced, Dir, RedisServer, SvcProcess, all_args, certificates, eventually, free_port,
+    require_tool, role_process, svc_command, try_json,
 };
 
 /// A target whose status the test sets: 200 `{"status":"UP"}`, or 500
@@ -233,14 +233,30 @@ fn one_target(name: &str, url: &str, hook: &str) -> String {
     )
 }
 
-/// The `status` of target `name` in the dashboard's `/api/health-check`.
-async fn status_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Option<String> {
+/// The entry of target `name` in the dashboard's `/api/health-check`.
+async fn entry_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Option<Value> {
     let answer = try_json(client, &format!("{dashboard}/api/health-check")).await?;
     answer["services"]
         .as_array()?
         .iter()
         .find(|s| s["name"] == name)
-        .and_then(|s| s["status"].as_str().map(str::to_owned))
+        .cloned()
+}
+
+/// The `status` of target `name` in the dashboard's `/api/health-check`.
+async fn status_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Option<String> {
+    let entry = entry_of(client, dashboard, name).await?;
+    entry["status"].as_str().map(str::to_owned)
+}
+
+/// `svc all` watching the targets file at `path`, its workers probing and its
+/// dashboard refreshing every second, `env` added; and the dashboard's URL.
+fn all_watching(path: &str, env: &[(&str, &str)]) -> (SvcProcess, String) {
+    let mut all_env = vec![("WORKER_INTERVAL", "1s"), ("REFRESH_PERIOD", "1s")];
+    all_env.extend_from_slice(env);
+    let svc = SvcProcess::spawn(&all_args(&["--targets", path]), &all_env);
+    let dashboard = format!("http://{}", svc.address_of("dashboard"));
+    (svc, dashboard)
 }
 
 async fn wait_status(client: &reqwest::Client, dashboard: &str, name: &str, want: &str) {
@@ -266,6 +282,29 @@ async fn wait_posts(receiver: &Receiver, accepted: usize) -> Vec<Post> {
     .await
 }
 
+/// The visibility timeout of the notification tests' workers: a notification job whose
+/// attempt was not recorded as finished (its worker died, or the record failed) is run
+/// again once its delivery has been idle this long.
+const VISIBILITY: Duration = Duration::from_secs(3);
+
+/// How long the notification tests watch, after the last POST they expect, for one
+/// that must not come. An absence has no event to wait for, so the watch must outlast
+/// every path by which a repeat of the same change could still arrive:
+/// - another try of the same attempt comes at most the last backoff after a try
+///   (`BACKOFF` doubled `TRIES - 2` times: 1 s);
+/// - a rerun of the job by the queue comes once its delivery has been idle for
+///   [`VISIBILITY`] and the next reclaim scan (every quarter of it) finds it: 3.75 s;
+/// - the change handed on again comes with the target's next probe (every 1 s).
+///
+/// The longest of these, plus a second for the repeat to be sent and seen: 4.75 s.
+fn quiet_period() -> Duration {
+    use svc::targets::notify::{BACKOFF, TRIES};
+    let last_backoff = BACKOFF * 2u32.pow(TRIES.saturating_sub(2));
+    let rerun = VISIBILITY + VISIBILITY / 4;
+    let next_probe = Duration::from_secs(1);
+    last_backoff.max(rerun).max(next_probe) + Duration::from_secs(1)
+}
+
 #[tokio::test]
 async fn three_workers_send_one_notification_per_change() {
     let redis = RedisServer::start();
@@ -273,7 +312,12 @@ async fn three_workers_send_one_notification_per_change() {
     let receiver = Receiver::start(0, false).await;
     let file = TargetsFile::new(&one_target("flip", &target.url, &receiver.url));
     let path = file.path();
-    let env = [("TARGETS_FILE", path.as_str()), ("WORKER_INTERVAL", "1s")];
+    let visibility = humantime::format_duration(VISIBILITY).to_string();
+    let env = [
+        ("TARGETS_FILE", path.as_str()),
+        ("WORKER_INTERVAL", "1s"),
+        ("VISIBILITY_TIMEOUT", visibility.as_str()),
+    ];
     let _workers = [
         role_process("worker", &redis, &env).await,
         role_process("worker", &redis, &env).await,
@@ -326,8 +370,8 @@ async fn three_workers_send_one_notification_per_change() {
         assert!(up["duration_s"].as_f64().is_some_and(|d| d > 0.0), "{up}");
         wait_status(&client, base, "flip", "healthy").await;
     }
-    // An absence has no event to wait for: three more intervals, and no other POST.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No other POST within the longest retry path (see `quiet_period`).
+    tokio::time::sleep(quiet_period()).await;
     let posts = receiver.posts();
     assert_eq!(posts.len(), 4, "{posts:#?}");
     let mut keys: Vec<&str> = posts.iter().map(|p| p.key.as_str()).collect();
@@ -355,12 +399,17 @@ async fn a_receiver_failing_twice_gets_exactly_one_delivery() {
     let receiver = Receiver::start(2, false).await;
     let file = TargetsFile::new(&one_target("flaky-hook", &target.url, &receiver.url));
     let path = file.path();
-    let _worker = role_process("worker", &redis, &[("TARGETS_FILE", path.as_str())]).await;
+    let visibility = humantime::format_duration(VISIBILITY).to_string();
+    let env = [
+        ("TARGETS_FILE", path.as_str()),
+        ("VISIBILITY_TIMEOUT", visibility.as_str()),
+    ];
+    let _worker = role_process("worker", &redis, &env).await;
     let accepted = wait_posts(&receiver, 1).await;
     assert_eq!(accepted[0].body["state"], "down");
     assert_eq!(accepted[0].body["previous"], "unknown", "the first verdict");
-    // An absence has no event to wait for: three more intervals, and no other POST.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No other POST within the longest retry path (see `quiet_period`).
+    tokio::time::sleep(quiet_period()).await;
     let posts = receiver.posts();
     assert_eq!(
         posts.len(),
@@ -379,9 +428,10 @@ async fn a_worker_killed_mid_send_causes_no_duplicate() {
     let receiver = Receiver::start(0, true).await;
     let file = TargetsFile::new(&one_target("crash", &target.url, &receiver.url));
     let path = file.path();
+    let visibility = humantime::format_duration(VISIBILITY).to_string();
     let env = [
         ("TARGETS_FILE", path.as_str()),
-        ("VISIBILITY_TIMEOUT", "2s"),
+        ("VISIBILITY_TIMEOUT", visibility.as_str()),
     ];
     let mut workers = [
         role_process("worker", &redis, &env).await,
@@ -410,8 +460,8 @@ async fn a_worker_killed_mid_send_causes_no_duplicate() {
         accepted[0].sender, held.sender,
         "taken over by the other worker"
     );
-    // An absence has no event to wait for: three more intervals, and no other POST.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No other POST within the longest retry path (see `quiet_period`).
+    tokio::time::sleep(quiet_period()).await;
     assert_eq!(receiver.accepted().len(), 1, "{:#?}", receiver.posts());
     assert!(receiver.posts().iter().all(|p| p.key == held.key));
 }
@@ -422,11 +472,7 @@ async fn the_targets_file_reloads_and_a_bad_one_keeps_the_last_good() {
     let receiver = Receiver::start(0, false).await;
     let file = TargetsFile::new(&one_target("alpha", &a.url, &receiver.url));
     let path = file.path();
-    let svc = SvcProcess::spawn(
-        &all_args(&["--targets", &path]),
-        &[("WORKER_INTERVAL", "1s"), ("REFRESH_PERIOD", "1s")],
-    );
-    let dashboard = format!("http://{}", svc.address_of("dashboard"));
+    let (svc, dashboard) = all_watching(&path, &[]);
     let client = crate::helpers::client();
     wait_status(&client, &dashboard, "alpha", "healthy").await;
 
@@ -504,10 +550,55 @@ fn a_bad_targets_file_at_start_is_a_config_error() {
     );
 }
 
+#[tokio::test]
+async fn a_tcp_target_is_up_while_its_port_listens_and_down_with_the_reason_when_closed() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let open = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let closed = free_port();
+    let file = TargetsFile::new(&format!(
+        "targets:\n  - name: db\n    url: tcp://{open}\n    interval: 1s\n    timeout: 1s\n  \
+         - name: cache\n    url: tcp://127.0.0.1:{closed}\n    interval: 1s\n    timeout: 1s\n"
+    ));
+    let path = file.path();
+    let (svc, dashboard) = all_watching(&path, &[]);
+    let client = crate::helpers::client();
+    wait_status(&client, &dashboard, "db", "healthy").await;
+    wait_status(&client, &dashboard, "cache", "down").await;
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 1,
+        "the probe of db never connected"
+    );
+    server.abort();
+
+    let db = entry_of(&client, &dashboard, "db").await.expect("db");
+    let cache = entry_of(&client, &dashboard, "cache").await.expect("cache");
+    assert!(db["error"].is_null(), "{db}");
+    // A reason a person can act on: what was tried and what the OS said.
+    let reason = cache["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("cannot connect") && reason.contains("refused"),
+        "{cache}"
+    );
+
+    let worker = format!("http://{}/metrics", svc.address_of("worker-service"));
+    let metrics = crate::helpers::get_text(&worker).await;
+    let up = |name: &str| {
+        crate::metrics::sample(&metrics, &format!("svc_target_up{{target=\"{name}\"}}"))
+    };
+    assert_eq!((up("db"), up("cache")), (Some(1.0), Some(0.0)), "{metrics}");
+}
+
 /// `openssl s_server` answering 200 over TLS with a certificate valid for one day.
 struct TlsServer {
-    child: std::process::Child,
-    port: u16,
+    server: Announced,
     ca: PathBuf,
     _dir: Dir,
 }
@@ -516,31 +607,24 @@ impl TlsServer {
     fn start() -> Self {
         let dir = Dir::new("tls-target");
         let (ca, cert, key) = certificates(&dir);
-        let port = free_port();
-        let child = std::process::Command::new(require_tool("openssl", "openssl"))
-            .args(["s_server", "-quiet", "-www", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-cert")
+        let mut command = std::process::Command::new(require_tool("openssl", "openssl"));
+        // Port 0: s_server binds a free port and names it (`ACCEPT 127.0.0.1:41234`).
+        command
+            .args(["s_server", "-www", "-accept", "127.0.0.1:0", "-cert"])
             .arg(&cert)
             .arg("-key")
-            .arg(&key)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("openssl s_server");
+            .arg(&key);
+        let server = Announced::spawn(command, |line| {
+            line.strip_prefix("ACCEPT ")?
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|a| a.port())
+        });
         TlsServer {
-            child,
-            port,
+            server,
             ca,
             _dir: dir,
         }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -550,27 +634,15 @@ async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
     let file = TargetsFile::new(&format!(
         "targets:\n  - name: secure\n    url: https://localhost:{}/\n    interval: 1s\n    \
          expect: {{cert_expires_in: 7d}}\n",
-        tls.port
+        tls.server.port
     ));
     let path = file.path();
     let ca = tls.ca.display().to_string();
-    let svc = SvcProcess::spawn(
-        &all_args(&["--targets", &path]),
-        &[
-            ("WORKER_INTERVAL", "1s"),
-            ("REFRESH_PERIOD", "1s"),
-            ("SSL_CERT_FILE", ca.as_str()),
-        ],
-    );
-    let dashboard = format!("http://{}", svc.address_of("dashboard"));
+    let (svc, dashboard) = all_watching(&path, &[("SSL_CERT_FILE", ca.as_str())]);
     let client = crate::helpers::client();
     wait_status(&client, &dashboard, "secure", "degraded").await;
-    let answer = try_json(&client, &format!("{dashboard}/api/health-check"))
+    let entry = entry_of(&client, &dashboard, "secure")
         .await
-        .expect("health-check");
-    let entry = answer["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|e| e["name"] == "secure"))
         .expect("the target");
     let error = entry["error"].as_str().unwrap_or_default();
     assert!(error.contains("certificate expires in"), "{entry}");

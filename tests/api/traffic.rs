@@ -185,17 +185,19 @@ async fn a_frozen_redis_opens_the_circuit_and_a_thawed_one_closes_it() {
         },
     )
     .await;
-    let metrics = crate::helpers::get_text(&gateway.url("/metrics")).await;
-    assert!(
-        crate::metrics::sample(&metrics, "redis_circuit_open").is_some(),
-        "{metrics}"
-    );
+    // The gauge is set on each change of the breaker, before the answer that shows it.
+    let circuit_open = || async {
+        let metrics = crate::helpers::get_text(&gateway.url("/metrics")).await;
+        crate::metrics::sample(&metrics, "redis_circuit_open")
+    };
+    assert_eq!(circuit_open().await, Some(1.0), "while open");
 
     redis.thaw();
     eventually(Duration::from_secs(20), "the circuit to close", || async {
         (status().await["redis_connected"] == true).then_some(())
     })
     .await;
+    assert_eq!(circuit_open().await, Some(0.0), "once closed");
 }
 
 #[tokio::test]
