@@ -13,6 +13,9 @@ import yaml
 ROLES = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
 # The roles that read the targets file (TARGETS_FILE).
 TARGETS_ROLES = ("worker", "dashboard")
+# The roles that send the credentials it names, and where their files are mounted.
+CREDENTIALS_ROLES = ("worker",)
+CREDENTIALS_DIR = "/etc/svc/credentials"
 
 
 def mounts(service):
@@ -66,6 +69,11 @@ def main(compose_path, prometheus_path):
                 # The directory, so that an edit saved by replacing the file is seen.
                 check((posixpath.dirname(path), True) in set(mounts(s)),
                       f"{role} mounts the directory of TARGETS_FILE {path} read-only")
+        if role in CREDENTIALS_ROLES:
+            check((CREDENTIALS_DIR, True) in set(mounts(s)), f"{role} mounts the credentials at {CREDENTIALS_DIR} read-only")
+        else:
+            check(CREDENTIALS_DIR not in {target for target, _ in mounts(s)},
+                  f"{role} mounts no credentials (they are for the {', '.join(CREDENTIALS_ROLES)} only)")
     check(len(images) == 1, f"gateway, worker and dashboard share one image (have {sorted(map(str, images))})")
     for name in ("prometheus", "grafana"):
         check(services.get(name, {}).get("profiles") == ["monitoring"], f"{name} is in the monitoring profile")

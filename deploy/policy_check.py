@@ -5,9 +5,11 @@ Static checks, on each FILE: Pod Security "restricted" on every container, resou
 and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
 and ports, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
 sentinel pods, the targets file mounted so that it reloads and holding a valid
-file, the Prometheus Operator objects by structure (alert job names are
-scraped Services), and every metric name in the alerts and the Grafana dashboard
-owned by a role (or listed as external).
+file with no credential written in it, the credentials Secret reaching the
+workers only (read-only, whole), the Prometheus Operator objects by structure
+(alert job names are scraped Services), and every metric name in the alerts and
+the Grafana dashboard owned by a role (or listed as external). Every run first
+tries the credential rules on known good and bad cases (`self_test`).
 
 With --svc-binary PATH it also starts `PATH all` and asks the running binary: every
 probe path answers 200 on the role that serves it, every metric name appears in
@@ -41,8 +43,13 @@ DEFAULT_PORTS = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
 METRIC_OWNERS = {"api_gateway_": "gateway", "worker_": "worker", "dashboard_": "dashboard"}
 # Metrics that come from elsewhere in the cluster, not from svc.
 EXTERNAL_METRICS = {"kube_pod_container_status_restarts_total": "kube-state-metrics", "up": "Prometheus (scrape status)"}
+# The credentials the targets file names as ${KEY} or {file: DIR/KEY}: an optional
+# Secret, for the roles that send them only (the dashboard shows them as ***).
+CREDENTIALS_SECRET = "svc-credentials"
+CREDENTIALS_DIR = "/etc/svc/credentials"
+CREDENTIALS_ROLES = ("worker",)
 # Secrets created by hand (deploy/README.md), never committed.
-EXTERNAL_SECRETS = {"redis-secret"}
+EXTERNAL_SECRETS = {"redis-secret", CREDENTIALS_SECRET}
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 # The targets file (README.md, "Monitoring your own services"): its ConfigMap, the
 # roles that read it, and the names svc's own services already have on the page.
@@ -75,16 +82,18 @@ PROMQL_WORDS = {
 class Report:
     """Counts checks and prints each failure with its context."""
 
-    def __init__(self):
+    def __init__(self, quiet=False):
         self.passed = 0
         self.failed = 0
+        self.quiet = quiet
 
     def check(self, ok, what):
         if ok:
             self.passed += 1
         else:
             self.failed += 1
-            print(f"  FAIL {what}")
+            if not self.quiet:
+                print(f"  FAIL {what}")
         return ok
 
     def section(self, title):
@@ -231,6 +240,9 @@ def check_workloads(objs, r):
                     cm = ref["configMapRef"]["name"]
                     if r.check(cm in configmaps, f"{name_of(w)}: ConfigMap {cm} exists"):
                         config.update(configmaps[cm])
+                if "secretRef" in ref:
+                    r.check(ref["secretRef"]["name"] in secrets | EXTERNAL_SECRETS,
+                            f"{name_of(w)}: Secret {ref['secretRef']['name']} exists or is documented as created by hand")
             for env in c.get("env", []):
                 ref = (env.get("valueFrom") or {}).get("secretKeyRef")
                 if ref:
@@ -340,9 +352,41 @@ def check_sentinel_config(objs, r):
             r.check(ok, f"{name_of(cm)}: REDIS_SENTINELS entry {entry!r} is a pod and port of a StatefulSet")
 
 
+def from_secret(value):
+    """A credential value written as `${NAME}` (at its start) or `{file: PATH}`."""
+    if isinstance(value, dict):
+        return set(value) == {"file"} and isinstance(value["file"], str)
+    return isinstance(value, str) and re.match(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value) is not None
+
+
+# Credentials written into a targets file's text, comments included (they are the
+# examples people copy): a URL's password, a `token=` query value, a `password:`
+# value on its line, a Slack webhook's secret path. Each is fine as `${NAME}` or
+# `{file: ...}`.
+INLINE_CREDENTIALS = [
+    ("a Slack webhook URL", re.compile(r"hooks\.slack\.com/services/(?P<v>[^\s'\"]+)")),
+    ("a URL with a password (://user:pass@)", re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:'\"]*:(?P<v>[^\s/@'\"]+)@")),
+    ("a token= value", re.compile(r"token=(?P<v>[^\s&#'\"]+)", re.IGNORECASE)),
+    ("a password: value", re.compile(r"\bpassword['\"]?\s*:[ \t]*(?P<v>[^\s#][^\n#]*)", re.IGNORECASE)),
+]
+
+
+def check_no_inline_credentials(where, text, r):
+    """No credential written into the targets file (it is a ConfigMap, kept in git):
+    they come from the credentials Secret. The failure names the line, never the value."""
+    for number, line in enumerate(text.splitlines(), 1):
+        for what, pattern in INLINE_CREDENTIALS:
+            for m in pattern.finditer(line):
+                value = m.group("v").strip().strip("'\"")
+                r.check(value.startswith("${") or re.match(r"\{\s*file\s*:", value),
+                        f"{where} line {number}: {what} written in the file, not ${{NAME}} or {{file: ...}} "
+                        f"from Secret {CREDENTIALS_SECRET}")
+
+
 def check_targets_file(where, text, r):
     """A targets file: `targets` and `notify` lists, unique names that are not svc's
-    own, http/https/tcp target URLs, http/https webhooks."""
+    own, http/https/tcp target URLs, http/https webhooks (or either from the
+    credentials Secret), basic_auth passwords from that Secret."""
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -361,11 +405,16 @@ def check_targets_file(where, text, r):
     for t in (t for t in targets if isinstance(t, dict)):
         r.check(t.get("name") not in RESERVED_TARGET_NAMES,
                 f"{where}: target {t.get('name')!r} is not named like one of svc's own services")
-        r.check(re.match(r"(https?|tcp)://[^/\s]+", str(t.get("url", ""))),
+        r.check(from_secret(t.get("url")) or re.match(r"(https?|tcp)://[^/\s]+", str(t.get("url", ""))),
                 f"{where}: target {t.get('name')!r} has an http://, https:// or tcp:// url")
-    for n in notify:
-        ok = isinstance(n, dict) and re.match(r"https?://[^/\s]+", str(n.get("url", ""))) and n.get("kind") in (None, "slack")
-        r.check(ok, f"{where}: webhook {n!r:.80} has an http(s) url and no kind or kind slack")
+        auth = t.get("basic_auth")
+        password = auth.get("password") if isinstance(auth, dict) else None
+        r.check(password is None or from_secret(password),
+                f"{where}: target {t.get('name')!r}: basic_auth password is ${{NAME}} or {{file: ...}}")
+    for i, n in enumerate(notify):
+        ok = isinstance(n, dict) and (from_secret(n.get("url")) or re.match(r"https?://[^/\s]+", str(n.get("url", "")))) \
+            and n.get("kind") in (None, "slack")
+        r.check(ok, f"{where}: webhook {i + 1} has an http(s) url and no kind or kind slack")
 
 
 def check_targets(objs, r):
@@ -376,6 +425,7 @@ def check_targets(objs, r):
     if TARGETS_CONFIGMAP in configmaps:
         for key, text in configmaps[TARGETS_CONFIGMAP].items():
             check_targets_file(f"ConfigMap/{TARGETS_CONFIGMAP} {key}", text, r)
+            check_no_inline_credentials(f"ConfigMap/{TARGETS_CONFIGMAP} {key}", text, r)
     for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
         volumes = {v["name"]: v for v in pod_spec(w).get("volumes", [])}
         for c in pod_spec(w)["containers"]:
@@ -395,6 +445,86 @@ def check_targets(objs, r):
             cm = (volumes.get(mount["name"], {}).get("configMap") or {}).get("name")
             if r.check(cm in configmaps, f"{where}: {mount['mountPath']} is ConfigMap {cm or '(none)'} of the build"):
                 r.check(posixpath.basename(path) in configmaps[cm], f"{where}: ConfigMap {cm} has key {posixpath.basename(path)}")
+
+
+def check_credentials(objs, r):
+    """The credentials Secret reaches the roles that send credentials only (not the
+    dashboard, not Redis), and there as a whole, read-only directory: never a subPath,
+    which the kubelet never updates, so a rotated key would not arrive. Once the
+    targets file is in the build, each worker gets the Secret, optional (it is
+    created by hand, maybe never), both as environment and at CREDENTIALS_DIR."""
+    has_targets = any(o["kind"] == "ConfigMap" and o["metadata"]["name"] == TARGETS_CONFIGMAP for o in objs)
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
+        volumes = {v["name"]: v["secret"] for v in pod_spec(w).get("volumes", [])
+                   if (v.get("secret") or {}).get("secretName") == CREDENTIALS_SECRET}
+        for c in containers(w):
+            where = f"{name_of(w)} container {c['name']}"
+            mounts = [m for m in c.get("volumeMounts", []) if m["name"] in volumes]
+            env = [ref["secretRef"] for ref in c.get("envFrom", [])
+                   if (ref.get("secretRef") or {}).get("name") == CREDENTIALS_SECRET]
+            env_keys = [e for e in c.get("env", [])
+                        if ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == CREDENTIALS_SECRET]
+            if role_of(c) not in CREDENTIALS_ROLES:
+                r.check(not (mounts or env or env_keys),
+                        f"{where}: gets nothing of Secret {CREDENTIALS_SECRET} (it is for the {', '.join(CREDENTIALS_ROLES)} only)")
+                continue
+            for m in mounts:
+                r.check(m.get("readOnly") is True, f"{where}: Secret {CREDENTIALS_SECRET} at {m['mountPath']} is read-only")
+                r.check(not m.get("subPath") and not m.get("subPathExpr"),
+                        f"{where}: Secret {CREDENTIALS_SECRET} at {m['mountPath']} has no subPath (rotated keys arrive)")
+            if not has_targets:
+                continue
+            at_dir = [m for m in mounts if m["mountPath"].rstrip("/") == CREDENTIALS_DIR]
+            r.check(at_dir, f"{where}: Secret {CREDENTIALS_SECRET} is mounted at {CREDENTIALS_DIR}")
+            r.check(all(volumes[m["name"]].get("optional") is True for m in at_dir),
+                    f"{where}: the {CREDENTIALS_SECRET} volume is optional")
+            r.check(env and all(ref.get("optional") is True for ref in env),
+                    f"{where}: envFrom Secret {CREDENTIALS_SECRET}, optional")
+
+
+def self_test(r):
+    """The credential rules on known cases: each bad case must fail them, each good
+    one pass, so a rule that has stopped matching cannot pass unseen."""
+    def targets_file(text):
+        return check_targets, [{"kind": "ConfigMap", "metadata": {"name": TARGETS_CONFIGMAP}, "data": {"targets.yaml": text}}]
+
+    def pod(role, mount=(), volume=(), secret_ref=()):
+        """A Deployment of `role` given the credentials Secret as the base does, with
+        the mount's, the volume's and the envFrom entry's fields overridden."""
+        c = {"name": role, "args": [role],
+             "envFrom": [{"secretRef": {"name": CREDENTIALS_SECRET, "optional": True, **dict(secret_ref)}}],
+             "volumeMounts": [{"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True, **dict(mount)}]}
+        v = {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET, "optional": True, **dict(volume)}}
+        return check_credentials, targets_file("targets: []\n")[1] + [
+            {"kind": "Deployment", "metadata": {"name": role}, "spec": {"template": {"spec": {"containers": [c], "volumes": [v]}}}}]
+
+    good = "targets:\n  - name: a\n    url: "
+    cases = [
+        (True, "a target with its credentials from the Secret", targets_file(
+            good + "https://svc:${A_PASSWORD}@a.example/health?token=${A_TOKEN}\n"
+            "    headers: {X-Api-Key: \"${A_TOKEN}\"}\n"
+            "    basic_auth: {username: svc, password: {file: /etc/svc/credentials/a}}\n"
+            "  - name: b\n    url: {file: /etc/svc/credentials/b-url}\n    basic_auth:\n"
+            "      username: svc\n      password:\n        file: /etc/svc/credentials/b\n"
+            "notify:\n  - url: ${SLACK_WEBHOOK_URL}\n    kind: slack\n")),
+        (False, "a password in a target's URL", targets_file(good + "https://svc:hunter2@a.example/health\n")),
+        (False, "a token in a target's URL", targets_file(good + "https://a.example/health?access_token=abc123\n")),
+        (False, "a basic_auth password", targets_file(good + "https://a.example/\n    basic_auth: {username: svc, password: hunter2}\n")),
+        (False, "a basic_auth password on its own line", targets_file(
+            good + "https://a.example/\n    basic_auth:\n      username: svc\n      password:\n        hunter2\n")),
+        (False, "a credential in a comment's example", targets_file("targets: []\n# - url: https://u:hunter2@a.example/\n")),
+        (False, "a Slack webhook's URL", targets_file("notify:\n  - {url: https://hooks.slack.com/services/T0/B0/X, kind: slack}\n")),
+        (True, "the worker given the Secret as the base does", pod("worker")),
+        (False, "the dashboard given the Secret", pod("dashboard")),
+        (False, "the Secret mounted writable", pod("worker", mount={"readOnly": False})),
+        (False, "the Secret mounted by subPath", pod("worker", mount={"subPath": "payments-password"})),
+        (False, "the Secret required by the volume", pod("worker", volume={"optional": False})),
+        (False, "the Secret required by envFrom", pod("worker", secret_ref={"optional": False})),
+    ]
+    for ok, what, (check, objs) in cases:
+        trial = Report(quiet=True)
+        check(objs, trial)
+        r.check((trial.failed == 0) == ok, f"self-test: {what} {'passes' if ok else 'fails'} the credential rules")
 
 
 def route(objs, path, host=INGRESS_HOST):
@@ -734,6 +864,8 @@ def main():
 
     r = Report()
     manifests = {path: load(path) for path in args.manifests}
+    r.section("the credential rules on known cases")
+    self_test(r)
     used = {}
     for path, objs in manifests.items():
         r.section(f"static: {path} ({len(objs)} objects)")
@@ -746,6 +878,7 @@ def main():
         check_redis_peers(objs, r)
         check_sentinel_config(objs, r)
         check_targets(objs, r)
+        check_credentials(objs, r)
         check_ingress_routes(objs, r)
         check_crds(objs, r)
         for name, where in used_metrics(objs).items():

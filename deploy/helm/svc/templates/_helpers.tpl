@@ -38,7 +38,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/*
 The three roles: object name, Service, port and arguments. One image; only the
 arguments differ. `key` is the role's section in values.yaml; `targets`: the role
-reads the targets file (svc-targets).
+reads the targets file (svc-targets); `credentials`: it sends the credentials the
+file names (Secret credentials.existingSecret).
 */}}
 {{- define "svc.roles" -}}
 roles:
@@ -53,6 +54,7 @@ roles:
     port: 8081
     args: ["worker", "--interval", {{ .Values.worker.interval | quote }}]
     targets: true
+    credentials: true
   - key: dashboard
     name: dashboard
     service: dashboard-service
