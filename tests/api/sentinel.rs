@@ -473,6 +473,83 @@ async fn a_managed_redis_over_tls_is_used_with_its_ca_and_refused_without() {
 }
 
 #[tokio::test]
+async fn a_rotated_ca_file_takes_effect_at_the_next_reconnect() {
+    let old = Dir::new("tls-old-ca");
+    let (old_ca, old_cert, old_key) = certificates(&old);
+    let new = Dir::new("tls-new-ca");
+    let (new_ca, new_cert, new_key) = certificates(&new);
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let server = tls_server(&old, &password, &old_cert, &old_key, &old_ca);
+    // The CA file svc trusts, as a mounted Secret: replaced whole on rotation.
+    let trusted = old.path("trusted-ca.pem");
+    std::fs::copy(&old_ca, &trusted).expect("copy");
+    let url = format!("rediss://:{password}@localhost:{}/0", server.port);
+    let trusted_file = trusted.display().to_string();
+    let mut gateway = SvcProcess::spawn(
+        &["gateway", "--host", "127.0.0.1", "--port", "0"],
+        &[
+            ("REDIS_URL", &url),
+            ("REDIS_CA_FILE", &trusted_file),
+            ("DRAIN_DELAY", "0s"),
+        ],
+    );
+    gateway.wait_ready().await;
+    let client = crate::helpers::client();
+    let status = || async {
+        try_json(&client, &gateway.url("/api/status"))
+            .await
+            .filter(|s| s["redis_connected"] == true)
+            .and_then(|s| s["total_requests"].as_i64())
+    };
+    let before = eventually(Duration::from_secs(10), "a count", status).await;
+
+    // The server moves to a certificate of a new CA and the CA file follows, as
+    // cert-manager renews both; then every client connection is cut.
+    let socket = old.path("redis.sock");
+    let admin = redis::Client::open(format!("redis+unix://{}?pass={password}", socket.display()))
+        .expect("client");
+    let mut admin = admin
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("tls-cert-file")
+        .arg(new_cert.display().to_string())
+        .arg("tls-key-file")
+        .arg(new_key.display().to_string())
+        .arg("tls-ca-cert-file")
+        .arg(new_ca.display().to_string())
+        .query_async(&mut admin)
+        .await
+        .expect("CONFIG SET");
+    let staged = old.path(".trusted-ca.pem.new");
+    std::fs::copy(&new_ca, &staged).expect("copy");
+    std::fs::rename(&staged, &trusted).expect("rename");
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL");
+
+    // The same process counts on, through connections made with the new CA.
+    let after = eventually(Duration::from_secs(20), "counting again", || async {
+        status().await.filter(|n| *n > before)
+    })
+    .await;
+    assert!(after > before);
+    assert_eq!(
+        gateway.child.try_wait().expect("try_wait"),
+        None,
+        "no restart"
+    );
+}
+
+#[tokio::test]
 async fn a_job_no_replica_acknowledged_is_answered_503() {
     let redis = crate::helpers::RedisServer::start();
     let client = crate::helpers::client();

@@ -3,6 +3,7 @@
 //! reconnection, the operation timeout and the circuit breaker, and what a failure
 //! means in words an operator can act on.
 
+use std::path::PathBuf;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
@@ -22,13 +23,49 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(1);
 /// A pooled connection used more recently than this is handed out without a PING.
 const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
 
-/// Makes the pool's connections: deadpool-redis' manager for one server, or redis-rs'
-/// sentinel client for the primary the sentinels name now. (deadpool-redis' own
-/// sentinel manager takes no connection config, so redis-rs' default 500 ms response
-/// timeout would cut every blocking read of the job queue.) Either way a connection is
-/// checked with a PING only when it has sat idle.
+/// How to reach one server: its address and login, and the CA file to trust. The
+/// file is read again for every new connection, so a CA that cert-manager rotates
+/// takes effect at the next reconnect (when the server presents a certificate the
+/// connections in use no longer accept, they fail and are made again) with no restart.
+#[derive(Debug, Clone)]
+pub(super) struct Server {
+    info: redis::ConnectionInfo,
+    ca_file: Option<PathBuf>,
+}
+
+impl Server {
+    /// A client for a new connection, trusting the CA file as it is now.
+    pub(super) fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.ca_file {
+            None => redis::Client::open(self.info.clone()),
+            Some(file) => {
+                let root_cert = std::fs::read(file).map_err(|e| {
+                    redis::RedisError::from((
+                        ErrorKind::InvalidClientConfig,
+                        "cannot read the CA file",
+                        format!("{}: {e}", file.display()),
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(self.info.clone(), certificates)
+            }
+        }
+    }
+}
+
+/// Makes the pool's connections: to one server, or through redis-rs' sentinel client
+/// to the primary the sentinels name now. (deadpool-redis' own managers take no CA
+/// file that can change, and its sentinel manager no connection config, so redis-rs'
+/// default 500 ms response timeout would cut every blocking read of the job queue.)
+/// Either way a connection is checked only when it has sat idle.
 pub(super) enum Manager {
-    Server(deadpool_redis::Manager),
+    Server {
+        server: Server,
+        config: AsyncConnectionConfig,
+    },
     Sentinel {
         client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
         config: AsyncConnectionConfig,
@@ -41,7 +78,12 @@ impl managed::Manager for Manager {
 
     async fn create(&self) -> Result<MultiplexedConnection, redis::RedisError> {
         match self {
-            Manager::Server(m) => m.create().await,
+            Manager::Server { server, config } => {
+                server
+                    .client()?
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await
+            }
             // Asks the sentinels which node is the primary now.
             Manager::Sentinel { client, config } => {
                 client
@@ -64,7 +106,10 @@ impl managed::Manager for Manager {
             return Ok(());
         }
         match self {
-            Manager::Server(m) => m.recycle(conn, metrics).await,
+            Manager::Server { .. } => {
+                let _: String = redis::cmd("PING").query_async(conn).await?;
+                Ok(())
+            }
             Manager::Sentinel { .. } => {
                 // A demoted primary answers PING too: ROLE says whether it still leads.
                 let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(conn).await?;
@@ -140,40 +185,32 @@ impl RedisStore {
                     },
                     None => redis::ConnectionAddr::Tcp(settings.host.clone(), settings.port),
                 };
-                let info = |redis_info: redis::RedisConnectionInfo| -> Result<_, StoreError> {
-                    let info = addr
-                        .clone()
-                        .into_connection_info()
-                        .map_err(unusable)?
-                        .set_redis_settings(redis_info);
-                    match settings.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-                        None => Ok(info),
-                        Some(file) => {
-                            let root_cert = std::fs::read(file).map_err(|e| {
-                                StoreError::Unavailable(format!("{}: {e}", file.display()))
-                            })?;
-                            let certificates = redis::TlsCertificates {
-                                client_tls: None,
-                                root_cert: Some(root_cert),
-                            };
-                            redis::Client::build_with_tls(info, certificates)
-                                .map(|c| c.get_connection_info().clone())
-                                .map_err(unusable)
-                        }
-                    }
+                let server = |redis_info: redis::RedisConnectionInfo| -> Result<_, StoreError> {
+                    let server = Server {
+                        info: addr
+                            .clone()
+                            .into_connection_info()
+                            .map_err(unusable)?
+                            .set_redis_settings(redis_info),
+                        ca_file: settings.tls.as_ref().and_then(|t| t.ca_file.clone()),
+                    };
+                    // A CA file that cannot be read or used is a configuration error,
+                    // told at start.
+                    server.client().map_err(unusable)?;
+                    Ok(server)
                 };
-                let connection = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(OP_TIMEOUT))
-                    .set_response_timeout(None);
-                let manager =
-                    deadpool_redis::Manager::new_with_config(info(redis_info)?, connection)
-                        .map_err(unusable)?;
+                let manager = Manager::Server {
+                    server: server(redis_info)?,
+                    config: AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(OP_TIMEOUT))
+                        .set_response_timeout(None),
+                };
                 let without_password = match settings.password {
-                    Some(_) => redis::Client::open(info(without_password)?).ok(),
+                    Some(_) => Some(server(without_password)?),
                     None => None,
                 };
                 (
-                    Manager::Server(manager),
+                    manager,
                     format!("{}:{}", settings.host, settings.port),
                     without_password,
                 )
@@ -267,8 +304,9 @@ impl RedisStore {
     pub(super) async fn explain(&self, e: redis::RedisError) -> StoreError {
         if e.kind() == ErrorKind::AuthenticationFailed {
             // redis-rs says only "failed": find out whether any password was needed.
-            if let Some(client) = &self.without_password {
+            if let Some(server) = &self.without_password {
                 let open = async {
+                    let client = server.client()?;
                     let mut conn = client.get_multiplexed_async_connection().await?;
                     redis::cmd("PING").query_async::<String>(&mut conn).await
                 };

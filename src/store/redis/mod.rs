@@ -44,7 +44,7 @@ pub struct RedisStore {
     runtime: Option<Handle>,
     /// The same server without the password, to tell "wrong password" from "no
     /// password needed" when a login fails.
-    without_password: Option<redis::Client>,
+    without_password: Option<connection::Server>,
     /// Replicas that must acknowledge an enqueued job, and how long to wait for them.
     wait: (WaitReplicas, Duration),
     /// When the primary's replica count was last read, and what it was (for
