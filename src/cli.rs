@@ -1,4 +1,4 @@
-//! The command line: one `Role` per subcommand. Every setting is a flag with an
+//! The command line: one [`Command`] per subcommand. Every setting is a flag with an
 //! environment fallback, and the original system's variable names keep working.
 //! Flags are typed here and turned into the validated settings of [`crate::config`] and
 //! each role's own config; only `main` uses this module.
@@ -19,14 +19,15 @@ use crate::targets::watch::Loaded;
 #[derive(Debug, Parser)]
 #[command(name = "svc", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The role this process runs.
+    /// What this process does: serve a role, check a URL or send load.
     #[command(subcommand)]
-    pub role: Role,
+    pub command: Command,
 }
 
-/// One variant per subcommand; `main` dispatches on it in a single `match`.
+/// What the process does, one variant per subcommand; `main` dispatches on it in a
+/// single `match`.
 #[derive(Debug, Subcommand)]
-pub enum Role {
+pub enum Command {
     /// REST API gateway: health, status, info, jobs and Prometheus metrics (default port 8080).
     Gateway(GatewayArgs),
     /// Periodic tasks and the job queue; health, status and metrics on port 8081.

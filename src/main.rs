@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use svc::cli::{Cli, Role, ServeArgs};
+use svc::cli::{Cli, Command, ServeArgs};
 use svc::config::Settings;
 use svc::roles::{all, dashboard, gateway, load, worker};
 use svc::{Error, Launch, http, service};
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli.role));
+    let result = runtime.block_on(run(cli.command));
     // Work abandoned at shutdown (a CPU-bound job past the grace period) must not hold
     // the exit: its job is left for another replica.
     runtime.shutdown_timeout(Duration::from_millis(500));
@@ -53,9 +53,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(role: Role) -> Result<(), Error> {
-    match role {
-        Role::Gateway(args) => {
+async fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Gateway(args) => {
             let config = args.limits.config()?;
             let (launch, listener) =
                 start(&args.serve, service::Role::Gateway, gateway::DEFAULT_PORT)?;
@@ -65,7 +65,7 @@ async fn run(role: Role) -> Result<(), Error> {
                 })
                 .await
         }
-        Role::Worker(args) => {
+        Command::Worker(args) => {
             let config = args
                 .worker
                 .config(args.gateway_url.clone(), args.dashboard_url.clone())?;
@@ -77,7 +77,7 @@ async fn run(role: Role) -> Result<(), Error> {
                 })
                 .await
         }
-        Role::Dashboard(args) => {
+        Command::Dashboard(args) => {
             let config = args.config()?;
             let (launch, listener) = start(
                 &args.serve,
@@ -90,7 +90,7 @@ async fn run(role: Role) -> Result<(), Error> {
                 })
                 .await
         }
-        Role::All(args) => {
+        Command::All(args) => {
             let settings = args.common.settings(false)?;
             let ports = args.ports();
             // Validated before binding, then built from the ports actually bound.
@@ -108,8 +108,8 @@ async fn run(role: Role) -> Result<(), Error> {
                 })
                 .await
         }
-        Role::Healthcheck(args) => Ok(svc::healthcheck::check(&args.url, args.timeout).await?),
-        Role::Load(args) => {
+        Command::Healthcheck(args) => Ok(svc::healthcheck::check(&args.url, args.timeout).await?),
+        Command::Load(args) => {
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let config = args.config(progress)?;
             // Ctrl-C ends the run early, with the summary so far.
