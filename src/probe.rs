@@ -8,6 +8,10 @@
 //!   with the service's own reason);
 //! - down: no answer within [`PROBE_TIMEOUT`] (refused, unresolvable, timed out).
 //!
+//! A replica is probed at the address its heartbeat announces ([`instance`]); one that
+//! announces none cannot be probed, which says nothing of its health: it is neither
+//! ready nor unready, and is named as [`NOT_PROBED`] rather than skipped or judged.
+//!
 //! The store probe is one PING, judged by the same thresholds.
 
 use std::time::{Duration, Instant};
@@ -17,7 +21,7 @@ use url::Url;
 
 use crate::clock::millis_f64;
 use crate::service::Service;
-use crate::store::{ServiceState, SharedStore};
+use crate::store::{Instance, ServiceState, SharedStore};
 use crate::traces;
 
 /// How long a probe waits for an answer before calling the service down.
@@ -124,6 +128,27 @@ pub async fn http(client: &reqwest::Client, service: Service, url: &Url) -> Prob
     probe
 }
 
+/// What is said of a replica that announces no address: it cannot be probed.
+pub const NOT_PROBED: &str = "not probed: announces no address (set ADVERTISE_ADDR or POD_IP)";
+
+/// Probes `instance` at the address its heartbeat announces (`host:port`), as
+/// [`http`] does. `None` when it announces no address: it cannot be probed, and is
+/// then neither ready nor unready (see [`NOT_PROBED`]); an address that is no
+/// `host:port` makes it down.
+pub async fn instance(client: &reqwest::Client, instance: &Instance) -> Option<Probe> {
+    let address = instance.address.as_deref()?;
+    let service = instance.role.service();
+    Some(
+        match Url::parse(&format!("http://{address}/health/ready")) {
+            Ok(url) => http(client, service, &url).await,
+            Err(e) => Probe {
+                error: Some(format!("bad address {address:?}: {e}")),
+                ..Probe::new(service, ServiceState::Down)
+            },
+        },
+    )
+}
+
 /// Pings `store`.
 pub async fn store(store: &SharedStore) -> Probe {
     let start = Instant::now();
@@ -167,6 +192,40 @@ pub fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::Role;
+
+    fn worker_at(address: Option<&str>) -> Instance {
+        Instance {
+            role: Role::Worker,
+            id: "w-1".into(),
+            version: "1".into(),
+            started_at: 0.0,
+            address: address.map(str::to_owned),
+            faults: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_instance_is_probed_at_its_address_unless_it_announces_none() {
+        let client = client().expect("client");
+        assert_eq!(instance(&client, &worker_at(None)).await, None);
+
+        let bad = instance(&client, &worker_at(Some("no such:host")))
+            .await
+            .expect("probed");
+        assert_eq!(
+            (bad.name, bad.status),
+            (Service::Worker, ServiceState::Down)
+        );
+        assert!(bad.error.is_some_and(|e| e.starts_with("bad address")));
+
+        // Port 1 (tcpmux) has no listener here: refused at once.
+        let refused = instance(&client, &worker_at(Some("127.0.0.1:1")))
+            .await
+            .expect("probed");
+        assert_eq!(refused.status, ServiceState::Down);
+        assert!(!refused.ready);
+    }
 
     #[test]
     fn readiness_url_keeps_a_base_path() {

@@ -4,9 +4,10 @@
 //! gets one readiness probe per period ([`crate::probe::http`]), at most
 //! [`PROBE_CONCURRENCY`] at a time, and the dashboard answers for itself from its own
 //! readiness. A replica whose heartbeat expired without a clean departure is *lost*: it
-//! stays in the table, and counts as not ready, for [`LOST_FOR`]. A role with no
-//! replica that can be probed (none advertises an address, or the store never said) is
-//! probed once at its Service URL instead.
+//! stays in the table, and counts as not ready, for [`LOST_FOR`]. A replica that
+//! announces no address is *not probed*: it counts neither way and is named as such
+//! ([`probe::NOT_PROBED`]). A role with no replica that can be probed (none advertises
+//! an address, or the store never said) is probed once at its Service URL instead.
 //!
 //! A role is healthy when every replica is ready and quick, degraded when some are not
 //! ("1 of 2 gateways ready") and down when none is.
@@ -15,7 +16,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Serialize;
-use url::Url;
 
 use crate::probe::{self, Probe};
 use crate::service::Role;
@@ -98,10 +98,7 @@ pub async fn probe_all(
             let probe = if instance.id == own.0 && instance.role == Role::Dashboard {
                 Some(own.1.clone())
             } else {
-                match &instance.address {
-                    Some(address) => Some(probe_address(client, &instance, address).await),
-                    None => None,
-                }
+                probe::instance(client, &instance).await
             };
             Replica {
                 instance,
@@ -118,17 +115,6 @@ pub async fn probe_all(
         lost_since: Some(*since),
     }));
     replicas
-}
-
-async fn probe_address(client: &reqwest::Client, instance: &Instance, address: &str) -> Probe {
-    let service = instance.role.service();
-    match Url::parse(&format!("http://{address}/health/ready")) {
-        Ok(url) => probe::http(client, service, &url).await,
-        Err(e) => Probe {
-            error: Some(format!("bad address {address:?}: {e}")),
-            ..Probe::new(service, ServiceState::Down)
-        },
-    }
 }
 
 /// Whether `role` has a replica to judge it by; otherwise its Service URL is probed.
@@ -175,6 +161,12 @@ pub fn judge(role: Role, replicas: &[Replica], fallback: Option<Probe>) -> (Prob
             (None, None) => None,
         })
         .collect();
+    // Said, but no verdict on the role either way.
+    let unprobed: Vec<String> = replicas
+        .iter()
+        .filter(|r| r.instance.role == role && !r.counted())
+        .map(|r| format!("{}: {}", r.instance.id, probe::NOT_PROBED))
+        .collect();
     let summary = format!(
         "{} of {} {} ready",
         count.ready,
@@ -188,11 +180,14 @@ pub fn judge(role: Role, replicas: &[Replica], fallback: Option<Probe>) -> (Prob
     } else {
         ServiceState::Healthy
     };
-    let error = match (status, problems.is_empty()) {
-        (ServiceState::Healthy, _) => None,
-        (_, true) => Some(summary),
-        (_, false) => Some(format!("{summary}; {}", problems.join("; "))),
+    let said: Vec<String> = match status {
+        ServiceState::Healthy => unprobed,
+        _ => std::iter::once(summary)
+            .chain(problems)
+            .chain(unprobed)
+            .collect(),
     };
+    let error = (!said.is_empty()).then(|| said.join("; "));
     let probe = Probe {
         name: service,
         status,
@@ -287,6 +282,27 @@ mod tests {
         let replicas = probe_all(&client, &[gateway, dashboard], &[], ("host-1", &own)).await;
         let states: Vec<&str> = replicas.iter().map(Replica::state_word).collect();
         assert_eq!(states, ["down", "ready"]);
+    }
+
+    #[tokio::test]
+    async fn a_replica_without_an_address_is_named_not_probed_and_judged_neither_way() {
+        let mut quiet = replica(Role::Gateway, "b", None, false).instance;
+        quiet.address = None;
+        let client = probe::client().expect("client");
+        let own = Probe::new(Service::Dashboard, ServiceState::Healthy);
+        let probed = probe_all(&client, &[quiet], &[], ("d", &own)).await;
+        assert_eq!(probed[0].state_word(), "not probed");
+
+        let both = [replica(Role::Gateway, "a", ok(), false), probed[0].clone()];
+        let (probe, count) = judge(Role::Gateway, &both, None);
+        assert_eq!(
+            (probe.status, count),
+            (ServiceState::Healthy, Count { ready: 1, total: 1 })
+        );
+        assert_eq!(
+            probe.error.as_deref(),
+            Some(format!("b: {}", probe::NOT_PROBED).as_str())
+        );
     }
 
     #[test]
