@@ -19,6 +19,7 @@ pub mod roles;
 pub mod service;
 pub mod store;
 pub mod targets;
+pub mod tasks;
 pub mod telemetry;
 pub mod tls;
 pub mod traces;

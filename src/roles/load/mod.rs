@@ -294,9 +294,12 @@ pub async fn run(
         abort: CancellationToken::new(),
     });
     let started = Instant::now();
-    let progress = run.config.progress.then(|| {
+    // Stopped when the run ends, however it ends.
+    let progress = CancellationToken::new();
+    let _progress_stops = progress.clone().drop_guard();
+    if run.config.progress {
         let run = run.clone();
-        tokio::spawn(async move {
+        crate::tasks::spawn_until(progress.clone(), "progress", async move {
             let mut ticks = tokio::time::interval_at(
                 tokio::time::Instant::now() + Duration::from_secs(1),
                 Duration::from_secs(1),
@@ -311,8 +314,8 @@ pub async fn run(
                 // Rewrites one line in place on the terminal.
                 eprint!("\r\x1b[2K{line}");
             }
-        })
-    });
+        });
+    }
     let sending = async {
         match run.config.pace {
             Pace::Closed => closed_loop(&run, started).await,
@@ -329,8 +332,8 @@ pub async fn run(
             (unsent, sent_for, true)
         }
     };
-    if let Some(progress) = progress {
-        progress.abort();
+    if run.config.progress {
+        progress.cancel();
         eprintln!();
     }
     let elapsed = started.elapsed();
@@ -388,10 +391,11 @@ fn take_one(run: &Run) -> bool {
 /// `concurrency` loops until the deadline; returns (0, sending time).
 async fn closed_loop(run: &Arc<Run>, started: Instant) -> (u64, Duration) {
     let deadline = started + run.config.duration;
+    // On interrupt the loops stop where they are (no per-request check).
     let loops: Vec<_> = (0..run.config.concurrency)
         .map(|_| {
             let run = run.clone();
-            tokio::spawn(async move {
+            crate::tasks::spawn_until(run.abort.clone(), "closed loop", async move {
                 let mut conn = Connection::new(&run.config);
                 while Instant::now() < deadline && !run.abort.is_cancelled() && take_one(&run) {
                     let sent = Instant::now();
@@ -406,17 +410,9 @@ async fn closed_loop(run: &Arc<Run>, started: Instant) -> (u64, Duration) {
             })
         })
         .collect();
-    // On interrupt the loops are aborted where they are (no per-request check).
-    let aborts: Vec<_> = loops.iter().map(|l| l.abort_handle()).collect();
-    let finished = async {
-        for handle in loops {
-            // A loop that panicked has counted what it sent; the rest goes on.
-            let _ = handle.await;
-        }
-    };
-    tokio::select! {
-        () = finished => {}
-        () = run.abort.cancelled() => aborts.iter().for_each(tokio::task::AbortHandle::abort),
+    for handle in loops {
+        // A loop that panicked has counted what it sent; the rest goes on.
+        let _ = handle.await;
     }
     (0, started.elapsed().min(run.config.duration))
 }
