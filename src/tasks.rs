@@ -19,6 +19,8 @@ where
 {
     tokio::spawn(async move {
         tokio::select! {
+            // Cancellation first: once cancelled, the task is never polled again.
+            biased;
             () = stop.cancelled() => tracing::debug!(task = name, "stopped"),
             () = task => {}
         }
