@@ -11,6 +11,9 @@
 //! A replica is probed at the address its heartbeat announces ([`instance`]); one that
 //! announces none cannot be probed, which says nothing of its health: it is neither
 //! ready nor unready, and is named as [`NOT_PROBED`] rather than skipped or judged.
+//! A role is judged from its replicas' probes by one rule ([`replicas`]): healthy when
+//! every replica is ready and quick, degraded when some are not ("1 of 2 gateways
+//! ready"), down when none is.
 //!
 //! The store probe is one PING, judged by the same thresholds.
 
@@ -20,7 +23,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::clock::millis_f64;
-use crate::service::Service;
+use crate::service::{Role, Service};
 use crate::store::{Instance, ServiceState, SharedStore};
 use crate::traces;
 
@@ -147,6 +150,90 @@ pub async fn instance(client: &reqwest::Client, instance: &Instance) -> Option<P
             },
         },
     )
+}
+
+/// Ready and counted replicas of one role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Count {
+    /// Replicas that answered ready.
+    pub ready: usize,
+    /// Replicas probed (or lost).
+    pub total: usize,
+}
+
+/// How many of a role's replicas make "1 of 2 gateways".
+fn plural(role: Role, n: usize) -> String {
+    let noun = match role {
+        Role::Gateway => "gateway",
+        Role::Worker => "worker",
+        Role::Dashboard => "dashboard",
+    };
+    if n == 1 {
+        noun.to_owned()
+    } else {
+        format!("{noun}s")
+    }
+}
+
+/// The state of `role` from its replicas: each one's id and probe, `None` for one
+/// that could not be probed (named, counted neither way). `None` when no replica could
+/// be probed: the caller decides then (a Service URL, or what it knows of itself).
+pub fn replicas(role: Role, replicas: &[(&str, Option<&Probe>)]) -> Option<(Probe, Count)> {
+    let probed: Vec<(&str, &Probe)> = replicas
+        .iter()
+        .filter_map(|(id, probe)| Some((*id, (*probe)?)))
+        .collect();
+    if probed.is_empty() {
+        return None;
+    }
+    let count = Count {
+        ready: probed.iter().filter(|(_, p)| p.ready).count(),
+        total: probed.len(),
+    };
+    let slowest = |ready_only: bool| {
+        probed
+            .iter()
+            .filter(|(_, p)| !ready_only || p.ready)
+            .filter_map(|(_, p)| p.response_time_ms)
+            .max_by(f64::total_cmp)
+    };
+    let problems: Vec<String> = probed
+        .iter()
+        .filter_map(|(id, p)| p.error.as_ref().map(|e| format!("{id}: {e}")))
+        .collect();
+    // Said, but no verdict on the role either way.
+    let unprobed = replicas
+        .iter()
+        .filter(|(_, probe)| probe.is_none())
+        .map(|(id, _)| format!("{id}: {NOT_PROBED}"));
+    let status = if count.ready == 0 {
+        ServiceState::Down
+    } else if count.ready < count.total || !problems.is_empty() {
+        ServiceState::Degraded
+    } else {
+        ServiceState::Healthy
+    };
+    let summary = format!(
+        "{} of {} {} ready",
+        count.ready,
+        count.total,
+        plural(role, count.total)
+    );
+    let said: Vec<String> = match status {
+        ServiceState::Healthy => unprobed.collect(),
+        _ => std::iter::once(summary)
+            .chain(problems)
+            .chain(unprobed)
+            .collect(),
+    };
+    let probe = Probe {
+        name: role.service(),
+        status,
+        response_time_ms: slowest(true).or_else(|| slowest(false)),
+        error: (!said.is_empty()).then(|| said.join("; ")),
+        ready: count.ready > 0,
+    };
+    Some((probe, count))
 }
 
 /// Pings `store`.

@@ -15,7 +15,6 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::Serialize;
 
 use crate::probe::{self, Probe};
 use crate::service::Role;
@@ -60,28 +59,7 @@ impl Replica {
     }
 }
 
-/// Ready and counted replicas of one role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Count {
-    /// Replicas that answered ready.
-    pub ready: usize,
-    /// Replicas probed or lost.
-    pub total: usize,
-}
-
-/// How many of a role's replicas make "1 of 2 gateways".
-fn plural(role: Role, n: usize) -> String {
-    let noun = match role {
-        Role::Gateway => "gateway",
-        Role::Worker => "worker",
-        Role::Dashboard => "dashboard",
-    };
-    if n == 1 {
-        noun.to_owned()
-    } else {
-        format!("{noun}s")
-    }
-}
+pub use crate::probe::Count;
 
 /// Probes every live replica that announces an address, at most
 /// [`PROBE_CONCURRENCY`] at once; `own` (this dashboard's id and readiness) is answered
@@ -124,78 +102,35 @@ pub fn has_replicas(role: Role, replicas: &[Replica]) -> bool {
         .any(|r| r.instance.role == role && r.counted())
 }
 
-/// The state of `role` from its replicas; `fallback` is the Service URL's probe, used
-/// when no replica could be probed (see [`has_replicas`]), and then counted as one.
+/// The state of `role` from its replicas ([`probe::replicas`]: a lost one counts as
+/// not ready); `fallback` is the Service URL's probe, used when no replica could be
+/// probed (see [`has_replicas`]), and then counted as one.
 pub fn judge(role: Role, replicas: &[Replica], fallback: Option<Probe>) -> (Probe, Count) {
     let service = role.service();
-    let mine: Vec<&Replica> = replicas
+    let lost = Probe {
+        error: Some("lost (heartbeat stopped)".to_owned()),
+        ready: false,
+        ..Probe::new(service, ServiceState::Down)
+    };
+    let mine: Vec<(&str, Option<&Probe>)> = replicas
         .iter()
-        .filter(|r| r.instance.role == role && r.counted())
+        .filter(|r| r.instance.role == role)
+        .map(|r| match r.lost_since {
+            Some(_) => (r.instance.id.as_str(), Some(&lost)),
+            None => (r.instance.id.as_str(), r.probe.as_ref()),
+        })
         .collect();
-    if mine.is_empty() {
+    probe::replicas(role, &mine).unwrap_or_else(|| {
         let probe = fallback.unwrap_or_else(|| Probe {
-            error: Some(format!("no live {} announces an address", plural(role, 1))),
+            error: Some(format!("no live {} announces an address", role.as_str())),
             ..Probe::new(service, ServiceState::Down)
         });
         let count = Count {
             ready: usize::from(probe.ready),
             total: 1,
         };
-        return (probe, count);
-    }
-    let count = Count {
-        ready: mine.iter().filter(|r| r.ready()).count(),
-        total: mine.len(),
-    };
-    let slowest = |ready_only: bool| {
-        mine.iter()
-            .filter(|r| !ready_only || r.ready())
-            .filter_map(|r| r.probe.as_ref()?.response_time_ms)
-            .max_by(f64::total_cmp)
-    };
-    let problems: Vec<String> = mine
-        .iter()
-        .filter_map(|r| match (r.lost_since, &r.probe) {
-            (Some(_), _) => Some(format!("{}: lost (heartbeat stopped)", r.instance.id)),
-            (None, Some(p)) => p.error.as_ref().map(|e| format!("{}: {e}", r.instance.id)),
-            (None, None) => None,
-        })
-        .collect();
-    // Said, but no verdict on the role either way.
-    let unprobed: Vec<String> = replicas
-        .iter()
-        .filter(|r| r.instance.role == role && !r.counted())
-        .map(|r| format!("{}: {}", r.instance.id, probe::NOT_PROBED))
-        .collect();
-    let summary = format!(
-        "{} of {} {} ready",
-        count.ready,
-        count.total,
-        plural(role, count.total)
-    );
-    let status = if count.ready == 0 {
-        ServiceState::Down
-    } else if count.ready < count.total || !problems.is_empty() {
-        ServiceState::Degraded
-    } else {
-        ServiceState::Healthy
-    };
-    let said: Vec<String> = match status {
-        ServiceState::Healthy => unprobed,
-        _ => std::iter::once(summary)
-            .chain(problems)
-            .chain(unprobed)
-            .collect(),
-    };
-    let error = (!said.is_empty()).then(|| said.join("; "));
-    let probe = Probe {
-        name: service,
-        status,
-        response_time_ms: slowest(true).or_else(|| slowest(false)),
-        error,
-        ready: count.ready > 0,
-    };
-    (probe, count)
+        (probe, count)
+    })
 }
 
 #[cfg(test)]

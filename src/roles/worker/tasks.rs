@@ -147,11 +147,11 @@ fn crunch(size: DataSize, cancel: &AtomicBool) -> Option<u64> {
 }
 
 /// Workers as a whole, each probed at the address it announces
-/// ([`probe::instance`]): healthy when every one probed is, down when none answers.
-/// A worker that announces no address is named as not probed and judged neither way;
-/// when no worker can be probed, this one (which is running this very task) is up.
-/// When the instances cannot be listed, this worker is up and the rest unknown:
-/// degraded, saying why.
+/// ([`probe::instance`]) and judged by the dashboard's rule ([`probe::replicas`]): a
+/// worker that announces no address is named as not probed and counted neither way;
+/// when none can be probed, this one (which is running this very task) is up. When the
+/// instances cannot be listed, this worker is up and the rest unknown: degraded,
+/// saying why.
 async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
     let workers: Vec<_> = match ctx.store.instances().await {
         Ok(instances) => instances
@@ -176,36 +176,20 @@ async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
 
 /// The state of the workers from each one's probe (`None`: not probed).
 fn judge_workers(workers: &[Instance], probes: &[Option<Probe>]) -> Probe {
-    let probed: Vec<&Probe> = probes.iter().flatten().collect();
-    let healthy = probed
-        .iter()
-        .filter(|p| p.status == ServiceState::Healthy)
-        .count();
-    let latency = probed
-        .iter()
-        .filter_map(|p| p.response_time_ms)
-        .max_by(f64::total_cmp);
-    let said: Vec<String> = workers
+    let each: Vec<(&str, Option<&Probe>)> = workers
         .iter()
         .zip(probes)
-        .filter_map(|(w, p)| match p {
-            Some(p) => p.error.as_ref().map(|e| format!("{}: {e}", w.id)),
-            None => Some(format!("{}: {}", w.id, probe::NOT_PROBED)),
-        })
+        .map(|(w, p)| (w.id.as_str(), p.as_ref()))
         .collect();
-    let status = if healthy == probed.len() {
-        ServiceState::Healthy
-    } else if probed.iter().any(|p| p.status != ServiceState::Down) {
-        ServiceState::Degraded
-    } else {
-        ServiceState::Down
-    };
-    Probe {
-        name: Service::Worker,
-        status,
-        response_time_ms: latency,
-        error: (!said.is_empty()).then(|| said.join("; ")),
-        ready: status != ServiceState::Down,
+    match probe::replicas(Role::Worker, &each) {
+        Some((probe, _)) => probe,
+        None => Probe {
+            error: Some(format!(
+                "only this worker is known to run; {} not probed: they announce no address",
+                workers.len()
+            )),
+            ..Probe::new(Service::Worker, ServiceState::Healthy)
+        },
     }
 }
 
@@ -322,6 +306,19 @@ mod tests {
         // None can be probed: this worker, running the check, is up.
         let judged = judge_workers(&workers[1..], &[None]);
         assert_eq!(judged.status, ServiceState::Healthy);
+        assert!(judged.error.is_some_and(|e| e.contains("1 not probed")));
+        // A worker that answers but is not ready is not up: as on the dashboard.
+        let unready = Probe {
+            ready: false,
+            error: Some("not ready (HTTP 503)".into()),
+            ..Probe::new(Service::Worker, ServiceState::Degraded)
+        };
+        let judged = judge_workers(&workers[..1], &[Some(unready)]);
+        assert_eq!(judged.status, ServiceState::Down);
+        assert_eq!(
+            judged.error.as_deref(),
+            Some("0 of 1 worker ready; w-1: not ready (HTTP 503)")
+        );
     }
 
     #[test]
