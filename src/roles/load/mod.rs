@@ -16,9 +16,9 @@
 //! The interrupt future (Ctrl-C) ends the run early with the summary so far.
 //!
 //! [`report`] is the whole command: it runs, prints the summary and judges the run
-//! ([`Summary::verdict`]): interrupted, nothing succeeded, or more errors than
-//! `--max-error-rate` allows each fail it, with an exit code of their own.
+//! ([`Summary::verdict`]).
 
+mod report;
 pub mod stats;
 
 use std::future::Future;
@@ -38,6 +38,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, invalid, within};
+pub use report::{LoadError, report};
 pub use stats::{Outcome, RateSpec, Stats, Summary};
 
 /// What a run may last: long enough for a soak test, short enough to end the same day.
@@ -95,31 +96,6 @@ pub struct LoadConfig {
     pub json: bool,
     /// Fail the run when more than this share of requests fail.
     pub max_error_rate: Option<f64>,
-}
-
-/// Why `svc load` failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// No request could be sent (the client could not be built).
-    #[error("{0}")]
-    Send(#[from] reqwest::Error),
-    /// The summary could not be written.
-    #[error("cannot write the summary: {0}")]
-    Output(#[from] serde_json::Error),
-    /// Ctrl-C cut the run short; the summary covers the run so far.
-    #[error("interrupted; the summary covers the run so far")]
-    Interrupted,
-    /// Every request failed.
-    #[error("no request succeeded")]
-    NothingSucceeded,
-    /// More requests failed than `--max-error-rate` allows.
-    #[error("error rate {:.2}% is above --max-error-rate {:.2}%", .rate * 100.0, .max * 100.0)]
-    TooManyErrors {
-        /// The share that failed.
-        rate: f64,
-        /// The share allowed.
-        max: f64,
-    },
 }
 
 impl LoadConfig {
@@ -223,43 +199,6 @@ impl Run {
         tokio::select! {
             (outcome, latency) = exchange => self.stats().record(&outcome, latency),
             () = self.abort.cancelled() => {}
-        }
-    }
-}
-
-/// `svc load`: runs the load, prints its summary on stdout (JSON with `config.json`),
-/// then judges the run ([`Summary::verdict`]).
-pub async fn report(
-    config: LoadConfig,
-    interrupt: impl Future<Output = ()>,
-) -> Result<Summary, LoadError> {
-    let (json, max_error_rate) = (config.json, config.max_error_rate);
-    let summary = run(config, interrupt).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print!("{summary}");
-    }
-    summary.verdict(max_error_rate)?;
-    Ok(summary)
-}
-
-impl Summary {
-    /// Whether the run passes: not interrupted, at least one request succeeded, and no
-    /// more than `max_error_rate` of them failed (when set).
-    pub fn verdict(&self, max_error_rate: Option<f64>) -> Result<(), LoadError> {
-        if self.interrupted {
-            return Err(LoadError::Interrupted);
-        }
-        if self.ok == 0 {
-            return Err(LoadError::NothingSucceeded);
-        }
-        match max_error_rate {
-            Some(max) if self.error_rate > max => Err(LoadError::TooManyErrors {
-                rate: self.error_rate,
-                max,
-            }),
-            _ => Ok(()),
         }
     }
 }
@@ -584,47 +523,6 @@ fn count_due(i: u64, from: f64, to: f64, duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn summary(interrupted: bool, ok: u64, errors: u64) -> Summary {
-        Summary {
-            url: "http://127.0.0.1:9/".into(),
-            method: "GET".into(),
-            mode: "closed",
-            rate: None,
-            concurrency: 1,
-            duration_s: 1.0,
-            interrupted,
-            sent: ok + errors,
-            ok,
-            errors,
-            unfinished: 0,
-            unsent: 0,
-            error_rate: errors as f64 / (ok + errors).max(1) as f64,
-            errors_by_kind: Default::default(),
-            throughput: 0.0,
-            send_rate: 0.0,
-            latency_ms: Stats::default().latency(),
-        }
-    }
-
-    #[test]
-    fn a_run_fails_when_interrupted_when_nothing_succeeded_or_above_the_error_rate() {
-        assert!(summary(false, 9, 1).verdict(None).is_ok());
-        assert!(summary(false, 9, 1).verdict(Some(0.1)).is_ok());
-        assert!(matches!(
-            summary(false, 8, 2).verdict(Some(0.1)),
-            Err(LoadError::TooManyErrors { .. })
-        ));
-        assert!(matches!(
-            summary(false, 0, 5).verdict(None),
-            Err(LoadError::NothingSucceeded)
-        ));
-        // Interrupted wins: the summary is partial, whatever it says.
-        assert!(matches!(
-            summary(true, 10, 0).verdict(None),
-            Err(LoadError::Interrupted)
-        ));
-    }
 
     #[test]
     fn a_fixed_rate_is_evenly_spaced() {
