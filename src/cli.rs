@@ -1,17 +1,22 @@
-//! The command line: one `Role` per subcommand. Every setting is a flag with an
+//! The command line: one [`Command`] per subcommand. Every setting is a flag with an
 //! environment fallback, and the original system's variable names keep working.
 //! Flags are typed here and turned into the validated settings of [`crate::config`] and
-//! each role's own config; only `main` uses this module.
+//! each role's own config, and each serving command binds its ports here, so a bad
+//! flag or a taken port is reported before anything else happens. Only `main` uses
+//! this module.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
 
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
+use crate::Error;
 use crate::config::{
     ConfigError, Environment, RedisSettings, Secret, Sentinels, Settings, StoreSettings, Tls,
     WAIT_RANGE, WaitReplicas, invalid, service_url, within,
 };
+use crate::http;
 use crate::roles::{all, dashboard, gateway, load, worker};
 use crate::targets::value::Credentials;
 use crate::targets::watch::Loaded;
@@ -20,14 +25,34 @@ use crate::targets::watch::Loaded;
 #[derive(Debug, Parser)]
 #[command(name = "svc", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The role this process runs.
+    /// What this process does: serve a role, check a URL or send load.
     #[command(subcommand)]
-    pub role: Role,
+    pub command: Command,
 }
 
-/// One variant per subcommand; `main` dispatches on it in a single `match`.
+impl Cli {
+    /// Parses the process's arguments. `Err` is the exit code once what was asked for
+    /// (help, the version) or what is wrong has been printed: a usage error is one line
+    /// on stderr, exit code 64 (EX_USAGE).
+    pub fn parse_args() -> Result<Cli, u8> {
+        Cli::try_parse().map_err(|e| {
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return 0;
+            }
+            // One line, not clap's usage block: the first line says what is wrong.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!("svc: {}", first.trim_start_matches("error: "));
+            64
+        })
+    }
+}
+
+/// What the process does, one variant per subcommand; `main` dispatches on it in a
+/// single `match`.
 #[derive(Debug, Subcommand)]
-pub enum Role {
+pub enum Command {
     /// REST API gateway: health, status, info, jobs and Prometheus metrics (default port 8080).
     Gateway(GatewayArgs),
     /// Periodic tasks and the job queue; health, status and metrics on port 8081.
@@ -288,6 +313,8 @@ impl LoadArgs {
             max_requests: self.requests,
             timeout: self.timeout,
             progress,
+            json: self.json,
+            max_error_rate: self.max_error_rate,
         }
         .validate()
     }
@@ -378,6 +405,14 @@ impl ServeArgs {
     /// The address to listen on: `--port`, else the role's `default_port`.
     pub fn listen_addr(&self, default_port: u16) -> SocketAddr {
         SocketAddr::new(self.host, self.port.unwrap_or(default_port))
+    }
+
+    /// Validates the shared flags, then binds the port (`default_port` unless one is
+    /// given): a bad flag or a taken port is reported before anything else happens.
+    pub fn bind(&self, default_port: u16) -> Result<(Settings, TcpListener), Error> {
+        let settings = self.common.settings(true)?;
+        let listener = http::bind(self.listen_addr(default_port), settings.limits.backlog)?;
+        Ok((settings, listener))
     }
 }
 
@@ -476,6 +511,14 @@ impl CommonArgs {
     }
 }
 
+impl WorkerArgs {
+    /// The worker's config, probing the gateway and dashboard at the URLs given.
+    pub fn config(&self) -> Result<worker::WorkerConfig, ConfigError> {
+        self.worker
+            .config(self.gateway_url.clone(), self.dashboard_url.clone())
+    }
+}
+
 impl WorkerFlags {
     /// The worker's config; `gateway_url` and `dashboard_url` are where `health_check`
     /// probes.
@@ -540,6 +583,23 @@ impl AllArgs {
             worker: self.worker_port,
             dashboard: self.dashboard_port,
         }
+    }
+
+    /// Validates every flag, binds the three ports, then builds the config from the
+    /// ports actually bound (port 0 asks the OS for one).
+    pub fn bind(&self) -> Result<(Settings, all::Config, all::Listeners), Error> {
+        let settings = self.common.settings(false)?;
+        let ports = self.ports();
+        // Validated before binding: a bad flag is reported before a taken port.
+        self.config(ports)?;
+        let bind = |port: u16| http::bind((self.host, port).into(), settings.limits.backlog);
+        let listeners = all::Listeners {
+            gateway: bind(ports.gateway)?,
+            worker: bind(ports.worker)?,
+            dashboard: bind(ports.dashboard)?,
+        };
+        let config = self.config(listeners.ports().map_err(http::ServeError::Io)?)?;
+        Ok((settings, config, listeners))
     }
 
     /// The config of `svc all`: its roles watch each other on loopback.

@@ -6,6 +6,20 @@
 //! error) lives in the store under its id for [`RECORD_TTL`], so `GET /api/jobs/{id}` can
 //! answer after the job is done.
 //!
+//! A record changes state only through its transitions ([`JobRecord::start`],
+//! [`JobRecord::succeed`], [`JobRecord::fail`], [`JobRecord::kill`]), each of which
+//! sets every field that goes with the new state, or refuses a change the life of a job
+//! does not allow:
+//!
+//! ```text
+//! queued --start--> running --succeed--> done
+//!           ^          |
+//!           |          +--fail--> failed (attempts left) --start--> running ...
+//!           |          +--fail--> dead   (no attempt left)
+//!           +- running (its worker died: delivered again)
+//! queued | running | failed --kill--> dead
+//! ```
+//!
 //! Records are read leniently, because replicas of two versions share one store during
 //! a rolling update: fields this build does not know are kept and written back as they
 //! were. The parameters are checked with the same rules as a submission, and the types
@@ -232,7 +246,38 @@ pub enum JobState {
     Dead,
 }
 
-/// Everything known about one job.
+impl JobState {
+    /// The name in records and answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+        }
+    }
+
+    /// Whether the job is over: done or dead.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Done | JobState::Dead)
+    }
+}
+
+/// A change of state the life of a job does not allow, e.g. success of a job that was
+/// never started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {} job cannot {to}", .from.as_str())]
+pub struct IllegalTransition {
+    /// The state the record was in (and is still in).
+    pub from: JobState,
+    /// The transition refused.
+    pub to: &'static str,
+}
+
+/// Everything known about one job. Its state and the fields that go with it (attempts,
+/// timings, worker, result, error) change through the transitions below, never one by
+/// one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "StoredRecord")]
 pub struct JobRecord {
@@ -364,6 +409,81 @@ impl JobRecord {
         }
     }
 
+    /// A new queued job planned by the scheduler for the tick `planned`.
+    pub fn scheduled(spec: JobSpec, now: f64, planned: f64) -> Self {
+        JobRecord {
+            scheduled_for: Some(planned),
+            ..JobRecord::new(spec, now)
+        }
+    }
+
+    fn refuse(&self, to: &'static str) -> IllegalTransition {
+        IllegalTransition {
+            from: self.state,
+            to,
+        }
+    }
+
+    /// `worker` starts an attempt at `now`: queued, failed (a retry) or running (its
+    /// last worker died and the job was delivered again). The last attempt's error is
+    /// kept until this one ends.
+    pub fn start(&mut self, worker: &str, now: f64) -> Result<(), IllegalTransition> {
+        if self.state.is_final() {
+            return Err(self.refuse("start"));
+        }
+        self.state = JobState::Running;
+        self.attempts = self.attempts.saturating_add(1);
+        self.started_at = Some(now);
+        self.worker = Some(worker.to_owned());
+        Ok(())
+    }
+
+    /// The running attempt finished at `now` with `result`.
+    pub fn succeed(&mut self, result: Value, now: f64) -> Result<(), IllegalTransition> {
+        if self.state != JobState::Running {
+            return Err(self.refuse("succeed"));
+        }
+        self.state = JobState::Done;
+        self.finished_at = Some(now);
+        self.result = Some(result);
+        self.error = None;
+        Ok(())
+    }
+
+    /// The running attempt failed at `now` with `error`: the job is failed, to be
+    /// delivered again, or dead when `max_attempts` are used up. Returns the new state.
+    pub fn fail(
+        &mut self,
+        error: String,
+        max_attempts: u32,
+        now: f64,
+    ) -> Result<JobState, IllegalTransition> {
+        if self.state != JobState::Running {
+            return Err(self.refuse("fail"));
+        }
+        self.error = Some(error);
+        if self.attempts >= max_attempts {
+            self.kill(now)?;
+        } else {
+            self.state = JobState::Failed;
+        }
+        Ok(self.state)
+    }
+
+    /// Gives up on the job at `now`: dead, with the last attempt's error, or, when none
+    /// ended with one, the number of attempts that never finished.
+    pub fn kill(&mut self, now: f64) -> Result<(), IllegalTransition> {
+        if self.state.is_final() {
+            return Err(self.refuse("be killed"));
+        }
+        self.state = JobState::Dead;
+        self.finished_at = Some(now);
+        if self.error.is_none() {
+            self.error = Some(format!("no attempt finished in {} tries", self.attempts));
+        }
+        Ok(())
+    }
+
     /// Reads a stored record; the error says why it cannot be run.
     pub fn decode(raw: &str) -> Result<Self, String> {
         serde_json::from_str(raw).map_err(|e| e.to_string())
@@ -474,6 +594,74 @@ mod tests {
     }
 
     #[test]
+    fn a_job_runs_to_done_through_its_transitions() {
+        let mut job = JobRecord::new(JobSpec::Cleanup {}, 1.0);
+        job.start("w1", 2.0).expect("a queued job starts");
+        assert_eq!(
+            (
+                job.state,
+                job.attempts,
+                job.started_at,
+                job.worker.as_deref()
+            ),
+            (JobState::Running, 1, Some(2.0), Some("w1"))
+        );
+        job.succeed(serde_json::json!({"ok": 1}), 3.0)
+            .expect("a running job succeeds");
+        assert_eq!(job.state, JobState::Done);
+        assert_eq!(job.finished_at, Some(3.0));
+        assert_eq!(job.result, Some(serde_json::json!({"ok": 1})));
+        assert_eq!(job.error, None);
+    }
+
+    #[test]
+    fn a_failed_job_is_retried_until_its_attempts_are_used_up() {
+        let mut job = JobRecord::new(JobSpec::Cleanup {}, 1.0);
+        job.start("w1", 2.0).expect("start");
+        assert_eq!(job.fail("boom".into(), 2, 3.0), Ok(JobState::Failed));
+        assert_eq!(
+            (job.error.as_deref(), job.finished_at),
+            (Some("boom"), None)
+        );
+        job.start("w2", 4.0).expect("a failed job is retried");
+        assert_eq!((job.attempts, job.worker.as_deref()), (2, Some("w2")));
+        assert_eq!(job.fail("again".into(), 2, 5.0), Ok(JobState::Dead));
+        assert_eq!(job.error.as_deref(), Some("again"));
+        assert_eq!(job.finished_at, Some(5.0));
+    }
+
+    #[test]
+    fn a_job_whose_workers_died_is_killed_saying_so() {
+        let mut job = JobRecord::new(JobSpec::Cleanup {}, 1.0);
+        job.start("w1", 2.0).expect("start");
+        // Its worker died: the job is delivered again, still running.
+        job.start("w2", 3.0).expect("a running job is redelivered");
+        job.kill(4.0).expect("kill");
+        assert_eq!(job.state, JobState::Dead);
+        assert_eq!(job.finished_at, Some(4.0));
+        assert_eq!(job.error.as_deref(), Some("no attempt finished in 2 tries"));
+    }
+
+    #[test]
+    fn illegal_transitions_are_refused_and_leave_the_record_as_it_was() {
+        let queued = JobRecord::new(JobSpec::Cleanup {}, 1.0);
+        let mut job = queued.clone();
+        let refused = job.succeed(Value::Null, 2.0).expect_err("never started");
+        assert_eq!(refused.from, JobState::Queued);
+        assert!(job.fail("x".into(), 3, 2.0).is_err());
+        assert_eq!(job, queued);
+
+        job.start("w1", 2.0).expect("start");
+        job.succeed(Value::Null, 3.0).expect("succeed");
+        let done = job.clone();
+        assert!(job.start("w2", 4.0).is_err());
+        assert!(job.kill(4.0).is_err());
+        assert!(job.fail("x".into(), 3, 4.0).is_err());
+        assert!(job.succeed(Value::Null, 4.0).is_err());
+        assert_eq!(job, done);
+    }
+
+    #[test]
     fn a_dead_mark_keeps_the_record() {
         let marked =
             mark_dead(r#"{"id":"a","size":4294967295}"#, "size too big", 2.0).expect("an object");
@@ -484,61 +672,5 @@ mod tests {
     }
 }
 
-/// Property tests: no input, however strange, makes a parser panic, and what parses is
-/// within the rules.
 #[cfg(test)]
-mod properties {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// JSON-ish text: mostly the shapes a job takes, with arbitrary values in them.
-    fn jobish() -> impl Strategy<Value = String> {
-        let value = prop_oneof![
-            any::<i64>().prop_map(|n| n.to_string()),
-            any::<u64>().prop_map(|n| n.to_string()),
-            any::<f64>().prop_map(|n| n.to_string()),
-            "[a-z_]{0,12}".prop_map(|s| format!("{s:?}")),
-            Just("null".to_owned()),
-            Just("[]".to_owned()),
-            Just("{}".to_owned()),
-        ];
-        let key = prop_oneof![
-            Just("type"),
-            Just("size"),
-            Just("fail"),
-            Just("hold_ms"),
-            Just("id"),
-            Just("state"),
-            Just("attempts"),
-            Just("created_at"),
-            Just("extra"),
-        ];
-        prop::collection::vec((key, value), 0..8).prop_map(|fields| {
-            let body: Vec<String> = fields
-                .into_iter()
-                .map(|(k, v)| format!("{k:?}:{v}"))
-                .collect();
-            format!("{{{}}}", body.join(","))
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn submissions_never_panic_and_stay_in_range(text in prop_oneof![jobish(), ".{0,64}"]) {
-            if let Ok(JobSpec::DataProcessing { size, hold_ms, .. }) =
-                JobSpec::parse_submission(text.as_bytes())
-            {
-                prop_assert!((1..=MAX_DATA_SIZE as usize).contains(&size.get()));
-                prop_assert!(hold_ms.duration() <= Duration::from_millis(u64::from(MAX_HOLD_MS)));
-            }
-        }
-
-        #[test]
-        fn stored_records_never_panic_and_round_trip(text in prop_oneof![jobish(), ".{0,64}"]) {
-            if let Ok(record) = JobRecord::decode(&text) {
-                prop_assert_eq!(JobRecord::decode(&record.encode()), Ok(record));
-            }
-            let _ = mark_dead(&text, "reason", 1.0);
-        }
-    }
-}
+mod properties;

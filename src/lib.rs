@@ -20,6 +20,7 @@ pub mod roles;
 pub mod service;
 pub mod store;
 pub mod targets;
+pub mod tasks;
 pub mod telemetry;
 pub mod tls;
 pub mod traces;
@@ -46,12 +47,10 @@ pub enum Error {
     /// `svc healthcheck` found the target unhealthy.
     #[error("unhealthy: {0}")]
     Unhealthy(#[from] healthcheck::CheckError),
-    /// `svc load` could not send, nothing it sent succeeded, or too much failed.
+    /// `svc load` could not send, was interrupted (exit code 130), nothing it sent
+    /// succeeded, or too much failed.
     #[error("load: {0}")]
-    Load(String),
-    /// `svc load` was interrupted (Ctrl-C) and printed the summary so far: exit code 130.
-    #[error("load: interrupted; the summary covers the run so far")]
-    LoadInterrupted,
+    Load(#[from] roles::load::LoadError),
     /// Process set-up (signal handlers, logger) failed.
     #[error("{0}")]
     Startup(String),
@@ -65,7 +64,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => 64,
-            Error::Interrupted | Error::LoadInterrupted => 130,
+            Error::Interrupted | Error::Load(roles::load::LoadError::Interrupted) => 130,
             _ => 1,
         }
     }

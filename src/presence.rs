@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::clock::unix_now;
 use crate::service::Role;
 use crate::store::{Instance, SharedStore};
@@ -68,18 +70,19 @@ fn has_port(addr: &str) -> bool {
         .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
 }
 
-/// Announces `instance` now and every [`HEARTBEAT_PERIOD`] until the task is aborted,
+/// Announces `instance` now and every [`HEARTBEAT_PERIOD`] until `stop` is cancelled,
 /// each beat with the faults `faults` says are active then. A failed beat is retried
 /// at the next one: the store may be down for a while.
 pub fn spawn_heartbeat<F>(
     store: SharedStore,
     instance: Instance,
     faults: F,
+    stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Vec<String> + Send + 'static,
 {
-    tokio::spawn(async move {
+    crate::tasks::spawn_until(stop, "heartbeat", async move {
         let mut ticks = tokio::time::interval(HEARTBEAT_PERIOD);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut instance = instance;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_now;
 use crate::service::Service;
@@ -155,15 +156,16 @@ impl Health {
         }
     }
 
-    /// Pings `store` now and then every `period`, until the returned task is aborted.
+    /// Pings `store` now and then every `period`, until `stop` is cancelled.
     pub fn spawn_store_check(
         &self,
         store: SharedStore,
         period: Duration,
         gauge: &'static str,
+        stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let health = self.clone();
-        tokio::spawn(async move {
+        crate::tasks::spawn_until(stop, "store check", async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

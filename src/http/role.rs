@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::TcpListener;
 
 use actix_web::web;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::health::RoleCheck;
 use super::{Drain, Faults, Health, RequestMetrics, ServeError};
@@ -34,17 +35,11 @@ pub struct RoleServer {
 /// How long a departing instance waits for the store to take its leave.
 const DEPART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The store check and the heartbeat; both stop when this is dropped.
+/// The store check and the heartbeat; both stop when this is dropped, and the
+/// heartbeat alone at shutdown.
 struct Upkeep {
-    checker: tokio::task::JoinHandle<()>,
-    heartbeat: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Upkeep {
-    fn drop(&mut self) {
-        self.checker.abort();
-        self.heartbeat.abort();
-    }
+    heartbeat: CancellationToken,
+    _stop: DropGuard,
 }
 
 /// The request metrics of `role`'s server, and the gauge of its store connection.
@@ -96,16 +91,24 @@ impl RoleServer {
             Faults::new(health.clone())
         });
         let active = faults.clone();
+        let stop = CancellationToken::new();
+        let heartbeat = stop.child_token();
+        health.spawn_store_check(
+            store.clone(),
+            settings.store_check_period,
+            gauge,
+            stop.clone(),
+        );
+        presence::spawn_heartbeat(
+            store.clone(),
+            instance.clone(),
+            move || active.as_ref().map(Faults::active).unwrap_or_default(),
+            heartbeat.clone(),
+        );
         Ok(RoleServer {
             _upkeep: Upkeep {
-                checker: health.spawn_store_check(
-                    store.clone(),
-                    settings.store_check_period,
-                    gauge,
-                ),
-                heartbeat: presence::spawn_heartbeat(store.clone(), instance.clone(), move || {
-                    active.as_ref().map(Faults::active).unwrap_or_default()
-                }),
+                heartbeat,
+                _stop: stop.drop_guard(),
             },
             role,
             health,
@@ -153,7 +156,7 @@ impl RoleServer {
             instance,
             _upkeep,
         } = self;
-        let heartbeat = _upkeep.heartbeat.abort_handle();
+        let heartbeat = _upkeep.heartbeat.clone();
         let draining = health.clone();
         let shutdown = async move {
             shutdown.await;
@@ -161,7 +164,7 @@ impl RoleServer {
             draining.start_draining();
             // A clean exit leaves the replica list at once: never shown as lost. The
             // store may be down; the heartbeat then just expires.
-            heartbeat.abort();
+            heartbeat.cancel();
             match tokio::time::timeout(DEPART_TIMEOUT, store.depart(&instance)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(error = %e, "departure not recorded"),

@@ -195,7 +195,7 @@ pub async fn run(
         health: server.health().clone(),
         own_id: server.instance().id.clone(),
     };
-    let (latest, gatherer) = snapshot::spawn(sources, config.refresh);
+    let latest = snapshot::spawn(sources, config.refresh, stop.clone());
     let state = web::Data::new(Dashboard {
         latest,
         environment: settings.environment,
@@ -222,9 +222,7 @@ pub async fn run(
                 .service(http::get("/api/incidents", incidents)),
         );
     };
-    let served = server.serve(routes, shutdown).await;
-    gatherer.abort();
-    served
+    server.serve(routes, shutdown).await
 }
 
 /// The newest snapshot; right after start-up, waits (boundedly) for the first one.

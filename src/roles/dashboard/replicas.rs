@@ -4,9 +4,10 @@
 //! gets one readiness probe per period ([`crate::probe::http`]), at most
 //! [`PROBE_CONCURRENCY`] at a time, and the dashboard answers for itself from its own
 //! readiness. A replica whose heartbeat expired without a clean departure is *lost*: it
-//! stays in the table, and counts as not ready, for [`LOST_FOR`]. A role with no
-//! replica that can be probed (none advertises an address, or the store never said) is
-//! probed once at its Service URL instead.
+//! stays in the table, and counts as not ready, for [`LOST_FOR`]. A replica that
+//! announces no address is *not probed*: it counts neither way and is named as such
+//! ([`probe::NOT_PROBED`]). A role with no replica that can be probed (none advertises
+//! an address, or the store never said) is probed once at its Service URL instead.
 //!
 //! A role is healthy when every replica is ready and quick, degraded when some are not
 //! ("1 of 2 gateways ready") and down when none is.
@@ -14,8 +15,6 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::Serialize;
-use url::Url;
 
 use crate::probe::{self, Probe};
 use crate::service::Role;
@@ -61,28 +60,7 @@ impl Replica {
     }
 }
 
-/// Ready and counted replicas of one role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Count {
-    /// Replicas that answered ready.
-    pub ready: usize,
-    /// Replicas probed or lost.
-    pub total: usize,
-}
-
-/// How many of a role's replicas make "1 of 2 gateways".
-fn plural(role: Role, n: usize) -> String {
-    let noun = match role {
-        Role::Gateway => "gateway",
-        Role::Worker => "worker",
-        Role::Dashboard => "dashboard",
-    };
-    if n == 1 {
-        noun.to_owned()
-    } else {
-        format!("{noun}s")
-    }
-}
+pub use crate::probe::Count;
 
 /// Probes every live replica that announces an address, at most
 /// [`PROBE_CONCURRENCY`] at once; `own` (this dashboard's id and readiness) is answered
@@ -99,10 +77,7 @@ pub async fn probe_all(
             let probe = if instance.id == own.0 && instance.role == Role::Dashboard {
                 Some(own.1.clone())
             } else {
-                match &instance.address {
-                    Some(address) => Some(probe_address(client, &instance, address).await),
-                    None => None,
-                }
+                probe::instance(client, &instance).await
             };
             Replica {
                 instance,
@@ -121,17 +96,6 @@ pub async fn probe_all(
     replicas
 }
 
-async fn probe_address(client: &reqwest::Client, instance: &Instance, address: &str) -> Probe {
-    let service = instance.role.service();
-    match Url::parse(&format!("http://{address}/health/ready")) {
-        Ok(url) => probe::http(client, service, &url).await,
-        Err(e) => Probe {
-            error: Some(format!("bad address {address:?}: {e}")),
-            ..Probe::new(service, ServiceState::Down)
-        },
-    }
-}
-
 /// Whether `role` has a replica to judge it by; otherwise its Service URL is probed.
 pub fn has_replicas(role: Role, replicas: &[Replica]) -> bool {
     replicas
@@ -139,69 +103,35 @@ pub fn has_replicas(role: Role, replicas: &[Replica]) -> bool {
         .any(|r| r.instance.role == role && r.counted())
 }
 
-/// The state of `role` from its replicas; `fallback` is the Service URL's probe, used
-/// when no replica could be probed (see [`has_replicas`]), and then counted as one.
+/// The state of `role` from its replicas ([`probe::replicas`]: a lost one counts as
+/// not ready); `fallback` is the Service URL's probe, used when no replica could be
+/// probed (see [`has_replicas`]), and then counted as one.
 pub fn judge(role: Role, replicas: &[Replica], fallback: Option<Probe>) -> (Probe, Count) {
     let service = role.service();
-    let mine: Vec<&Replica> = replicas
+    let lost = Probe {
+        error: Some("lost (heartbeat stopped)".to_owned()),
+        ready: false,
+        ..Probe::new(service, ServiceState::Down)
+    };
+    let mine: Vec<(&str, Option<&Probe>)> = replicas
         .iter()
-        .filter(|r| r.instance.role == role && r.counted())
+        .filter(|r| r.instance.role == role)
+        .map(|r| match r.lost_since {
+            Some(_) => (r.instance.id.as_str(), Some(&lost)),
+            None => (r.instance.id.as_str(), r.probe.as_ref()),
+        })
         .collect();
-    if mine.is_empty() {
+    probe::replicas(role, &mine).unwrap_or_else(|| {
         let probe = fallback.unwrap_or_else(|| Probe {
-            error: Some(format!("no live {} announces an address", plural(role, 1))),
+            error: Some(format!("no live {} announces an address", role.as_str())),
             ..Probe::new(service, ServiceState::Down)
         });
         let count = Count {
             ready: usize::from(probe.ready),
             total: 1,
         };
-        return (probe, count);
-    }
-    let count = Count {
-        ready: mine.iter().filter(|r| r.ready()).count(),
-        total: mine.len(),
-    };
-    let slowest = |ready_only: bool| {
-        mine.iter()
-            .filter(|r| !ready_only || r.ready())
-            .filter_map(|r| r.probe.as_ref()?.response_time_ms)
-            .max_by(f64::total_cmp)
-    };
-    let problems: Vec<String> = mine
-        .iter()
-        .filter_map(|r| match (r.lost_since, &r.probe) {
-            (Some(_), _) => Some(format!("{}: lost (heartbeat stopped)", r.instance.id)),
-            (None, Some(p)) => p.error.as_ref().map(|e| format!("{}: {e}", r.instance.id)),
-            (None, None) => None,
-        })
-        .collect();
-    let summary = format!(
-        "{} of {} {} ready",
-        count.ready,
-        count.total,
-        plural(role, count.total)
-    );
-    let status = if count.ready == 0 {
-        ServiceState::Down
-    } else if count.ready < count.total || !problems.is_empty() {
-        ServiceState::Degraded
-    } else {
-        ServiceState::Healthy
-    };
-    let error = match (status, problems.is_empty()) {
-        (ServiceState::Healthy, _) => None,
-        (_, true) => Some(summary),
-        (_, false) => Some(format!("{summary}; {}", problems.join("; "))),
-    };
-    let probe = Probe {
-        name: service,
-        status,
-        response_time_ms: slowest(true).or_else(|| slowest(false)),
-        error,
-        ready: count.ready > 0,
-    };
-    (probe, count)
+        (probe, count)
+    })
 }
 
 #[cfg(test)]
@@ -288,6 +218,27 @@ mod tests {
         let replicas = probe_all(&client, &[gateway, dashboard], &[], ("host-1", &own)).await;
         let states: Vec<&str> = replicas.iter().map(Replica::state_word).collect();
         assert_eq!(states, ["down", "ready"]);
+    }
+
+    #[tokio::test]
+    async fn a_replica_without_an_address_is_named_not_probed_and_judged_neither_way() {
+        let mut quiet = replica(Role::Gateway, "b", None, false).instance;
+        quiet.address = None;
+        let client = probe::client().expect("client");
+        let own = Probe::new(Service::Dashboard, ServiceState::Healthy);
+        let probed = probe_all(&client, &[quiet], &[], ("d", &own)).await;
+        assert_eq!(probed[0].state_word(), "not probed");
+
+        let both = [replica(Role::Gateway, "a", ok(), false), probed[0].clone()];
+        let (probe, count) = judge(Role::Gateway, &both, None);
+        assert_eq!(
+            (probe.status, count),
+            (ServiceState::Healthy, Count { ready: 1, total: 1 })
+        );
+        assert_eq!(
+            probe.error.as_deref(),
+            Some(format!("b: {}", probe::NOT_PROBED).as_str())
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use url::Url;
@@ -209,10 +210,10 @@ pub struct Memory {
 /// The newest snapshot; `None` until the first one is gathered.
 pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
 
-/// Gathers a snapshot now and every `period` until the task is aborted.
-pub fn spawn(sources: Sources, period: Duration) -> (Latest, tokio::task::JoinHandle<()>) {
+/// Gathers a snapshot now and every `period` until `stop` is cancelled.
+pub fn spawn(sources: Sources, period: Duration, stop: CancellationToken) -> Latest {
     let (tx, rx) = watch::channel(None);
-    let task = tokio::spawn(async move {
+    crate::tasks::spawn_until(stop, "snapshot", async move {
         let mut ticks = tokio::time::interval(period);
         // A round slower than the period delays the next one: never two at once.
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,7 +228,7 @@ pub fn spawn(sources: Sources, period: Duration) -> (Latest, tokio::task::JoinHa
             tx.send_replace(Some(Arc::new(snapshot)));
         }
     });
-    (rx, task)
+    rx
 }
 
 /// Probes every replica of every role and the store, records what it saw, and reads

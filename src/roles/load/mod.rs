@@ -14,7 +14,11 @@
 //! code at most) and fixed-size HDR histograms ([`stats`]). Once a second a progress
 //! line goes to stderr when it is a terminal; at the end, a summary (or `--json`).
 //! The interrupt future (Ctrl-C) ends the run early with the summary so far.
+//!
+//! [`report`] is the whole command: it runs, prints the summary and judges the run
+//! ([`Summary::verdict`]).
 
+mod report;
 pub mod stats;
 
 use std::future::Future;
@@ -34,6 +38,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, invalid, within};
+pub use report::{LoadError, report};
 pub use stats::{Outcome, RateSpec, Stats, Summary};
 
 /// What a run may last: long enough for a soak test, short enough to end the same day.
@@ -87,6 +92,10 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// Print the summary as JSON rather than text.
+    pub json: bool,
+    /// Fail the run when more than this share of requests fail.
+    pub max_error_rate: Option<f64>,
 }
 
 impl LoadConfig {
@@ -224,9 +233,12 @@ pub async fn run(
         abort: CancellationToken::new(),
     });
     let started = Instant::now();
-    let progress = run.config.progress.then(|| {
+    // Stopped when the run ends, however it ends.
+    let progress = CancellationToken::new();
+    let _progress_stops = progress.clone().drop_guard();
+    if run.config.progress {
         let run = run.clone();
-        tokio::spawn(async move {
+        crate::tasks::spawn_until(progress.clone(), "progress", async move {
             let mut ticks = tokio::time::interval_at(
                 tokio::time::Instant::now() + Duration::from_secs(1),
                 Duration::from_secs(1),
@@ -241,8 +253,8 @@ pub async fn run(
                 // Rewrites one line in place on the terminal.
                 eprint!("\r\x1b[2K{line}");
             }
-        })
-    });
+        });
+    }
     let sending = async {
         match run.config.pace {
             Pace::Closed => closed_loop(&run, started).await,
@@ -259,8 +271,8 @@ pub async fn run(
             (unsent, sent_for, true)
         }
     };
-    if let Some(progress) = progress {
-        progress.abort();
+    if run.config.progress {
+        progress.cancel();
         eprintln!();
     }
     let elapsed = started.elapsed();
@@ -318,10 +330,11 @@ fn take_one(run: &Run) -> bool {
 /// `concurrency` loops until the deadline; returns (0, sending time).
 async fn closed_loop(run: &Arc<Run>, started: Instant) -> (u64, Duration) {
     let deadline = started + run.config.duration;
+    // On interrupt the loops stop where they are (no per-request check).
     let loops: Vec<_> = (0..run.config.concurrency)
         .map(|_| {
             let run = run.clone();
-            tokio::spawn(async move {
+            crate::tasks::spawn_until(run.abort.clone(), "closed loop", async move {
                 let mut conn = Connection::new(&run.config);
                 while Instant::now() < deadline && !run.abort.is_cancelled() && take_one(&run) {
                     let sent = Instant::now();
@@ -336,17 +349,9 @@ async fn closed_loop(run: &Arc<Run>, started: Instant) -> (u64, Duration) {
             })
         })
         .collect();
-    // On interrupt the loops are aborted where they are (no per-request check).
-    let aborts: Vec<_> = loops.iter().map(|l| l.abort_handle()).collect();
-    let finished = async {
-        for handle in loops {
-            // A loop that panicked has counted what it sent; the rest goes on.
-            let _ = handle.await;
-        }
-    };
-    tokio::select! {
-        () = finished => {}
-        () = run.abort.cancelled() => aborts.iter().for_each(tokio::task::AbortHandle::abort),
+    for handle in loops {
+        // A loop that panicked has counted what it sent; the rest goes on.
+        let _ = handle.await;
     }
     (0, started.elapsed().min(run.config.duration))
 }
@@ -566,6 +571,8 @@ mod tests {
             max_requests: None,
             timeout: Duration::from_secs(1),
             progress: false,
+            json: false,
+            max_error_rate: None,
         };
         assert!(ok.clone().validate().is_ok());
         for bad in [

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::tasks::{self, TaskContext, TaskError};
 use crate::clock::{self, unix_now};
-use crate::jobs::{JobRecord, JobState};
+use crate::jobs::{IllegalTransition, JobRecord, JobState};
 use crate::service::Role;
 use crate::store::{Delivery, RECLAIM_START, StoreError};
 use crate::telemetry::metric;
@@ -253,45 +253,49 @@ async fn process(
     }
 }
 
+/// Why an attempt could not be recorded; the delivery stays pending either way.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Transition(#[from] IllegalTransition),
+}
+
 async fn attempt(
     ctx: &TaskContext,
     consumer: &str,
     delivery: &Delivery,
     record: Result<Record, StoreError>,
     max_attempts: u32,
-) -> Result<(), StoreError> {
+) -> Result<(), AttemptError> {
     let store = &ctx.store;
     let mut job = match record? {
         Record::NoId => {
-            return reject(ctx, delivery, "the queue entry carries no job id").await;
+            return Ok(reject(ctx, delivery, "the queue entry carries no job id").await?);
         }
         Record::Expired => {
             tracing::warn!(
                 job = delivery.job_id.as_deref().unwrap_or(""),
                 "job record expired: dropping the delivery"
             );
-            return store.discard(delivery).await;
+            return Ok(store.discard(delivery).await?);
         }
         Record::Unrunnable(reason) => {
-            return reject(
-                ctx,
-                delivery,
-                &format!("the job record cannot be run: {reason}"),
-            )
-            .await;
+            let reason = format!("the job record cannot be run: {reason}");
+            return Ok(reject(ctx, delivery, &reason).await?);
         }
         Record::Job(job) => *job,
     };
-    if matches!(job.state, JobState::Done | JobState::Dead) {
-        return store.discard(delivery).await;
+    if job.state.is_final() {
+        return Ok(store.discard(delivery).await?);
     }
     if job.attempts >= max_attempts {
-        return dead_letter(ctx, delivery, job, consumer).await;
+        // Every attempt so far died with its worker.
+        job.kill(unix_now())?;
+        return Ok(dead_letter(ctx, delivery, &job, consumer).await?);
     }
-    job.attempts += 1;
-    job.state = JobState::Running;
-    job.started_at = Some(unix_now());
-    job.worker = Some(consumer.to_owned());
+    job.start(consumer, unix_now())?;
     store.save_job(&job).await?;
     if job.attempts == 1 {
         trace_queue_wait(&job);
@@ -309,32 +313,26 @@ async fn attempt(
     match outcome {
         Ok(result) => {
             let now = unix_now();
-            job.state = JobState::Done;
-            job.finished_at = Some(now);
-            job.result = Some(result);
-            job.error = None;
+            job.succeed(result, now)?;
             store.finish(delivery, &job).await?;
             metrics::counter!(metric::WORKER_TASKS.name, "task_type" => task, "status" => "success")
                 .increment(1);
             metrics::gauge!(metric::WORKER_LAST_TASK.name).set(now);
             outcome_line(&job, consumer, took, "job done");
-            Ok(())
         }
-        Err(TaskError::Cancelled) => Ok(()),
+        Err(TaskError::Cancelled) => {}
         Err(TaskError::Failed(error)) => {
             metrics::counter!(metric::WORKER_TASKS.name, "task_type" => task, "status" => "failure")
                 .increment(1);
-            job.error = Some(error);
-            if job.attempts >= max_attempts {
-                dead_letter(ctx, delivery, job, consumer).await
+            if job.fail(error, max_attempts, unix_now())? == JobState::Dead {
+                dead_letter(ctx, delivery, &job, consumer).await?;
             } else {
-                job.state = JobState::Failed;
                 store.save_job(&job).await?;
                 outcome_line(&job, consumer, took, "job failed; it will be retried");
-                Ok(())
             }
         }
     }
+    Ok(())
 }
 
 /// Records the job's wait in the queue, from enqueue to its first attempt, in the
@@ -380,18 +378,14 @@ async fn reject(ctx: &TaskContext, delivery: &Delivery, reason: &str) -> Result<
     Ok(())
 }
 
+/// Finishes a job that was just killed: acknowledged, and in the dead-letter stream.
 async fn dead_letter(
     ctx: &TaskContext,
     delivery: &Delivery,
-    mut job: JobRecord,
+    job: &JobRecord,
     worker: &str,
 ) -> Result<(), StoreError> {
-    job.state = JobState::Dead;
-    job.finished_at = Some(unix_now());
-    if job.error.is_none() {
-        job.error = Some(format!("no attempt finished in {} tries", job.attempts));
-    }
-    ctx.store.finish(delivery, &job).await?;
+    ctx.store.finish(delivery, job).await?;
     metrics::counter!(metric::WORKER_DEAD_LETTERED.name).increment(1);
     tracing::warn!(
         job = %job.id,

@@ -74,8 +74,7 @@ async fn enqueue_once(
     };
     match store.claim(&claim, interval.saturating_mul(3)).await {
         Ok(true) => {
-            let mut job = JobRecord::new(spec, unix_now());
-            job.scheduled_for = Some(planned);
+            let mut job = JobRecord::scheduled(spec, unix_now(), planned);
             job.traceparent = traces::traceparent(&tracing::Span::current());
             match store.enqueue(&job).await {
                 Ok(true) => tracing::debug!(job = %job.id, "enqueued"),

@@ -20,9 +20,8 @@ use tokio::sync::Semaphore;
 use crate::clock::{minute_of, unix_now};
 use crate::jobs::{DataSize, HoldMs, JobSpec, TaskType};
 use crate::probe::{self, Probe};
-use crate::service::ServiceState;
-use crate::service::{Role, Service};
-use crate::store::{HealthSample, SharedStore, StoreError, keys, series};
+use crate::service::{Role, Service, ServiceState};
+use crate::store::{HealthSample, Instance, SharedStore, StoreError, keys, series};
 
 /// Health samples kept per service: 24 h at the default 10 s interval.
 pub const HEALTH_HISTORY: usize = 8640;
@@ -147,9 +146,12 @@ fn crunch(size: DataSize, cancel: &AtomicBool) -> Option<u64> {
     }))
 }
 
-/// Workers as a whole: healthy when every live instance is, down when none answers.
-/// When the instances cannot be listed, this worker (which is running this very
-/// task) is up, and the rest unknown: degraded, saying why.
+/// Workers as a whole, each probed at the address it announces
+/// ([`probe::instance`]) and judged by the dashboard's rule ([`probe::replicas`]): a
+/// worker that announces no address is named as not probed and counted neither way;
+/// when none can be probed, this one (which is running this very task) is up. When the
+/// instances cannot be listed, this worker is up and the rest unknown: degraded,
+/// saying why.
 async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
     let workers: Vec<_> = match ctx.store.instances().await {
         Ok(instances) => instances
@@ -168,49 +170,27 @@ async fn probe_workers(ctx: &TaskContext) -> Result<Probe, TaskError> {
         probe.error = Some("no live worker instance".into());
         return Ok(probe);
     }
-    let probes = join_all(workers.iter().map(|w| async move {
-        let Some(address) = &w.address else {
-            let mut probe = Probe::new(Service::Worker, ServiceState::Degraded);
-            probe.error = Some("announces no address to probe".into());
-            return probe;
-        };
-        match url::Url::parse(&format!("http://{address}/health/ready")) {
-            Ok(url) => probe::http(&ctx.http, Service::Worker, &url).await,
-            Err(e) => {
-                let mut probe = Probe::new(Service::Worker, ServiceState::Down);
-                probe.error = Some(format!("bad address {address:?}: {e}"));
-                probe
-            }
-        }
-    }))
-    .await;
-    let healthy = probes
+    let probes = join_all(workers.iter().map(|w| probe::instance(&ctx.http, w))).await;
+    Ok(judge_workers(&workers, &probes))
+}
+
+/// The state of the workers from each one's probe (`None`: not probed).
+fn judge_workers(workers: &[Instance], probes: &[Option<Probe>]) -> Probe {
+    let each: Vec<(&str, Option<&Probe>)> = workers
         .iter()
-        .filter(|p| p.status == ServiceState::Healthy)
-        .count();
-    let latency = probes
-        .iter()
-        .filter_map(|p| p.response_time_ms)
-        .max_by(f64::total_cmp);
-    let failing: Vec<String> = workers
-        .iter()
-        .zip(&probes)
-        .filter_map(|(w, p)| p.error.as_ref().map(|e| format!("{}: {e}", w.id)))
+        .zip(probes)
+        .map(|(w, p)| (w.id.as_str(), p.as_ref()))
         .collect();
-    let status = if healthy == probes.len() {
-        ServiceState::Healthy
-    } else if probes.iter().any(|p| p.status != ServiceState::Down) {
-        ServiceState::Degraded
-    } else {
-        ServiceState::Down
-    };
-    Ok(Probe {
-        name: Service::Worker,
-        status,
-        response_time_ms: latency,
-        error: (!failing.is_empty()).then(|| failing.join("; ")),
-        ready: healthy > 0,
-    })
+    match probe::replicas(Role::Worker, &each) {
+        Some((probe, _)) => probe,
+        None => Probe {
+            error: Some(format!(
+                "only this worker is known to run; {} not probed: they announce no address",
+                workers.len()
+            )),
+            ..Probe::new(Service::Worker, ServiceState::Healthy)
+        },
+    }
 }
 
 async fn probe_base(ctx: &TaskContext, service: Service, base: &url::Url) -> Probe {
@@ -298,6 +278,48 @@ async fn cleanup(ctx: &TaskContext) -> Result<Value, TaskError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn worker(id: &str, address: Option<&str>) -> Instance {
+        Instance {
+            role: Role::Worker,
+            id: id.into(),
+            version: "1".into(),
+            started_at: 0.0,
+            address: address.map(str::to_owned),
+            faults: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_without_an_address_is_named_not_probed_and_judged_neither_way() {
+        let client = probe::client().expect("client");
+        let quiet = worker("w-2", None);
+        assert_eq!(probe::instance(&client, &quiet).await, None);
+        let workers = [worker("w-1", Some("127.0.0.1:1")), quiet];
+        let ok = Probe::new(Service::Worker, ServiceState::Healthy);
+        let judged = judge_workers(&workers, &[Some(ok), None]);
+        assert_eq!(judged.status, ServiceState::Healthy);
+        assert_eq!(
+            judged.error.as_deref(),
+            Some(format!("w-2: {}", probe::NOT_PROBED).as_str())
+        );
+        // None can be probed: this worker, running the check, is up.
+        let judged = judge_workers(&workers[1..], &[None]);
+        assert_eq!(judged.status, ServiceState::Healthy);
+        assert!(judged.error.is_some_and(|e| e.contains("1 not probed")));
+        // A worker that answers but is not ready is not up: as on the dashboard.
+        let unready = Probe {
+            ready: false,
+            error: Some("not ready (HTTP 503)".into()),
+            ..Probe::new(Service::Worker, ServiceState::Degraded)
+        };
+        let judged = judge_workers(&workers[..1], &[Some(unready)]);
+        assert_eq!(judged.status, ServiceState::Down);
+        assert_eq!(
+            judged.error.as_deref(),
+            Some("0 of 1 worker ready; w-1: not ready (HTTP 503)")
+        );
+    }
 
     #[test]
     fn crunch_is_deterministic_and_cancellable() {

@@ -109,17 +109,14 @@ impl MemoryStore {
     /// a runtime) until it is dropped.
     pub fn start() -> Arc<Self> {
         let mut store = Self::new();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        if tokio::runtime::Handle::try_current().is_ok() {
             let stop = CancellationToken::new();
             let state = Arc::clone(&store.state);
-            let stopped = stop.clone();
-            runtime.spawn(async move {
+            crate::tasks::spawn_until(stop.clone(), "purge", async move {
                 let mut ticks = tokio::time::interval(PURGE_PERIOD);
                 loop {
-                    tokio::select! {
-                        () = stopped.cancelled() => return,
-                        _ = ticks.tick() => lock(&state).purge(Instant::now()),
-                    }
+                    ticks.tick().await;
+                    lock(&state).purge(Instant::now());
                 }
             });
             store._purge = Some(stop.drop_guard());
