@@ -287,9 +287,9 @@ pub struct JobRecord {
     #[serde(flatten)]
     pub spec: JobSpec,
     /// Current state.
-    pub state: JobState,
+    state: JobState,
     /// Attempts started so far.
-    pub attempts: u32,
+    attempts: u32,
     /// Unix seconds when it was enqueued.
     pub created_at: f64,
     /// For scheduled jobs, the tick (Unix seconds) it was planned for.
@@ -297,19 +297,19 @@ pub struct JobRecord {
     pub scheduled_for: Option<f64>,
     /// Unix seconds when the last attempt started.
     #[serde(default)]
-    pub started_at: Option<f64>,
+    started_at: Option<f64>,
     /// Unix seconds when it finished (done or dead).
     #[serde(default)]
-    pub finished_at: Option<f64>,
+    finished_at: Option<f64>,
     /// Instance that ran the last attempt.
     #[serde(default)]
-    pub worker: Option<String>,
+    worker: Option<String>,
     /// What the task returned.
     #[serde(default)]
-    pub result: Option<Value>,
+    result: Option<Value>,
     /// Why the last attempt failed.
     #[serde(default)]
-    pub error: Option<String>,
+    error: Option<String>,
     /// The id of the request that submitted it, so its log lines can be followed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -482,6 +482,42 @@ impl JobRecord {
             self.error = Some(format!("no attempt finished in {} tries", self.attempts));
         }
         Ok(())
+    }
+
+    /// Its state; it changes through [`JobRecord::start`], [`JobRecord::succeed`],
+    /// [`JobRecord::fail`] and [`JobRecord::kill`] only.
+    pub fn state(&self) -> JobState {
+        self.state
+    }
+
+    /// Attempts started so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Unix seconds when the last attempt started.
+    pub fn started_at(&self) -> Option<f64> {
+        self.started_at
+    }
+
+    /// Unix seconds when it finished (done or dead).
+    pub fn finished_at(&self) -> Option<f64> {
+        self.finished_at
+    }
+
+    /// The instance that ran the last attempt.
+    pub fn worker(&self) -> Option<&str> {
+        self.worker.as_deref()
+    }
+
+    /// What the task returned.
+    pub fn result(&self) -> Option<&Value> {
+        self.result.as_ref()
+    }
+
+    /// Why the last attempt failed.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// Reads a stored record; the error says why it cannot be run.

@@ -173,7 +173,7 @@ async fn submit_job(
     tracing::debug!(job = %job.id, task = job.spec.task_type().as_str(), "job queued");
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/jobs/{}", job.id)))
-        .json(json!({"id": job.id, "state": job.state})))
+        .json(json!({"id": job.id, "state": job.state()})))
 }
 
 /// The record as stored, every field of it, also those of another version; a

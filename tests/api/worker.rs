@@ -134,7 +134,7 @@ async fn two_hundred_jobs_through_the_gateway_finish_exactly_once() {
         let done = job_records(&redis)
             .await
             .iter()
-            .filter(|r| r.result.is_some())
+            .filter(|r| r.result().is_some())
             .count();
         (done == 200).then_some(())
     })
@@ -143,11 +143,11 @@ async fn two_hundred_jobs_through_the_gateway_finish_exactly_once() {
     assert_eq!(records.len(), 200);
     for r in &records {
         assert_eq!(
-            serde_json::to_value(r.state).expect("state"),
+            serde_json::to_value(r.state()).expect("state"),
             "done",
             "{r:?}"
         );
-        assert_eq!(r.attempts, 1, "{r:?}");
+        assert_eq!(r.attempts(), 1, "{r:?}");
     }
     assert_eq!(counter(&redis, "worker:tasks:data_processing").await, 200);
     let mut processed = 0.0;
@@ -160,7 +160,10 @@ async fn two_hundred_jobs_through_the_gateway_finish_exactly_once() {
         .unwrap_or(0.0);
     }
     assert_eq!(processed, 200.0, "each job counted once across the workers");
-    let by: HashSet<_> = records.iter().filter_map(|r| r.worker.clone()).collect();
+    let by: HashSet<_> = records
+        .iter()
+        .filter_map(|r| r.worker().map(str::to_owned))
+        .collect();
     assert!(by.len() >= 2, "one worker took every job: {by:?}");
 }
 

@@ -287,17 +287,17 @@ async fn attempt(
         }
         Record::Job(job) => *job,
     };
-    if job.state.is_final() {
+    if job.state().is_final() {
         return Ok(store.discard(delivery).await?);
     }
-    if job.attempts >= max_attempts {
+    if job.attempts() >= max_attempts {
         // Every attempt so far died with its worker.
         job.kill(unix_now())?;
         return Ok(dead_letter(ctx, delivery, &job, consumer).await?);
     }
     job.start(consumer, unix_now())?;
     store.save_job(&job).await?;
-    if job.attempts == 1 {
+    if job.attempts() == 1 {
         trace_queue_wait(&job);
     }
 
@@ -341,7 +341,7 @@ fn trace_queue_wait(job: &JobRecord) {
     let (Some(traceparent), Some(enqueued), Some(started)) = (
         job.traceparent.as_deref(),
         clock::system_time(job.created_at),
-        job.started_at.and_then(clock::system_time),
+        job.started_at().and_then(clock::system_time),
     ) else {
         return;
     };
@@ -353,8 +353,8 @@ fn trace_queue_wait(job: &JobRecord) {
 fn outcome_line(job: &JobRecord, worker: &str, took: Duration, what: &'static str) {
     let task_type = job.spec.task_type().as_str();
     let duration_ms = took.as_secs_f64() * 1e3;
-    let attempts = job.attempts;
-    match &job.error {
+    let attempts = job.attempts();
+    match job.error() {
         Some(error) => {
             tracing::info!(job = %job.id, task_type, attempts, duration_ms, worker, %error, "{what}");
         }
@@ -390,9 +390,9 @@ async fn dead_letter(
     tracing::warn!(
         job = %job.id,
         task_type = job.spec.task_type().as_str(),
-        attempts = job.attempts,
+        attempts = job.attempts(),
         worker,
-        error = job.error.as_deref().unwrap_or(""),
+        error = job.error().unwrap_or(""),
         "job dead-lettered"
     );
     Ok(())

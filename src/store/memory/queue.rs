@@ -168,12 +168,12 @@ impl Queue for MemoryStore {
             .queue
             .jobs
             .insert(job.id.clone(), (job.encode(), Instant::now() + RECORD_TTL));
-        match job.state {
+        match job.state() {
             JobState::Done => {
                 let task = job.spec.task_type().as_str();
                 let counter = keys::worker_tasks(task);
                 let done = state.counter(&counter).unwrap_or(0).saturating_add(1);
-                let finished = job.finished_at.unwrap_or_else(unix_now).to_string();
+                let finished = job.finished_at().unwrap_or_else(unix_now).to_string();
                 for (key, value) in [
                     (counter, done.to_string()),
                     (keys::WORKER_LAST_TASK.to_owned(), task.to_owned()),
@@ -183,7 +183,7 @@ impl Queue for MemoryStore {
                 }
             }
             JobState::Dead => {
-                let error = job.error.clone().unwrap_or_default();
+                let error = job.error().unwrap_or_default().to_owned();
                 state.queue.dead.push_back((job.id.clone(), error));
             }
             JobState::Queued | JobState::Running | JobState::Failed => {}

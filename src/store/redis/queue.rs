@@ -195,7 +195,7 @@ impl Queue for RedisStore {
             .arg("PX")
             .arg(millis(RECORD_TTL))
             .ignore();
-        match job.state {
+        match job.state() {
             JobState::Done => {
                 let task = job.spec.task_type().as_str();
                 pipe.cmd("INCR")
@@ -207,7 +207,7 @@ impl Queue for RedisStore {
                     .ignore()
                     .cmd("SET")
                     .arg(keys::WORKER_LAST_TASK_TIME)
-                    .arg(job.finished_at.unwrap_or_else(unix_now))
+                    .arg(job.finished_at().unwrap_or_else(unix_now))
                     .ignore();
             }
             JobState::Dead => {
@@ -219,7 +219,7 @@ impl Queue for RedisStore {
                     .arg("type")
                     .arg(job.spec.task_type().as_str())
                     .arg("error")
-                    .arg(job.error.as_deref().unwrap_or(""))
+                    .arg(job.error().unwrap_or(""))
                     .ignore();
             }
             JobState::Queued | JobState::Running | JobState::Failed => {}

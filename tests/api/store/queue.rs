@@ -39,8 +39,8 @@ async fn contract(store: SharedStore) {
 
     // Done: acknowledged and counted in the original's keys.
     let mut done = jobs[0].clone();
-    done.state = JobState::Done;
-    done.finished_at = Some(42.5);
+    done.start("c1", 40.0).expect("start");
+    done.succeed(serde_json::json!({}), 42.5).expect("succeed");
     store.finish(&first[0], &done).await.expect("finish done");
     assert_eq!(
         store
@@ -97,8 +97,8 @@ async fn contract(store: SharedStore) {
 
     // Dead: acknowledged and in the dead-letter stream.
     let mut dead = jobs[1].clone();
-    dead.state = JobState::Dead;
-    dead.error = Some("boom".into());
+    dead.start("c2", 41.0).expect("start");
+    assert_eq!(dead.fail("boom".into(), 1, 43.0), Ok(JobState::Dead));
     store.finish(&again[0], &dead).await.expect("finish dead");
     let stats = store.queue_stats().await.expect("stats");
     assert_eq!(
