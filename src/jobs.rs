@@ -83,7 +83,7 @@ impl TaskType {
         match self {
             TaskType::DataProcessing => &["size", "fail", "hold_ms"],
             TaskType::Cleanup | TaskType::HealthCheck | TaskType::MetricsCollection => &[],
-            TaskType::Notify => &["url", "body", "key"],
+            TaskType::Notify => &["channel", "url", "body", "key"],
         }
     }
 }
@@ -183,11 +183,17 @@ pub enum JobSpec {
     HealthCheck {},
     /// Roll counters into minute series.
     MetricsCollection {},
-    /// POST `body` to `url` with the idempotency key `key`.
+    /// Tell a channel of a target's change, with the idempotency key `key`.
     Notify {
-        /// The receiver.
-        url: String,
-        /// The JSON body, in the receiver's format.
+        /// The channel, by its name in the targets file: the worker that sends renders
+        /// `body` (the event) for it then, so the job holds no credential. `None` in
+        /// records of an older version, which hold `url` and the rendered body.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        /// The receiver, in records of an older version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// The event (or, in an older record, the body as sent).
         body: Value,
         /// The same for every attempt: a receiver drops what it has seen.
         key: String,

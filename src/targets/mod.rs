@@ -41,13 +41,15 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json_path::JsonPath;
 use url::Url;
 
 use crate::config::Secret;
 use crate::redact;
 use crate::service::Service;
+use crate::targets::notify::Channel;
+use crate::targets::notify::spec::ChannelSpec;
 use crate::targets::state::Thresholds;
 use crate::targets::value::{Credentials, Env, ValueSpec};
 
@@ -69,8 +71,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Targets {
     /// The targets, in file order.
     pub targets: Vec<Target>,
-    /// Where every change of state is sent.
-    pub notify: Vec<Notifier>,
+    /// The channels changes of state are sent to.
+    pub notify: Vec<Channel>,
+    /// The channels each group's targets use, by group.
+    pub groups: BTreeMap<String, Vec<String>>,
     /// The files credentials were read from: a change to one is a change of the
     /// targets.
     pub files: Vec<PathBuf>,
@@ -95,6 +99,8 @@ pub struct Target {
     pub thresholds: Thresholds,
     /// Credentials sent with each probe.
     pub auth: Auth,
+    /// The channels it uses, by name; `None`: its group's, else every one.
+    pub notify: Option<Vec<String>>,
 }
 
 /// Credentials an HTTP target is probed with (besides any in its URL).
@@ -153,35 +159,6 @@ pub struct Expect {
     pub cert_expires_in: Option<Duration>,
 }
 
-/// Where notifications go. Its URL is a credential: its `Debug` shows the origin only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Notifier {
-    /// The receiver.
-    pub url: Url,
-    /// The body's format.
-    pub kind: HookKind,
-}
-
-impl std::fmt::Debug for Notifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier")
-            .field("url", &redact::origin(&self.url))
-            .field("kind", &self.kind)
-            .finish()
-    }
-}
-
-/// The format of a notification's body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HookKind {
-    /// `{id, target, state, previous, since, reason, url, duration_s}`.
-    #[default]
-    Webhook,
-    /// Slack's incoming-webhook format: `{text}`.
-    Slack,
-}
-
 /// Why a targets file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {reason}")]
@@ -198,7 +175,17 @@ struct FileSpec {
     #[serde(default)]
     targets: Vec<TargetSpec>,
     #[serde(default)]
-    notify: Vec<NotifySpec>,
+    notify: Vec<ChannelSpec>,
+    #[serde(default)]
+    groups: BTreeMap<String, GroupSpec>,
+}
+
+/// What a group's targets share.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupSpec {
+    /// The channels its targets use (unless a target names its own).
+    notify: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +203,7 @@ struct TargetSpec {
     #[serde(default)]
     headers: BTreeMap<String, ValueSpec>,
     basic_auth: Option<BasicAuthSpec>,
+    notify: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -235,14 +223,6 @@ struct ExpectSpec {
     #[serde(default)]
     json: BTreeMap<String, serde_json::Value>,
     cert_expires_in: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NotifySpec {
-    url: ValueSpec,
-    #[serde(default)]
-    kind: HookKind,
 }
 
 impl Targets {
@@ -266,6 +246,7 @@ impl Targets {
             FileSpec {
                 targets: Vec::new(),
                 notify: Vec::new(),
+                groups: BTreeMap::new(),
             }
         } else {
             serde_saphyr::from_str(text).map_err(|e| syntax(&e.to_string()))?
@@ -292,36 +273,38 @@ impl Targets {
             }
             targets.push(target);
         }
-        let mut notify = Vec::with_capacity(spec.notify.len());
-        for (i, n) in spec.notify.into_iter().enumerate() {
-            let resolved = n
-                .url
-                .resolve(env, need)
-                .map_err(|e| format!("notify[{i}]: url: {e}"))?;
+        let notify = notify::spec::channels(spec.notify, &mut |value| {
+            let resolved = value.resolve(env, need)?;
             files.extend(resolved.file);
-            let raw = resolved.value;
-            if need == Credentials::Optional && Url::parse(&raw).is_err() {
-                // Not sent from here: a receiver that cannot be read is no error.
-                continue;
+            Ok(resolved.complete.then_some(resolved.value))
+        })?;
+        let groups: BTreeMap<String, Vec<String>> = spec
+            .groups
+            .into_iter()
+            .map(|(g, spec)| (g, spec.notify))
+            .collect();
+        // A reader without credentials may have left channels out: the workers check.
+        if need == Credentials::Required {
+            let known = |at: &str, names: &[String]| match names
+                .iter()
+                .find(|n| notify.iter().all(|c| c.name != **n))
+            {
+                Some(unknown) => Err(format!("{at}: no channel is named {unknown:?}")),
+                None => Ok(()),
+            };
+            for (group, names) in &groups {
+                known(&format!("groups.{group}.notify"), names)?;
             }
-            notify.push({
-                // A receiver's URL is a credential as a whole: never quoted back.
-                let url = match Url::parse(&raw) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u,
-                    Ok(u) => {
-                        return Err(format!(
-                            "notify[{i}]: url must be an http(s) URL, not {}:",
-                            u.scheme()
-                        ));
-                    }
-                    Err(e) => return Err(format!("notify[{i}]: url is not a URL: {e}")),
-                };
-                Notifier { url, kind: n.kind }
-            });
+            for target in &targets {
+                if let Some(names) = &target.notify {
+                    known(&format!("targets ({}): notify", target.name), names)?;
+                }
+            }
         }
         Ok(Targets {
             targets,
             notify,
+            groups,
             files,
         })
     }
@@ -414,6 +397,7 @@ impl Target {
             expect,
             thresholds,
             auth,
+            notify: spec.notify,
         })
     }
 }
@@ -550,7 +534,7 @@ notify:
         assert_eq!(db.interval, TEN);
         assert_eq!(db.thresholds.failure, 2);
         assert!(matches!(&db.endpoint, Endpoint::Tcp { port: 5432, .. }));
-        assert_eq!(parsed.notify[1].kind, HookKind::Slack);
+        assert_eq!(parsed.notify[1].kind, notify::Kind::Slack);
     }
 
     #[test]

@@ -51,27 +51,40 @@ pub struct Resolved {
     pub value: String,
     /// The file it was read from, if any.
     pub file: Option<PathBuf>,
+    /// Whether every part was read (with [`Credentials::Optional`], what was not
+    /// stands as `***`).
+    pub complete: bool,
 }
 
 impl ValueSpec {
     /// The value, with variables replaced or the file read.
     pub fn resolve(&self, env: Env<'_>, need: Credentials) -> Result<Resolved, String> {
-        let optional = |value: Result<String, String>| match (value, need) {
-            (Err(_), Credentials::Optional) => Ok(MASK.to_owned()),
-            (value, _) => value,
-        };
-        match self {
-            ValueSpec::Text(text) => Ok(Resolved {
+        let complete = std::cell::Cell::new(true);
+        let mut resolved = match self {
+            ValueSpec::Text(text) => Resolved {
                 value: substitute(text, &|name| {
-                    env(name).or_else(|| (need == Credentials::Optional).then(|| MASK.to_owned()))
+                    env(name).or_else(|| {
+                        complete.set(false);
+                        (need == Credentials::Optional).then(|| MASK.to_owned())
+                    })
                 })?,
                 file: None,
-            }),
-            ValueSpec::File { file } => Ok(Resolved {
-                value: optional(read(file))?,
+                complete: true,
+            },
+            ValueSpec::File { file } => Resolved {
+                value: match (read(file), need) {
+                    (Err(_), Credentials::Optional) => {
+                        complete.set(false);
+                        MASK.to_owned()
+                    }
+                    (value, _) => value?,
+                },
                 file: Some(file.clone()),
-            }),
-        }
+                complete: true,
+            },
+        };
+        resolved.complete = complete.get();
+        Ok(resolved)
     }
 }
 

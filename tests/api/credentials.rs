@@ -111,51 +111,6 @@ impl Drop for Guarded {
     }
 }
 
-/// A webhook receiver that keeps every body it is sent.
-struct Hook {
-    url: String,
-    bodies: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Hook {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!(
-            "http://{}/hooks/{HOOK_SECRET}",
-            listener.local_addr().expect("addr")
-        );
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let log = bodies.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    if let Some((_, body)) = read_request(&mut conn).await {
-                        log.lock()
-                            .expect("log")
-                            .push(String::from_utf8_lossy(&body).into_owned());
-                        let _ = conn
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                            .await;
-                    }
-                });
-            }
-        });
-        Hook { url, bodies, task }
-    }
-
-    fn bodies(&self) -> Vec<String> {
-        self.bodies.lock().expect("log").clone()
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 const NAMES: [&str; 4] = ["userinfo", "query", "header", "basic"];
 
 /// Each target's state in the dashboard's `/api/health-check`, by name.
@@ -195,7 +150,8 @@ async fn wait_all(svc: &SvcProcess, want: &str) {
 #[tokio::test]
 async fn credentials_are_used_for_checks_and_never_shown() {
     let server = Guarded::start().await;
-    let hook = Hook::start().await;
+    let hook = crate::channels::Receiver::start().await;
+    let hook_url = format!("{}/hooks/{HOOK_SECRET}", hook.base);
     let dir = Dir::new("credentials");
     let password_file = dir.path("basic-password");
     std::fs::write(&password_file, format!("{BASIC_PASSWORD}\n")).expect("write");
@@ -225,7 +181,7 @@ notify:
             ("REFRESH_PERIOD", "1s"),
             ("LOG_LEVEL", "trace"),
             ("SVC_TEST_HEADER_TOKEN", HEADER_TOKEN),
-            ("SVC_TEST_HOOK_URL", &hook.url),
+            ("SVC_TEST_HOOK_URL", &hook_url),
         ],
     );
 
@@ -247,7 +203,7 @@ notify:
         Duration::from_secs(30),
         "two notifications a target",
         || async {
-            let bodies = hook.bodies();
+            let bodies: Vec<String> = hook.to("/hooks").into_iter().map(|r| r.body).collect();
             (bodies.len() >= 2 * NAMES.len()).then_some(bodies)
         },
     )
@@ -285,7 +241,7 @@ notify:
             .as_str()
             .expect("id")
             .to_owned();
-        paths.push(format!("http://{gateway}/api/jobs/notify-{id}-0"));
+        paths.push(format!("http://{gateway}/api/jobs/notify-{id}-webhook"));
     }
     for url in paths {
         let res = http.get(&url).send().await.expect("GET");

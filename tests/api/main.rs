@@ -3,6 +3,7 @@
 
 mod alerts;
 mod browser;
+mod channels;
 mod cli;
 mod connection;
 mod credentials;

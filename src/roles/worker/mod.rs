@@ -125,8 +125,11 @@ pub async fn run(
         &stop,
         scheduler::run(store.clone(), config.interval, last_tick, stop.clone()),
     );
-    let monitor = config.targets.clone().map(|loaded| {
-        let current = crate::targets::watch::keep(loaded, config.interval, stop.clone());
+    let targets = config
+        .targets
+        .clone()
+        .map(|loaded| crate::targets::watch::keep(loaded, config.interval, stop.clone()));
+    let monitor = targets.clone().map(|current| {
         supervise(
             "monitor",
             server.health(),
@@ -144,6 +147,7 @@ pub async fn run(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )),
         cancel: Arc::new(AtomicBool::new(false)),
+        targets,
     });
     let consumer = supervise(
         "consumer",

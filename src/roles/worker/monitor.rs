@@ -195,7 +195,8 @@ async fn hand_on(
     let mut queued = 0;
     if change.notifies() {
         store.state_change(&change.incident(&target.name)).await?;
-        for job in notify::jobs(target, change, &targets.notify, unix_now()) {
+        let channels = notify::route(target, &targets.groups, &targets.notify);
+        for job in notify::jobs(target, change, &channels, unix_now()) {
             if !store.enqueue(&job).await? {
                 return Err(StoreError::Command(
                     "job queue full: notification not queued".into(),

@@ -63,6 +63,8 @@ pub struct TaskContext {
     pub cpu: Arc<Semaphore>,
     /// Set when CPU-bound work must stop (shutdown past the grace period).
     pub cancel: Arc<AtomicBool>,
+    /// The targets file in force, whose channels notifications go to.
+    pub targets: Option<crate::targets::watch::Current>,
 }
 
 /// Runs one job.
@@ -82,12 +84,51 @@ pub async fn run(spec: &JobSpec, ctx: &TaskContext) -> Result<Value, TaskError> 
         JobSpec::HealthCheck {} => health_check(ctx).await,
         JobSpec::MetricsCollection {} => metrics_collection(ctx).await,
         JobSpec::Cleanup {} => cleanup(ctx).await,
-        JobSpec::Notify { url, body, key } => {
-            crate::targets::notify::deliver(&ctx.http, url, body, key, &ctx.instance)
-                .await
-                .map_err(TaskError::Failed)
-        }
+        JobSpec::Notify {
+            channel,
+            url,
+            body,
+            key,
+        } => notify(ctx, channel.as_deref(), url.as_deref(), body, key).await,
     }
+}
+
+/// Renders `event` for `channel` as the targets file has it now, and sends it; a job
+/// of an older version goes as it was queued.
+async fn notify(
+    ctx: &TaskContext,
+    channel: Option<&str>,
+    url: Option<&str>,
+    event: &Value,
+    key: &str,
+) -> Result<Value, TaskError> {
+    use crate::targets::notify::{self, Event};
+    let sent = match (channel, url) {
+        (Some(name), _) => {
+            let found = ctx.targets.as_ref().and_then(|targets| {
+                targets
+                    .borrow()
+                    .notify
+                    .iter()
+                    .find(|c| c.name == name)
+                    .cloned()
+            });
+            let Some(found) = found else {
+                return Err(TaskError::Failed(format!(
+                    "no channel {name:?} in the targets file"
+                )));
+            };
+            let event: Event = serde_json::from_value(event.clone())
+                .map_err(|e| TaskError::Failed(format!("not an event: {e}")))?;
+            let outgoing = found.request(&event);
+            notify::deliver(&ctx.http, name, &outgoing, key, &ctx.instance).await
+        }
+        (None, Some(url)) => {
+            notify::deliver_as_queued(&ctx.http, url, event, key, &ctx.instance).await
+        }
+        (None, None) => Err("a notification with no channel".to_owned()),
+    };
+    sent.map_err(TaskError::Failed)
 }
 
 async fn data_processing(

@@ -216,6 +216,7 @@ async fn cleanup_trims_every_series_the_roles_write() {
         dashboard_url: "http://127.0.0.1:9/".parse().expect("url"),
         cpu: Arc::new(tokio::sync::Semaphore::new(1)),
         cancel: Arc::new(AtomicBool::new(false)),
+        targets: None,
     };
     tasks::run(&JobSpec::MetricsCollection {}, &ctx)
         .await

@@ -1,0 +1,391 @@
+//! Notifications of a target's changes of state, to the channels of the targets file.
+//!
+//! A change becomes one typed [`Event`], and one `notify` job per channel it is routed
+//! to ([`route`]), with an id made from the change and the channel, so queueing it
+//! twice (a worker that died before noting it had) adds nothing. The job holds the
+//! channel's name and the event, never the channel's URL or key: the worker that sends
+//! it renders the event for the channel as its targets file has it then
+//! ([`Channel::request`]), one module per kind, each to the provider's published API.
+//! The job queue redelivers a job whose worker died mid-send, and every attempt
+//! carries the same idempotency key (`Idempotency-Key`, and the provider's own
+//! deduplication key where it has one), so a receiver can drop a repeat.
+
+mod discord;
+mod ntfy;
+mod opsgenie;
+mod pagerduty;
+mod slack;
+pub(crate) mod spec;
+mod teams;
+mod webhook;
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::Target;
+use crate::config::Secret;
+use crate::jobs::{JobRecord, JobSpec};
+use crate::redact;
+use crate::service::ServiceState;
+use crate::targets::state::Transition;
+use crate::telemetry::metric;
+
+/// Tries per delivery before the job fails (and the queue delivers it again later).
+pub const TRIES: u32 = 3;
+/// Wait before the second try; doubled before each next one.
+pub const BACKOFF: Duration = Duration::from_millis(500);
+/// How long one POST may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The word for a state in notifications: `up`, `degraded`, `down`.
+pub fn word(state: Option<ServiceState>) -> &'static str {
+    match state {
+        Some(ServiceState::Healthy) => "up",
+        Some(ServiceState::Degraded) => "degraded",
+        Some(ServiceState::Down) => "down",
+        None => "unknown",
+    }
+}
+
+/// One change of one target, as every channel is told it. Serialized, it is the
+/// generic webhook's body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique per change: the idempotency key of its notifications.
+    pub id: String,
+    /// The target's name.
+    pub target: String,
+    /// `up`, `degraded` or `down`.
+    pub state: String,
+    /// The state before; `unknown` on a target's first verdict.
+    pub previous: String,
+    /// Unix seconds since the target is in `state`.
+    pub since: f64,
+    /// What the probes found.
+    pub reason: Option<String>,
+    /// The target's URL, its credentials masked.
+    pub url: String,
+    /// On a recovery: how long the target was not up, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    /// The target's group, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl Event {
+    /// The event of `change` of `target`.
+    pub fn of(target: &Target, change: &Transition) -> Self {
+        Event {
+            id: change.id.clone(),
+            target: target.name.clone(),
+            state: word(Some(change.to)).to_owned(),
+            previous: word(change.from).to_owned(),
+            since: change.at,
+            reason: change.reason.clone(),
+            url: target.endpoint.shown(),
+            duration_s: match (change.to, change.previous_since) {
+                (ServiceState::Healthy, Some(since)) => Some((change.at - since).max(0.0)),
+                _ => None,
+            },
+            group: target.group.clone(),
+        }
+    }
+
+    /// Whether the target is up again after being down or degraded.
+    pub fn resolves(&self) -> bool {
+        self.state == "up" && self.previous != "unknown"
+    }
+
+    /// One line a person reads: `payments is down (was up): HTTP 503`.
+    pub fn headline(&self) -> String {
+        let after = self
+            .duration_s
+            .map(|s| {
+                format!(
+                    " after {}",
+                    humantime::format_duration(Duration::from_secs(s as u64))
+                )
+            })
+            .unwrap_or_default();
+        let reason = self
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        format!(
+            "{} is {} (was {}){after}{reason}",
+            self.target, self.state, self.previous
+        )
+    }
+}
+
+/// The kind of a channel: the provider and its wire format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The event as JSON.
+    #[default]
+    Webhook,
+    /// A Slack incoming webhook: `{text}`.
+    Slack,
+    /// A Discord webhook: an embed coloured by state.
+    Discord,
+    /// A Microsoft Teams Workflows webhook: an Adaptive Card.
+    Teams,
+    /// PagerDuty Events API v2: trigger on down, resolve on recovery.
+    Pagerduty,
+    /// Opsgenie Alert API: create an alert, close it on recovery.
+    Opsgenie,
+    /// An ntfy topic: a message with a priority by state.
+    Ntfy,
+}
+
+impl Kind {
+    /// Its name in the targets file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Webhook => "webhook",
+            Kind::Slack => "slack",
+            Kind::Discord => "discord",
+            Kind::Teams => "teams",
+            Kind::Pagerduty => "pagerduty",
+            Kind::Opsgenie => "opsgenie",
+            Kind::Ntfy => "ntfy",
+        }
+    }
+
+    /// The provider's endpoint, for kinds that have one everybody uses.
+    pub fn default_url(self) -> Option<&'static str> {
+        match self {
+            Kind::Pagerduty => Some(pagerduty::URL),
+            Kind::Opsgenie => Some(opsgenie::URL),
+            _ => None,
+        }
+    }
+
+    /// The name of the credential this kind needs besides its URL, if any.
+    pub fn key_name(self) -> Option<&'static str> {
+        match self {
+            Kind::Pagerduty => Some("routing_key"),
+            Kind::Opsgenie => Some("api_key"),
+            _ => None,
+        }
+    }
+}
+
+/// Where notifications go. Its URL and key are credentials: its `Debug` shows the
+/// URL's origin only, and neither ever leaves the worker but to the provider.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Unique in the file; what targets and groups name.
+    pub name: String,
+    /// The provider.
+    pub kind: Kind,
+    /// The endpoint.
+    pub url: Url,
+    /// The provider's key (PagerDuty's routing key, Opsgenie's API key) or an ntfy
+    /// access token.
+    pub key: Option<Secret>,
+    /// The states it is told of (`up`, `degraded`, `down`); empty: all.
+    pub on: Vec<String>,
+    /// Whether it is told of a recovery.
+    pub send_on_resolved: bool,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &redact::origin(&self.url))
+            .field("key", &self.key)
+            .field("on", &self.on)
+            .field("send_on_resolved", &self.send_on_resolved)
+            .finish()
+    }
+}
+
+/// One HTTP request to a provider.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// Where it goes.
+    pub url: Url,
+    /// Headers besides the content type and the idempotency key.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `application/json` or `text/plain`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Outgoing {
+    /// A JSON POST of `body` to `url`.
+    fn json(url: Url, body: &Value) -> Self {
+        Outgoing {
+            url,
+            headers: Vec::new(),
+            content_type: "application/json",
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    /// Adds a header whose value is a credential (never shown in a `Debug`).
+    fn secret_header(mut self, name: &'static str, value: &str) -> Self {
+        if let Ok(mut value) = HeaderValue::try_from(value) {
+            value.set_sensitive(true);
+            self.headers.push((HeaderName::from_static(name), value));
+        }
+        self
+    }
+}
+
+impl Channel {
+    /// Whether `event` is for this channel, by its state filter.
+    pub fn accepts(&self, event: &Event) -> bool {
+        if event.resolves() && !self.send_on_resolved {
+            return false;
+        }
+        self.on.is_empty() || self.on.contains(&event.state)
+    }
+
+    /// The request that tells this channel of `event`.
+    pub fn request(&self, event: &Event) -> Outgoing {
+        match self.kind {
+            Kind::Webhook => webhook::render(self, event),
+            Kind::Slack => slack::render(self, event),
+            Kind::Discord => discord::render(self, event),
+            Kind::Teams => teams::render(self, event),
+            Kind::Pagerduty => pagerduty::render(self, event),
+            Kind::Opsgenie => opsgenie::render(self, event),
+            Kind::Ntfy => ntfy::render(self, event),
+        }
+    }
+}
+
+/// The channels of `all` that `target` uses: those it names, else those its group
+/// names (`groups`), else every one.
+pub fn route<'a>(
+    target: &Target,
+    groups: &std::collections::BTreeMap<String, Vec<String>>,
+    all: &'a [Channel],
+) -> Vec<&'a Channel> {
+    let named = target
+        .notify
+        .as_ref()
+        .or_else(|| target.group.as_ref().and_then(|g| groups.get(g)));
+    match named {
+        Some(names) => all.iter().filter(|c| names.contains(&c.name)).collect(),
+        None => all.iter().collect(),
+    }
+}
+
+/// The jobs that deliver `change` of `target` to each of `channels` that accepts it.
+pub fn jobs(
+    target: &Target,
+    change: &Transition,
+    channels: &[&Channel],
+    now: f64,
+) -> Vec<JobRecord> {
+    let event = Event::of(target, change);
+    let Ok(body) = serde_json::to_value(&event) else {
+        return Vec::new();
+    };
+    channels
+        .iter()
+        .filter(|c| c.accepts(&event))
+        .map(|channel| {
+            let mut job = JobRecord::new(
+                JobSpec::Notify {
+                    channel: Some(channel.name.clone()),
+                    url: None,
+                    body: body.clone(),
+                    key: change.id.clone(),
+                },
+                now,
+            );
+            job.id = format!("notify-{}-{}", change.id, channel.name);
+            job
+        })
+        .collect()
+}
+
+/// Sends `outgoing` to `channel` (its name, for metrics and messages), up to
+/// [`TRIES`] times with a doubling wait between; `sender` names the instance in a
+/// `Svc-Sender` header. The error names the receiver by its origin only.
+pub async fn deliver(
+    client: &reqwest::Client,
+    channel: &str,
+    outgoing: &Outgoing,
+    key: &str,
+    sender: &str,
+) -> Result<Value, String> {
+    let shown = redact::origin(&outgoing.url);
+    let mut wait = BACKOFF;
+    let mut last = String::new();
+    for attempt in 1..=TRIES {
+        if attempt > 1 {
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2);
+        }
+        let mut request = client
+            .post(outgoing.url.clone())
+            .timeout(TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, outgoing.content_type)
+            .header("Idempotency-Key", key)
+            .header("Svc-Sender", sender)
+            .body(outgoing.body.clone());
+        for (name, value) in &outgoing.headers {
+            request = request.header(name, value.clone());
+        }
+        match request.send().await {
+            Ok(res) if res.status().is_success() => {
+                count(channel, "sent");
+                return Ok(json!({"status": res.status().as_u16(), "tries": attempt}));
+            }
+            Ok(res) => last = format!("HTTP {}", res.status().as_u16()),
+            Err(e) if e.is_timeout() => {
+                last = format!("no answer within {} s", TIMEOUT.as_secs());
+            }
+            Err(e) => last = crate::probe::describe(e),
+        }
+        count(channel, "failed");
+        tracing::warn!(channel, receiver = %shown, key, attempt, error = %last, "notification not accepted");
+    }
+    Err(format!("{channel} ({shown}): {last} ({TRIES} tries)"))
+}
+
+/// Sends a job of an older version: `body` as it is, to `url`.
+pub async fn deliver_as_queued(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    key: &str,
+    sender: &str,
+) -> Result<Value, String> {
+    let url = Url::parse(url).map_err(|e| format!("the job's receiver is no URL: {e}"))?;
+    let outgoing = Outgoing::json(url, body);
+    deliver(client, "webhook", &outgoing, key, sender).await
+}
+
+/// Unix seconds as RFC 3339 (UTC, whole seconds), as providers want times.
+fn rfc3339(unix: f64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs_f64(unix.max(0.0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn count(channel: &str, result: &'static str) {
+    metrics::counter!(
+        metric::NOTIFICATIONS.name,
+        "result" => result,
+        "channel" => channel.to_owned()
+    )
+    .increment(1);
+}
+
+#[cfg(test)]
+mod tests;

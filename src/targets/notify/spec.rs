@@ -1,0 +1,141 @@
+//! The `notify` section of the targets file: each entry a channel, checked.
+//!
+//! ```yaml
+//! notify:
+//!   - name: oncall                      # default: the kind (kind-2, ... when taken)
+//!     kind: pagerduty                   # webhook (default), slack, discord, teams,
+//!                                       # pagerduty, opsgenie, ntfy
+//!     routing_key: ${PD_ROUTING_KEY}    # pagerduty; opsgenie takes api_key, ntfy token
+//!     url: https://events.pagerduty.com/v2/enqueue   # each kind's default, if it has one
+//!     on: [down, up]                    # the states it is told of; default all
+//!     send_on_resolved: true            # told of recoveries; default true
+//! ```
+
+use serde::Deserialize;
+use url::Url;
+
+use super::{Channel, Kind};
+use crate::targets::value::ValueSpec;
+
+/// A channel as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChannelSpec {
+    name: Option<String>,
+    #[serde(default)]
+    kind: Kind,
+    url: Option<ValueSpec>,
+    routing_key: Option<ValueSpec>,
+    api_key: Option<ValueSpec>,
+    token: Option<ValueSpec>,
+    #[serde(default)]
+    on: Vec<String>,
+    send_on_resolved: Option<bool>,
+}
+
+/// What reading a channel's values may give: the value, or (for a reader that needs
+/// no credentials) `None` when it could not be read.
+pub(crate) type Read<'a> = &'a mut dyn FnMut(&ValueSpec) -> Result<Option<String>, String>;
+
+/// Checks the channels of a file; `read` reads a value that may be a credential.
+/// Channels whose URL could not be read (see [`Read`]) are left out.
+pub(crate) fn channels(specs: Vec<ChannelSpec>, read: Read<'_>) -> Result<Vec<Channel>, String> {
+    let mut channels: Vec<Channel> = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let at = format!("notify[{i}]");
+        let name = match spec.name {
+            Some(name) => {
+                let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+                if name.is_empty() || name.len() > 100 || !name.chars().all(allowed) {
+                    return Err(format!(
+                        "{at}: name must be 1 to 100 letters, digits, '.', '_' or '-'"
+                    ));
+                }
+                if channels.iter().any(|c| c.name == name) {
+                    return Err(format!("{at} ({name}): name used twice"));
+                }
+                name
+            }
+            None => (1..)
+                .map(|n| match n {
+                    1 => spec.kind.as_str().to_owned(),
+                    n => format!("{}-{n}", spec.kind.as_str()),
+                })
+                .find(|candidate| channels.iter().all(|c| c.name != *candidate))
+                .unwrap_or_default(),
+        };
+        let at = format!("{at} ({name})");
+        for state in &spec.on {
+            if !matches!(state.as_str(), "up" | "down" | "degraded") {
+                return Err(format!("{at}: on: {state:?} is not up, down or degraded"));
+            }
+        }
+        let raw = match (&spec.url, spec.kind.default_url()) {
+            (Some(url), _) => read(url).map_err(|e| format!("{at}: url: {e}"))?,
+            (None, Some(default)) => Some(default.to_owned()),
+            (None, None) => {
+                return Err(format!(
+                    "{at}: a {} channel needs a url",
+                    spec.kind.as_str()
+                ));
+            }
+        };
+        let Some(raw) = raw else { continue };
+        // A receiver's URL is a credential as a whole: never quoted back.
+        let url = match Url::parse(&raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u,
+            Ok(u) => {
+                return Err(format!(
+                    "{at}: url must be an http(s) URL, not {}:",
+                    u.scheme()
+                ));
+            }
+            Err(e) => return Err(format!("{at}: url is not a URL: {e}")),
+        };
+        let keys = [
+            ("routing_key", &spec.routing_key),
+            ("api_key", &spec.api_key),
+            ("token", &spec.token),
+        ];
+        let mut key = None;
+        for (field, value) in keys {
+            let Some(value) = value else { continue };
+            let wanted = spec.kind.key_name() == Some(field)
+                || (spec.kind == Kind::Ntfy && field == "token");
+            if !wanted {
+                return Err(format!(
+                    "{at}: a {} channel takes no {field}",
+                    spec.kind.as_str()
+                ));
+            }
+            // Unreadable for a reader that needs none: stands as unknown.
+            key = read(value)
+                .map_err(|e| format!("{at}: {field}: {e}"))?
+                .map(crate::config::Secret::from);
+        }
+        if let Some(field) = spec.kind.key_name()
+            && key.is_none()
+            && spec_key_missing(&keys, field)
+        {
+            return Err(format!(
+                "{at}: a {} channel needs {field}",
+                spec.kind.as_str()
+            ));
+        }
+        channels.push(Channel {
+            name,
+            kind: spec.kind,
+            url,
+            key,
+            on: spec.on,
+            send_on_resolved: spec.send_on_resolved.unwrap_or(true),
+        });
+    }
+    Ok(channels)
+}
+
+/// Whether the file gives no value for `field`.
+fn spec_key_missing(keys: &[(&str, &Option<ValueSpec>)], field: &str) -> bool {
+    keys.iter()
+        .any(|(name, value)| *name == field && value.is_none())
+}

@@ -1,0 +1,239 @@
+//! Each channel's wire format, routing and the `notify` section's rules.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::targets::Targets;
+use crate::targets::value::Credentials;
+
+const TEN: Duration = Duration::from_secs(10);
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "PD_KEY" => Some("pd-r0uting".into()),
+        "GENIE" => Some("g3nie".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Targets, String> {
+    Targets::parse_with(text, TEN, &env, Credentials::Required)
+}
+
+fn event(state: &str, previous: &str) -> Event {
+    Event {
+        id: "web@1.000".into(),
+        target: "web".into(),
+        state: state.into(),
+        previous: previous.into(),
+        since: 1_700_000_000.0,
+        reason: (state != "up").then(|| "HTTP 503".into()),
+        url: "https://***@web.internal/health".into(),
+        duration_s: (state == "up").then_some(90.0),
+        group: Some("shop".into()),
+    }
+}
+
+const FILE: &str = r#"
+notify:
+  - {name: hook, url: "http://127.0.0.1:9/hook"}
+  - {kind: slack, url: "http://127.0.0.1:9/slack"}
+  - {kind: discord, url: "http://127.0.0.1:9/discord"}
+  - {kind: teams, url: "http://127.0.0.1:9/teams"}
+  - {name: oncall, kind: pagerduty, routing_key: "${PD_KEY}", on: [down, up]}
+  - {kind: opsgenie, api_key: "${GENIE}", url: "http://127.0.0.1:9/v2/alerts"}
+  - {kind: ntfy, url: "http://127.0.0.1:9/svc-alerts", send_on_resolved: false}
+"#;
+
+fn channel(name: &str) -> Channel {
+    let parsed = parse(FILE).expect("valid");
+    parsed
+        .notify
+        .into_iter()
+        .find(|c| c.name == name)
+        .expect("channel")
+}
+
+fn json_of(outgoing: &Outgoing) -> Value {
+    serde_json::from_slice(&outgoing.body).expect("json body")
+}
+
+fn header<'a>(outgoing: &'a Outgoing, name: &str) -> Option<&'a str> {
+    outgoing
+        .headers
+        .iter()
+        .find(|(n, _)| n.as_str() == name)
+        .and_then(|(_, v)| v.to_str().ok())
+}
+
+#[test]
+fn every_kind_has_its_default_name_and_url() {
+    let parsed = parse(FILE).expect("valid");
+    let names: Vec<&str> = parsed.notify.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "hook", "slack", "discord", "teams", "oncall", "opsgenie", "ntfy"
+        ]
+    );
+    assert_eq!(channel("oncall").url.as_str(), pagerduty::URL);
+    let debug = format!("{:?}", parsed.notify);
+    assert!(
+        !debug.contains("pd-r0uting") && !debug.contains("g3nie"),
+        "{debug}"
+    );
+    assert!(!debug.contains("/hook"), "{debug}");
+}
+
+#[test]
+fn the_webhook_body_is_the_event() {
+    let body = json_of(&channel("hook").request(&event("down", "up")));
+    assert_eq!(
+        body,
+        json!({"id": "web@1.000", "target": "web", "state": "down", "previous": "up",
+               "since": 1_700_000_000.0, "reason": "HTTP 503",
+               "url": "https://***@web.internal/health", "group": "shop"})
+    );
+    let up = json_of(&channel("hook").request(&event("up", "down")));
+    assert_eq!(up["duration_s"], 90.0);
+}
+
+#[test]
+fn slack_discord_and_teams_say_it_in_their_formats() {
+    let slack = json_of(&channel("slack").request(&event("down", "up")));
+    assert_eq!(slack, json!({"text": "*web* is down (was up): HTTP 503"}));
+
+    let discord = json_of(&channel("discord").request(&event("down", "up")));
+    let embed = &discord["embeds"][0];
+    assert_eq!(embed["color"], 0xD32F2F);
+    assert_eq!(embed["title"], "web is down");
+    assert_eq!(embed["timestamp"], "2023-11-14T22:13:20Z");
+    let green = json_of(&channel("discord").request(&event("up", "down")));
+    assert_eq!(green["embeds"][0]["color"], 0x2E7D32);
+
+    let teams = json_of(&channel("teams").request(&event("degraded", "up")));
+    assert_eq!(teams["type"], "message");
+    let attachment = &teams["attachments"][0];
+    assert_eq!(
+        attachment["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(attachment["content"]["type"], "AdaptiveCard");
+    assert_eq!(attachment["content"]["version"], "1.4");
+    assert_eq!(attachment["content"]["body"][0]["color"], "Warning");
+}
+
+#[test]
+fn pagerduty_triggers_and_resolves_one_incident_per_target() {
+    let oncall = channel("oncall");
+    let trigger = json_of(&oncall.request(&event("down", "up")));
+    assert_eq!(trigger["routing_key"], "pd-r0uting");
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], "web");
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    assert_eq!(
+        trigger["payload"]["source"],
+        "https://***@web.internal/health"
+    );
+    assert!(trigger["payload"]["summary"].is_string());
+    let resolve = json_of(&oncall.request(&event("up", "down")));
+    assert_eq!(
+        resolve,
+        json!({"routing_key": "pd-r0uting", "event_action": "resolve", "dedup_key": "web"})
+    );
+    assert!(!oncall.accepts(&event("degraded", "up")), "on: [down, up]");
+}
+
+#[test]
+fn opsgenie_creates_by_alias_and_closes_it() {
+    let genie = channel("opsgenie");
+    let create = genie.request(&event("down", "up"));
+    assert_eq!(create.url.as_str(), "http://127.0.0.1:9/v2/alerts");
+    assert_eq!(header(&create, "authorization"), Some("GenieKey g3nie"));
+    let body = json_of(&create);
+    assert_eq!(body["alias"], "web");
+    assert_eq!(body["priority"], "P1");
+    let close = genie.request(&event("up", "down"));
+    assert_eq!(
+        close.url.as_str(),
+        "http://127.0.0.1:9/v2/alerts/web/close?identifierType=alias"
+    );
+    assert!(format!("{close:?}").contains("Sensitive"), "{close:?}");
+}
+
+#[test]
+fn ntfy_posts_text_with_a_priority_by_state() {
+    let ntfy = channel("ntfy");
+    let down = ntfy.request(&event("down", "up"));
+    assert_eq!(down.content_type, "text/plain");
+    assert_eq!(header(&down, "x-priority"), Some("5"));
+    assert_eq!(header(&down, "x-title"), Some("web is down"));
+    assert_eq!(
+        String::from_utf8_lossy(&down.body),
+        "web is down (was up): HTTP 503"
+    );
+    assert!(
+        !ntfy.accepts(&event("up", "down")),
+        "send_on_resolved: false"
+    );
+    assert!(
+        ntfy.accepts(&event("up", "unknown")),
+        "a first verdict resolves nothing"
+    );
+}
+
+#[test]
+fn targets_and_groups_name_their_channels() {
+    let text = format!(
+        "{FILE}groups:\n  shop: {{notify: [slack]}}\ntargets:\n  \
+         - {{name: a, url: 'http://x', notify: [oncall, hook]}}\n  \
+         - {{name: b, url: 'http://x', group: shop}}\n  \
+         - {{name: c, url: 'http://x', group: shop, notify: [ntfy]}}\n  \
+         - {{name: d, url: 'http://x'}}\n"
+    );
+    let parsed = parse(&text).expect("valid");
+    let routed = |name: &str| -> Vec<String> {
+        let target = parsed.get(name).expect("target");
+        route(target, &parsed.groups, &parsed.notify)
+            .into_iter()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    assert_eq!(routed("a"), ["hook", "oncall"]);
+    assert_eq!(routed("b"), ["slack"]);
+    assert_eq!(routed("c"), ["ntfy"]);
+    assert_eq!(routed("d").len(), 7);
+}
+
+#[test]
+fn mistakes_in_channels_are_named_and_keys_never_quoted() {
+    let cases = [
+        ("notify: [{kind: pager}]", "pager"),
+        ("notify: [{kind: pagerduty}]", "routing_key"),
+        ("notify: [{kind: slack}]", "needs a url"),
+        (
+            "notify: [{kind: slack, url: 'http://x', routing_key: k3y}]",
+            "takes no routing_key",
+        ),
+        (
+            "notify: [{name: a, url: 'http://x'}, {name: a, url: 'http://y'}]",
+            "twice",
+        ),
+        ("notify: [{url: 'http://x', on: [sideways]}]", "sideways"),
+        (
+            "notify: [{url: 'http://x'}]\ntargets: [{name: t, url: 'http://x', notify: [nope]}]",
+            "nope",
+        ),
+        (
+            "notify: [{url: 'http://x'}]\ngroups: {g: {notify: [nope]}}",
+            "groups.g",
+        ),
+    ];
+    for (text, needle) in cases {
+        let err = parse(text).expect_err(text);
+        assert!(err.contains(needle), "{text}: {err}");
+        assert!(!err.contains("k3y"), "{text}: {err}");
+    }
+}
