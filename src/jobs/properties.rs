@@ -97,11 +97,20 @@ fn spec() -> impl Strategy<Value = JobSpec> {
             fail,
             hold_ms: HoldMs(hold),
         });
-    let notify = ("[a-z:/.]{1,12}", "[a-z0-9-]{1,8}").prop_map(|(url, key)| JobSpec::Notify {
-        url,
-        body: json!({"text": "down"}),
-        key,
-    });
+    // Both shapes of a notification: to a channel by name, and (an older record) to
+    // a URL with its body rendered.
+    let notify = (
+        "[a-z-]{1,8}",
+        "[a-z:/.]{1,12}",
+        any::<bool>(),
+        "[a-z0-9-]{1,8}",
+    )
+        .prop_map(|(channel, url, by_name, key)| JobSpec::Notify {
+            channel: by_name.then_some(channel),
+            url: (!by_name).then_some(url),
+            body: json!({"text": "down"}),
+            key,
+        });
     prop_oneof![
         data,
         Just(JobSpec::Cleanup {}),
