@@ -30,7 +30,9 @@ const REFRESH: Duration = Duration::from_secs(1);
 struct Browser {
     driver: Announced,
     port: u16,
-    session: String,
+    session: std::sync::Mutex<String>,
+    /// What a session is made with, to make another when the renderer dies.
+    capabilities: Value,
     client: reqwest::Client,
     profile: PathBuf,
 }
@@ -78,23 +80,39 @@ impl Browser {
                 ],
             },
         }}});
-        let mut browser = Browser {
+        let browser = Browser {
             driver,
             port,
-            session: String::new(),
+            session: std::sync::Mutex::new(String::new()),
+            capabilities,
             client,
             profile,
         };
-        let created = browser.command("POST", "/session", capabilities).await;
-        browser.session = created["sessionId"]
+        browser.renew().await;
+        browser
+    }
+
+    /// Opens a new session (the first, or one after the renderer died).
+    async fn renew(&self) {
+        let created = self
+            .command("POST", "/session", self.capabilities.clone())
+            .await;
+        let id = created["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no session: {created}"))
             .to_owned();
-        browser
+        *self.session.lock().expect("session") = id;
     }
 
     /// Sends one WebDriver command; returns its `value`, panics on an error answer.
     async fn command(&self, method: &str, path: &str, body: Value) -> Value {
+        self.try_command(method, path, body)
+            .await
+            .unwrap_or_else(|answer| panic!("{method} {path} failed: {answer}"))
+    }
+
+    /// Sends one WebDriver command; its `value`, or the error answer.
+    async fn try_command(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
         let request = match method {
             "GET" => self.client.get(&url),
@@ -106,17 +124,33 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let ok = res.status().is_success();
         let answer: Value = res.json().await.expect("WebDriver answers JSON");
-        assert!(ok, "{method} {path} failed: {answer}");
-        answer["value"].clone()
+        if ok {
+            Ok(answer["value"].clone())
+        } else {
+            Err(answer)
+        }
     }
 
     async fn session(&self, method: &str, path: &str, body: Value) -> Value {
-        let path = format!("/session/{}{path}", self.session);
+        let path = format!("/session/{}{path}", self.session.lock().expect("session"));
         self.command(method, &path, body).await
     }
 
+    /// Opens `url`. Chromium's renderer, starved of CPU on a loaded machine, now and
+    /// then stops answering and takes the session with it: then a new session opens
+    /// the page once more (nothing of the old page is relied on after a navigation).
     async fn goto(&self, url: &str) {
-        self.session("POST", "/url", json!({ "url": url })).await;
+        let path = || format!("/session/{}/url", self.session.lock().expect("session"));
+        let body = json!({ "url": url });
+        if let Err(answer) = self.try_command("POST", &path(), body.clone()).await {
+            let text = answer.to_string();
+            assert!(
+                text.contains("invalid session id") || text.contains("disconnected"),
+                "POST /url failed: {answer}"
+            );
+            self.renew().await;
+            self.command("POST", &path(), body).await;
+        }
     }
 
     /// The value of the JavaScript expression `expr` in the page.
@@ -203,7 +237,7 @@ impl Drop for Browser {
             let request = format!(
                 "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\
                  Connection: close\r\n\r\n",
-                self.session
+                self.session.lock().map(|s| s.clone()).unwrap_or_default()
             );
             let _ = s.write_all(request.as_bytes());
             let _ = s.read_to_end(&mut Vec::new());
