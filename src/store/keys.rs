@@ -31,6 +31,8 @@ pub const JOBS: &str = "jobs";
 pub const JOBS_GROUP: &str = "workers";
 /// The dead-letter stream.
 pub const DEAD_LETTERS: &str = "jobs:dead";
+/// The newest notification deliveries (a capped list of JSON records).
+pub const DELIVERIES: &str = "notifications";
 
 /// A job's record.
 pub fn job(id: &str) -> String {

@@ -30,7 +30,8 @@ pub use history::{HealthSample, History, INCIDENTS_KEPT, INCIDENTS_KEPT_DAYS, In
 pub use presence::{Instance, LOST_KEPT, Presence};
 pub use queue::{Delivery, MAX_QUEUE, Queue, QueueStats, RECLAIM_START, Reclaimed};
 pub use targets::{
-    HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord, Tally, TargetRecord, Targets,
+    DELIVERIES_KEPT, DeliveryRecord, HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord, Tally,
+    TargetRecord, Targets,
 };
 
 /// Why a store operation failed. Callers degrade and retry later; they never crash.

@@ -2,10 +2,12 @@
 //! encodes it ([`crate::targets::state`]), its newest samples, and tallies per minute
 //! (kept a day) and per hour (kept a month), so history does not grow with probes.
 //! The state is written by compare-and-set, so any number of workers may report.
+//! Beside them, the newest deliveries of notifications.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
@@ -52,6 +54,30 @@ pub struct TargetRecord {
     pub error: Option<String>,
 }
 
+/// Newest notification deliveries kept.
+pub const DELIVERIES_KEPT: usize = 100;
+
+/// One delivery of a notification to a channel, for `/api/notifications`: did the page
+/// go out?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The notification job's id.
+    pub id: String,
+    /// The channel's name.
+    pub channel: String,
+    /// The target whose change it tells.
+    pub target: String,
+    /// The state it tells: `up`, `degraded` or `down`.
+    pub state: String,
+    /// Unix seconds when the delivery ended.
+    pub at: f64,
+    /// `sent` or `failed`.
+    pub result: String,
+    /// Why it failed (the receiver named by its origin only).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 /// The targets' state, samples and tallies.
 #[async_trait]
 pub trait Targets: Send + Sync {
@@ -74,4 +100,8 @@ pub trait Targets: Send + Sync {
         names: &[String],
         now: f64,
     ) -> Result<Vec<TargetRecord>, StoreError>;
+    /// Notes one delivery; the newest [`DELIVERIES_KEPT`] are kept.
+    async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError>;
+    /// The newest `limit` deliveries, newest first.
+    async fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError>;
 }

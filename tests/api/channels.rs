@@ -40,7 +40,7 @@ impl Request {
     }
 }
 
-/// Answers 202 to everything, and keeps every request.
+/// Answers 202 to everything (500 under `/failing`), and keeps every request.
 pub(crate) struct Receiver {
     pub base: String,
     seen: Arc<Mutex<Vec<Request>>>,
@@ -61,14 +61,18 @@ impl Receiver {
                         return;
                     };
                     let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let failing = path.starts_with("/failing");
                     log.lock().expect("log").push(Request {
                         path,
                         head,
                         body: String::from_utf8_lossy(&body).into_owned(),
                     });
-                    let _ = conn
-                        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n")
-                        .await;
+                    let reply: &[u8] = if failing {
+                        b"HTTP/1.1 500 X\r\ncontent-length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
+                    };
+                    let _ = conn.write_all(reply).await;
                 });
             }
         });
@@ -130,11 +134,12 @@ async fn each_channel_gets_its_providers_payload_for_a_down_and_an_up() {
   - {{kind: ntfy, url: '{base}/ntfy/svc', token: '${{NTFY_TOKEN}}', on: [down]}}
   - {{name: quiet, url: '{base}/quiet', send_on_resolved: false}}
   - {{name: unused, url: '{base}/unused'}}
+  - {{name: failing, url: '{base}/failing/s3cret-path', on: [down]}}
 targets:
   - name: web
     url: {}
     interval: 1s
-    notify: [hook, chat, discord, teams, oncall, opsgenie, ntfy, quiet]
+    notify: [hook, chat, discord, teams, oncall, opsgenie, ntfy, quiet, failing]
 ",
         target.url
     );
@@ -157,7 +162,13 @@ targets:
     wait_state(&svc, "web", "healthy").await;
     // Both changes to the six channels that take both, the down alone to two more.
     eventually(Duration::from_secs(30), "every delivery", || async {
-        let got = receiver.seen.lock().expect("log").len();
+        let got = receiver
+            .seen
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|r| !r.path.starts_with("/failing"))
+            .count();
         (got >= 8 + 6).then_some(())
     })
     .await;
@@ -248,6 +259,48 @@ targets:
             assert!(!text.contains(key), "{key} in {text}");
         }
     }
+    // Did the page go out? The dashboard says, channel by channel.
+    let dashboard = svc.address_of("dashboard");
+    let deliveries = eventually(Duration::from_secs(20), "the deliveries listed", || async {
+        let answer = try_json(&client(), &format!("http://{dashboard}/api/notifications")).await?;
+        let list = answer["deliveries"].as_array()?.clone();
+        list.iter()
+            .any(|d| d["channel"] == "failing")
+            .then_some(list)
+    })
+    .await;
+    let sent = |channel: &str, state: &str| {
+        deliveries
+            .iter()
+            .any(|d| d["channel"] == channel && d["state"] == state && d["result"] == "sent")
+    };
+    assert!(
+        sent("oncall", "down") && sent("oncall", "up"),
+        "{deliveries:?}"
+    );
+    assert!(
+        sent("ntfy", "down") && !sent("ntfy", "up"),
+        "{deliveries:?}"
+    );
+    let failed = deliveries
+        .iter()
+        .find(|d| d["channel"] == "failing")
+        .expect("the failing channel");
+    assert_eq!(failed["result"], "failed", "{failed}");
+    assert_eq!(failed["target"], "web", "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("HTTP 500"), "{error}");
+    assert!(
+        !error.contains("s3cret-path"),
+        "the receiver by its origin only: {error}"
+    );
+    let page = crate::helpers::get_text(&format!("http://{dashboard}/")).await;
+    assert!(
+        page.contains("Notifications") && page.contains("failed"),
+        "the page's panel"
+    );
+    assert!(!page.contains("s3cret-path"));
+
     let output = svc.output();
     for key in [ROUTING_KEY, GENIE_KEY, NTFY_TOKEN] {
         assert!(!output.contains(key), "{key} in the logs");

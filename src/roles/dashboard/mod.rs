@@ -4,7 +4,8 @@
 //! - `GET /`: the page; `GET /partials/status`: its live part, which the script fetches
 //!   again every refresh period (never under `/api`: the Ingress sends that to the gateway);
 //! - `GET /static/{file}`: the stylesheet and script, cached for a year by content hash;
-//! - `GET /api/health-check`, `GET /api/system-info`, `GET /api/incidents`: the same
+//! - `GET /api/health-check`, `GET /api/system-info`, `GET /api/incidents`,
+//!   `GET /api/notifications`: the same
 //!   data as JSON, for direct clients.
 //!
 //! Every answer comes from the newest [`snapshot::Snapshot`], gathered once per refresh
@@ -14,6 +15,7 @@
 
 mod assets;
 mod badge;
+mod notifications;
 pub mod record;
 pub mod replicas;
 pub mod snapshot;
@@ -219,7 +221,8 @@ pub async fn run(
                 .service(http::get("/badge/{name}.svg", badge::serve))
                 .service(http::get("/api/health-check", health_check))
                 .service(http::get("/api/system-info", system_info))
-                .service(http::get("/api/incidents", incidents)),
+                .service(http::get("/api/incidents", incidents))
+                .service(http::get("/api/notifications", notifications::api)),
         );
     };
     server.serve(routes, shutdown).await

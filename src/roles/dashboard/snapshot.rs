@@ -30,7 +30,8 @@ use crate::probe::{self, Probe};
 use crate::service::ServiceState;
 use crate::service::{Role, Service};
 use crate::store::{
-    HealthSample, Incident, Instance, QueueStats, SharedStore, StoreError, keys, series,
+    DELIVERIES_KEPT, DeliveryRecord, HealthSample, Incident, Instance, QueueStats, SharedStore,
+    StoreError, keys, series,
 };
 use crate::targets::state::{self, TargetReport};
 use crate::targets::watch::Current;
@@ -116,6 +117,8 @@ pub struct Snapshot {
     pub replicas_current: bool,
     /// Newest incidents first; `None` when the store could not be read.
     pub incidents: Option<Vec<Incident>>,
+    /// Newest notification deliveries first; `None` when the store could not be read.
+    pub deliveries: Option<Vec<DeliveryRecord>>,
     /// What the recorder is doing.
     pub recorder: RecorderStatus,
     /// Readiness probes sent this round (replicas and Service URLs; not this dashboard,
@@ -338,7 +341,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
             report: reports.as_mut().and_then(Iterator::next),
         })
         .collect();
-    let (history, instances, figures, incidents) = if redis_connected {
+    let (history, instances, figures, incidents, deliveries) = if redis_connected {
         if let Err(e) = memory.recorder.flush(store, now).await {
             tracing::debug!(error = %e, "observations kept for later");
         }
@@ -347,9 +350,10 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         (figures.request_rate, figures.rate_span) =
             rate(&mut memory.readings, now, figures.total_requests);
         let incidents = read.ok(store.incidents(INCIDENTS_SHOWN).await);
-        (history, instances, figures, incidents)
+        let deliveries = read.ok(store.deliveries(DELIVERIES_KEPT).await);
+        (history, instances, figures, incidents, deliveries)
     } else {
-        (Vec::new(), None, Figures::default(), None)
+        (Vec::new(), None, Figures::default(), None, None)
     };
     if !read.errors.is_empty() {
         tracing::debug!(errors = ?read.errors, "some figures could not be read");
@@ -362,6 +366,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         replicas,
         replicas_current,
         incidents,
+        deliveries,
         recorder: memory.recorder.status(now),
         probes_sent,
         history,
@@ -587,6 +592,7 @@ mod tests {
             replicas: Vec::new(),
             replicas_current: true,
             incidents: Some(Vec::new()),
+            deliveries: Some(Vec::new()),
             recorder: RecorderStatus::default(),
             probes_sent: 0,
             system: system::system(&[]),

@@ -70,7 +70,7 @@ pub fn page(view: &View) -> Markup {
                 // Not links: behind the Ingress every /api path goes to the gateway.
                 "JSON on the dashboard service itself: "
                 code { "/api/health-check" } ", " code { "/api/system-info" } ", "
-                code { "/api/incidents" }
+                code { "/api/incidents" } ", " code { "/api/notifications" }
             }
         },
     )
@@ -122,6 +122,9 @@ pub fn live(view: &View) -> Markup {
         div.panels {
             (replicas(snap, view.now))
             (incidents(snap, view.now))
+            @if !snap.targets.is_empty() {
+                (super::notifications::panel(snap))
+            }
             (figures(view, stale))
         }
         p.muted.checked {
@@ -579,7 +582,7 @@ pub fn ago(seconds: f64) -> String {
 }
 
 /// Unix seconds as HH:MM:SS (UTC).
-fn clock(unix: f64) -> String {
+pub(super) fn clock(unix: f64) -> String {
     let s = unix.max(0.0) as u64 % 86400;
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

@@ -120,8 +120,15 @@ async fn notify(
             };
             let event: Event = serde_json::from_value(event.clone())
                 .map_err(|e| TaskError::Failed(format!("not an event: {e}")))?;
-            let outgoing = found.request(&event);
-            notify::deliver(&ctx.http, name, &outgoing, key, &ctx.instance).await
+            notify::send(
+                &ctx.http,
+                ctx.store.as_ref(),
+                &found,
+                &event,
+                key,
+                &ctx.instance,
+            )
+            .await
         }
         (None, Some(url)) => {
             notify::deliver_as_queued(&ctx.http, url, event, key, &ctx.instance).await

@@ -48,6 +48,8 @@ struct State {
     incidents: VecDeque<Incident>,
     series: HashMap<String, BTreeMap<i64, i64>>,
     targets: HashMap<String, targets::TargetData>,
+    /// Notification deliveries, newest first.
+    deliveries: VecDeque<super::DeliveryRecord>,
     queue: queue::QueueData,
 }
 

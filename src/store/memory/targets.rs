@@ -6,7 +6,8 @@ use async_trait::async_trait;
 
 use super::MemoryStore;
 use crate::store::{
-    HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord, StoreError, Tally, TargetRecord, Targets,
+    DELIVERIES_KEPT, DeliveryRecord, HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord,
+    StoreError, Tally, TargetRecord, Targets,
 };
 
 /// What is kept of one target: its state and newest samples as stored (JSON), and
@@ -88,6 +89,23 @@ impl Targets for MemoryStore {
                 },
                 None => TargetRecord::default(),
             })
+            .collect())
+    }
+
+    async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError> {
+        let mut all = self.state();
+        all.deliveries.push_front(delivery.clone());
+        all.deliveries.truncate(DELIVERIES_KEPT);
+        Ok(())
+    }
+
+    async fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Ok(self
+            .state()
+            .deliveries
+            .iter()
+            .take(limit)
+            .cloned()
             .collect())
     }
 }

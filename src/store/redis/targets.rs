@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use deadpool_redis::redis;
 
 use super::connection::Retry;
-use super::{RedisStore, parse};
+use super::{RedisStore, from_json, parse, to_json};
 use crate::store::{
-    HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord, Store, StoreError, Tally, TargetRecord,
-    Targets, keys,
+    DELIVERIES_KEPT, DeliveryRecord, HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord, Store,
+    StoreError, Tally, TargetRecord, Targets, keys,
 };
 
 /// Sets a target's state (KEYS[1]) if it is still ARGV[1] (empty: absent) and, when
@@ -169,5 +169,36 @@ impl Targets for RedisStore {
             records.push(record);
         }
         Ok(records)
+    }
+
+    async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError> {
+        let key = self.key(keys::DELIVERIES);
+        let mut pipe = redis::pipe();
+        pipe.cmd("LPUSH")
+            .arg(&key)
+            .arg(to_json(delivery)?)
+            .ignore()
+            .cmd("LTRIM")
+            .arg(&key)
+            .arg(0)
+            .arg(DELIVERIES_KEPT - 1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(HOURS_KEPT.as_secs())
+            .ignore();
+        self.query_once(&pipe).await
+    }
+
+    async fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.key(keys::DELIVERIES);
+        let raw: Vec<String> = self
+            .query(redis::cmd("LRANGE").arg(&key).arg(0).arg(limit - 1))
+            .await
+            .map_err(|e| e.for_key(&key))?;
+        Ok(from_json(&key, raw))
     }
 }

@@ -31,6 +31,7 @@ use crate::config::Secret;
 use crate::jobs::{JobRecord, JobSpec};
 use crate::redact;
 use crate::service::ServiceState;
+use crate::store::{DeliveryRecord, Store};
 use crate::targets::state::Transition;
 use crate::telemetry::metric;
 
@@ -308,7 +309,7 @@ pub fn jobs(
                 },
                 now,
             );
-            job.id = format!("notify-{}-{}", change.id, channel.name);
+            job.id = job_id(&change.id, &channel.name);
             job
         })
         .collect()
@@ -357,6 +358,38 @@ pub async fn deliver(
         tracing::warn!(channel, receiver = %shown, key, attempt, error = %last, "notification not accepted");
     }
     Err(format!("{channel} ({shown}): {last} ({TRIES} tries)"))
+}
+
+/// Tells `channel` of `event` ([`deliver`]) and notes the delivery, sent or failed,
+/// for `/api/notifications`; a delivery that cannot be noted is only logged.
+pub async fn send(
+    client: &reqwest::Client,
+    store: &dyn Store,
+    channel: &Channel,
+    event: &Event,
+    key: &str,
+    sender: &str,
+) -> Result<Value, String> {
+    let outgoing = channel.request(event);
+    let sent = deliver(client, &channel.name, &outgoing, key, sender).await;
+    let record = DeliveryRecord {
+        id: job_id(&event.id, &channel.name),
+        channel: channel.name.clone(),
+        target: event.target.clone(),
+        state: event.state.clone(),
+        at: crate::clock::unix_now(),
+        result: if sent.is_ok() { "sent" } else { "failed" }.to_owned(),
+        error: sent.as_ref().err().cloned(),
+    };
+    if let Err(e) = store.record_delivery(&record).await {
+        tracing::warn!(channel = %channel.name, error = %e, "delivery not noted");
+    }
+    sent
+}
+
+/// The id of the job that tells channel `channel` of the change `event_id`.
+pub fn job_id(event_id: &str, channel: &str) -> String {
+    format!("notify-{event_id}-{channel}")
 }
 
 /// Sends a job of an older version: `body` as it is, to `url`.

@@ -89,6 +89,39 @@ async fn contract(store: SharedStore) {
 
 crate::store::on_both_backends!(contract);
 
+/// Deliveries: newest first, the newest hundred kept.
+mod deliveries {
+    use svc::store::{DELIVERIES_KEPT, DeliveryRecord, SharedStore};
+
+    async fn contract(store: SharedStore) {
+        assert!(store.deliveries(10).await.expect("none").is_empty());
+        let record = |n: usize| DeliveryRecord {
+            id: format!("notify-web@{n}-hook"),
+            channel: "hook".into(),
+            target: "web".into(),
+            state: "down".into(),
+            at: n as f64,
+            result: if n.is_multiple_of(2) {
+                "sent"
+            } else {
+                "failed"
+            }
+            .into(),
+            error: (n % 2 == 1).then(|| "HTTP 500".into()),
+        };
+        for n in 0..DELIVERIES_KEPT + 5 {
+            store.record_delivery(&record(n)).await.expect("record");
+        }
+        let newest = store.deliveries(3).await.expect("read");
+        assert_eq!(newest, vec![record(104), record(103), record(102)]);
+        let all = store.deliveries(1000).await.expect("read");
+        assert_eq!(all.len(), DELIVERIES_KEPT);
+        assert_eq!(all.last(), Some(&record(5)));
+    }
+
+    crate::store::on_both_backends!(contract);
+}
+
 #[tokio::test]
 async fn a_foreign_value_under_a_target_key_is_named_and_left_alone() {
     let redis = crate::helpers::RedisServer::start();
