@@ -397,7 +397,7 @@ pub fn init_logs(environment: Environment, level: &str) -> Result<LogGuard, Stri
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .lossy(true)
-        .finish(std::io::stdout());
+        .finish(stdout());
     let installed = match crate::traces::layer() {
         // The log level filters the log lines only: spans below it are still traced.
         Some(traces) => tracing_subscriber::registry()
@@ -411,6 +411,20 @@ pub fn init_logs(environment: Environment, level: &str) -> Result<LogGuard, Stri
     };
     installed.map_err(|e| format!("cannot install the logger: {e}"))?;
     Ok(guard)
+}
+
+/// Where the writer thread writes: stdout behind a 64 KiB buffer. The thread flushes
+/// whenever its queue is empty, so a quiet process writes each line at once and a busy
+/// one writes many lines per system call (std's stdout flushes at every newline).
+fn stdout() -> Box<dyn std::io::Write + Send> {
+    use std::os::fd::AsFd;
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::fs::File::from(fd),
+        )),
+        Err(_) => Box::new(std::io::stdout()),
+    }
 }
 
 /// The layer that writes log lines: JSON in production, text in development.
