@@ -5,8 +5,9 @@ Starts its own redis-server (with a password) and `svc gateway` (release build),
 drives /health/live, /api/status and /metrics with wrk, alternating with the same load
 on nginx, the ceiling of this machine. One core each: the server (svc, or nginx with one
 worker process) on CPU 1, wrk with one thread on CPU 0. Prints medians of several
-rounds, the svc/nginx ratio, the gateway's RSS idle and after load, its RSS during and
-30 s after a flood of 2,000 connections, and start-up-to-ready time.
+rounds, the svc/nginx ratio, the CPU each spends per request, the gateway's RSS idle
+and after load, its RSS during and 30 s after a flood of 2,000 connections, and
+start-up-to-ready time.
 
 Usage: tests/bench.py [--rounds N] [--duration SECONDS] [--connections N]
 Needs: target/release/svc, redis-server, nginx, wrk (tests/bench.sh installs them).
@@ -170,25 +171,53 @@ def arguments():
     return args
 
 
-def side_by_side(rows, args, threads=2, cpu=None):
+def cpu_seconds(pids):
+    """CPU time (user and system) the processes `pids` have used, in seconds."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid):
+    """The direct children of `pid` (nginx's worker processes)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def side_by_side(rows, args, threads=2, cpu=None, pids=None):
     """Drives each (label, svc URL, nginx URL, verdict) row with wrk (`threads` threads,
     on CPU `cpu` when given), alternating svc and nginx for args.rounds rounds; prints
-    medians and verdict(svc req/s, ratio)."""
+    medians and verdict(svc req/s, ratio). With `pids` (svc's, nginx's), also the CPU
+    each spent per request (user and system, kernel TCP included), which a machine
+    shared with other work disturbs far less than req/s."""
     where = "" if cpu is None else f" on CPU {cpu}"
     print(f"wrk: {threads} thread(s){where}, {args.connections} connections, {args.duration}s, "
           f"{args.rounds} rounds alternating svc and nginx; medians\n")
+    cost = "" if pids is None else f"   {'svc us/req':>10} {'nginx us/req':>12} {'ratio':>5}"
     print(f"{'endpoint':<18} {'svc req/s':>10} {'p50 ms':>7} {'p99 ms':>7}   "
-          f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}  target")
+          f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7}   {'ratio':>5}  target{cost}")
+
+    def run(url, who):
+        before = cpu_seconds(who) if who else 0
+        rps, p50, p99 = wrk(url, args.duration, args.connections, threads, cpu)
+        spent = cpu_seconds(who) - before if who else 0
+        return rps, p50, p99, spent / (rps * args.duration) * 1e6
+
     for label, svc_url, nginx_url, verdict in rows:
         svc_runs, nginx_runs = [], []
         for _ in range(args.rounds):
-            svc_runs.append(wrk(svc_url, args.duration, args.connections, threads, cpu))
-            nginx_runs.append(wrk(nginx_url, args.duration, args.connections, threads, cpu))
+            svc_runs.append(run(svc_url, pids and pids[0]))
+            nginx_runs.append(run(nginx_url, pids and pids[1]))
         s = [statistics.median(x) for x in zip(*svc_runs)]
         n = [statistics.median(x) for x in zip(*nginx_runs)]
         ratio = s[0] / n[0]
+        cost = "" if pids is None else f"   {s[3]:>10.1f} {n[3]:>12.1f} {n[3] / s[3]:>5.2f}"
         print(f"{label:<18} {s[0]:>10.0f} {s[1]:>7.2f} {s[2]:>7.2f}   "
-              f"{n[0]:>11.0f} {n[1]:>7.2f} {n[2]:>7.2f}   {ratio:>5.2f}  {verdict(s[0], ratio)}")
+              f"{n[0]:>11.0f} {n[1]:>7.2f} {n[2]:>7.2f}   {ratio:>5.2f}  "
+              f"{verdict(s[0], ratio):<14}{cost}")
 
 
 def at_least_ratio(target):
@@ -229,7 +258,8 @@ def main():
             targets = {"/health/live": 0.9, "/api/status": 0.5, "/metrics": 0.2}
             side_by_side([(path, f"http://127.0.0.1:{svc_port}{path}",
                            f"http://127.0.0.1:{nginx_port}/", at_least_ratio(target))
-                          for path, target in targets.items()], args, 1, LOAD_CPU)
+                          for path, target in targets.items()], args, 1, LOAD_CPU,
+                         ([svc.pid], [nginx.pid, *children(nginx.pid)]))
             loaded_rss = rss_kib(svc.pid)
             peak_rss, settled_rss = flood(svc.pid, f"http://127.0.0.1:{svc_port}/health/live")
             stop(svc)
