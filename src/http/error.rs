@@ -4,7 +4,6 @@ use actix_web::body::EitherBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
-use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
@@ -78,21 +77,19 @@ pub async fn method_not_allowed(req: HttpRequest, allow: &'static str) -> HttpRe
 
 /// Turns every error response that is not JSON already (405 from a route table, 400
 /// from an extractor, ...) into the JSON error body.
-pub fn as_json<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+pub fn into_json<B>(res: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let status = res.status();
     let is_json = res
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
-        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res.map_into_left_body();
     }
-    let status = res.status();
     let message = match res.response().error() {
         Some(e) => e.to_string(),
         None => status.canonical_reason().unwrap_or("error").to_owned(),
     };
     let (req, _) = res.into_parts();
-    let res: ServiceResponse<EitherBody<B>> =
-        ServiceResponse::new(req, body(status, &message)).map_into_right_body();
-    Ok(ErrorHandlerResponse::Response(res))
+    ServiceResponse::new(req, body(status, &message)).map_into_right_body()
 }

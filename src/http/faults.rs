@@ -21,10 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -149,36 +146,21 @@ impl Faults {
         let fail = ((n + 1.0) * api.error_rate).floor() > (n * api.error_rate).floor();
         Some((fail, api.latency))
     }
-}
 
-/// Middleware: the API fault, applied to `/api` and `/api/*` when one is set.
-pub async fn api(
-    faults: Option<Faults>,
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let path = req.path();
-    let on_api = path == "/api" || path.starts_with("/api/");
-    let fault = faults.filter(|_| on_api).and_then(|f| f.api_fault());
-    let Some((fail, latency)) = fault else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    /// The API fault for one `/api` or `/api/*` request, when one is set: waits its
+    /// latency, then answers the injected 500 when this request is one to fail.
+    pub(super) async fn api(&self) -> Option<HttpResponse> {
+        let (fail, latency) = self.api_fault()?;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        fail.then(|| {
+            body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected fault: POST /faults/api set an error rate",
+            )
+        })
     }
-    if fail {
-        let res = body(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "injected fault: POST /faults/api set an error rate",
-        );
-        return Ok(req.into_response(res).map_into_boxed_body());
-    }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_boxed_body)
 }
 
 /// A share as a percentage for people: 0.07 is 7, not 7.000000000000001.

@@ -9,9 +9,11 @@
 //!
 //! Every `GET` route answers `HEAD` too, and a 405 says in `Allow` what would work.
 //!
-//! [`serve`] runs a role's routes with that surface, request metrics and an access log,
-//! and shuts down gracefully: see [`shutdown`]. [`role::RoleServer`] is the one start-up
-//! path every role takes (metrics, readiness, store check, heartbeat, drain).
+//! [`serve`] runs a role's routes with that surface behind the one middleware of
+//! [`observe`] (request id, in-flight bound, API fault, JSON errors, request metrics,
+//! access log), and shuts down gracefully: see [`shutdown`]. [`role::RoleServer`] is
+//! the one start-up path every role takes (metrics, readiness, store check, heartbeat,
+//! drain).
 //! [`faults`] adds the fault-injection routes when a role runs with `--faults`.
 
 pub mod error;
@@ -24,14 +26,12 @@ pub mod shutdown;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ServerLimits;
 use crate::service::Role;
 
 use actix_web::dev::HttpServiceFactory;
-use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, FromRequest, Handler, HttpResponse, HttpServer, Responder, web};
 
 pub use faults::Faults;
@@ -151,8 +151,7 @@ where
     } = surface;
     let addr = listener.local_addr()?;
     let data = web::Data::new(health.clone());
-    let in_flight = (limits.max_in_flight > 0)
-        .then(|| Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)));
+    let observe = observe::Observe::new(role, metrics, limits.max_in_flight, faults.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -166,19 +165,7 @@ where
                 }
             })
             .default_service(web::to(error::not_found))
-            // Innermost: an injected error is logged and counted like a real one.
-            .wrap(from_fn({
-                let faults = faults.clone();
-                move |req, next| faults::api(faults.clone(), req, next)
-            }))
-            .wrap(ErrorHandlers::new().default_handler(error::as_json))
-            .wrap(from_fn({
-                let in_flight = in_flight.clone();
-                move |req, next| bound_in_flight(in_flight.clone(), req, next)
-            }))
-            .wrap(from_fn(move |req, next| {
-                observe::observe(role, metrics, req, next)
-            }))
+            .wrap(observe.clone())
     })
     .max_connections(limits.max_connections)
     .disable_signals()
@@ -219,39 +206,6 @@ where
             Ok(())
         }
     }
-}
-
-/// Answers a fast 503 once `in_flight` requests are being served (probes and scrapes
-/// are always served: they are cheap, and a busy pod is not a dead one).
-async fn bound_in_flight(
-    in_flight: Option<Arc<tokio::sync::Semaphore>>,
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<
-    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
-    actix_web::Error,
-> {
-    let exempt = req.path().starts_with("/health/") || req.path() == "/metrics";
-    let permit = match in_flight {
-        Some(slots) if !exempt => match slots.try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                let mut res = error::body(
-                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "busy: the most requests this server serves at once are in flight",
-                );
-                res.headers_mut().insert(
-                    actix_web::http::header::RETRY_AFTER,
-                    actix_web::http::header::HeaderValue::from_static("1"),
-                );
-                return Ok(req.into_response(res).map_into_right_body());
-            }
-        },
-        _ => None,
-    };
-    let res = next.call(req).await?;
-    drop(permit);
-    Ok(res.map_into_left_body())
 }
 
 fn finished(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
