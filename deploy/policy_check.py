@@ -50,7 +50,6 @@ CREDENTIALS_DIR = "/etc/svc/credentials"
 CREDENTIALS_ROLES = ("worker",)
 # Secrets created by hand (deploy/README.md), never committed.
 EXTERNAL_SECRETS = {"redis-secret", CREDENTIALS_SECRET}
-CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 # The targets file (README.md, "Monitoring your own services"): its ConfigMap, the
 # roles that read it, and the names svc's own services already have on the page.
 TARGETS_CONFIGMAP = "svc-targets"
