@@ -3,7 +3,7 @@
 
 Static checks, on each FILE: Pod Security "restricted" on every container, resources
 and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
-and ports, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
+and ports, an Ingress with TLS redirecting plain HTTP, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
 sentinel pods, the targets file mounted so that it reloads and holding a valid
 file with no credential written in it, the credentials Secret reaching the
 workers only (read-only, whole), the Prometheus Operator objects by structure
@@ -56,6 +56,9 @@ TARGETS_CONFIGMAP = "svc-targets"
 TARGETS_ROLES = ("worker", "dashboard")
 RESERVED_TARGET_NAMES = {"api-gateway", "worker-service", "redis", "dashboard"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+# Pods that other controllers start in the namespace, which a NetworkPolicy may select
+# though no workload here makes them.
+EXTERNAL_PODS = {"acme.cert-manager.io/http01-solver": "cert-manager's ACME HTTP-01 solver"}
 SEVERITIES = {"critical", "warning", "info"}
 # Requests a browser makes, and the role the Ingress must send each one to.
 INGRESS_EXPECTATIONS = [
@@ -288,11 +291,13 @@ def check_references(objs, r):
         r.check(workloads_selected(objs, p["spec"]["selector"]), f"{name_of(p)}: selector matches a workload")
     for n in by_kind.get("NetworkPolicy", {}).values():
         sel = n["spec"]["podSelector"]
-        r.check(sel == {} or workloads_selected(objs, sel), f"{name_of(n)}: podSelector matches a workload")
+        external = set(sel.get("matchLabels") or {}) & set(EXTERNAL_PODS)
+        r.check(sel == {} or external or workloads_selected(objs, sel), f"{name_of(n)}: podSelector matches a workload")
     for ing in by_kind.get("Ingress", {}).values():
         r.check(ing["spec"].get("ingressClassName") == "nginx", f"{name_of(ing)}: ingressClassName nginx")
         r.check("nginx.ingress.kubernetes.io/rewrite-target" not in ing["metadata"].get("annotations", {}),
                 f"{name_of(ing)}: no rewrite-target (paths reach the roles unchanged)")
+        check_ingress_tls(ing, r)
         for rule in ing["spec"]["rules"]:
             for path in rule["http"]["paths"]:
                 svc = path["backend"]["service"]
@@ -301,6 +306,23 @@ def check_references(objs, r):
                     r.check(any(svc["port"].get("number") in (p["port"], None) and
                                 svc["port"].get("name") in (p.get("name"), None) for p in s["spec"]["ports"]),
                             f"{name_of(ing)}: backend port {svc['port']} is a port of Service {svc['name']}")
+
+
+def check_ingress_tls(ing, r):
+    """An Ingress with TLS covers each of its hosts and redirects plain HTTP to HTTPS;
+    one whose certificate cert-manager issues names the Secret it goes into."""
+    notes = ing["metadata"].get("annotations") or {}
+    tls = ing["spec"].get("tls") or []
+    issued = "cert-manager.io/cluster-issuer" in notes or "cert-manager.io/issuer" in notes
+    r.check(not issued or tls, f"{name_of(ing)}: a cert-manager issuer annotation comes with tls:")
+    if not tls:
+        return
+    hosts = {h for t in tls for h in t.get("hosts", [])}
+    for rule in ing["spec"]["rules"]:
+        r.check(rule.get("host") in hosts, f"{name_of(ing)}: host {rule.get('host')} has a TLS certificate")
+    r.check(all(t.get("secretName") for t in tls), f"{name_of(ing)}: every tls entry names its Secret")
+    r.check(notes.get("nginx.ingress.kubernetes.io/force-ssl-redirect") == "true",
+            f"{name_of(ing)}: with TLS, plain HTTP is redirected to HTTPS (force-ssl-redirect)")
 
 
 def selector_apps(selector):
