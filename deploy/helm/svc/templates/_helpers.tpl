@@ -117,3 +117,21 @@ address on Redis's port (a managed Redis has no pod label to select).
       port: {{ .Values.redis.port }}
 {{- end }}
 {{- end }}
+
+{{/*
+The objects of a file under files/ (a link into a kustomize component), each in the
+release's namespace with the chart's labels added: both ways of deploying render the
+same objects from one source. Argument: (list $ "files/NAME.yaml").
+*/}}
+{{- define "svc.componentObjects" -}}
+{{- $root := index . 0 }}
+{{- range $doc := regexSplit "(?m)^---$" ($root.Files.Get (index . 1)) -1 }}
+{{- $obj := fromYaml $doc }}
+{{- if $obj }}
+{{- $_ := set $obj.metadata "namespace" $root.Release.Namespace }}
+{{- $_ := set $obj.metadata "labels" (merge (include "svc.labels" $root | fromYaml) ($obj.metadata.labels | default dict)) }}
+---
+{{ toYaml $obj }}
+{{- end }}
+{{- end }}
+{{- end }}
