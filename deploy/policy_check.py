@@ -3,7 +3,8 @@
 
 Static checks, on each FILE: Pod Security "restricted" on every container, resources
 and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
-and ports, an Ingress with TLS redirecting plain HTTP, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
+and ports, an Ingress with TLS redirecting plain HTTP, a ServiceAccount of its own
+for every workload, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
 sentinel pods, the targets file mounted so that it reloads and holding a valid
 file with no credential written in it, the credentials Secret reaching the
 workers only (read-only, whole), the Prometheus Operator objects by structure
@@ -256,6 +257,23 @@ def check_workloads(objs, r):
             ru = w["spec"].get("strategy", {}).get("rollingUpdate", {})
             r.check(ru.get("maxSurge") == 1 and ru.get("maxUnavailable") == 0,
                     f"{name_of(w)}: rolling update maxSurge 1 / maxUnavailable 0")
+
+
+def check_service_accounts(objs, r):
+    """Each workload runs as a ServiceAccount of its own that the build holds, with no
+    API token: the identity a mesh's AuthorizationPolicies name."""
+    accounts = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ServiceAccount"}
+    used = {}
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
+        sa = pod_spec(w).get("serviceAccountName")
+        if not r.check(sa and sa != "default", f"{name_of(w)}: runs as a ServiceAccount of its own (not default)"):
+            continue
+        if r.check(sa in accounts, f"{name_of(w)}: ServiceAccount {sa} is in the build"):
+            r.check(accounts[sa].get("automountServiceAccountToken") is False,
+                    f"ServiceAccount/{sa}: automountServiceAccountToken false")
+        used.setdefault(sa, set()).add(pod_labels(w).get("app"))
+    for sa, apps in used.items():
+        r.check(len(apps) == 1, f"ServiceAccount/{sa} is used by one app only (used by {sorted(map(str, apps))})")
 
 
 def check_one_image(objs, r):
@@ -894,6 +912,7 @@ def main():
         check_namespace(objs, r)
         check_workloads(objs, r)
         check_one_image(objs, r)
+        check_service_accounts(objs, r)
         check_services(objs, r)
         check_references(objs, r)
         check_redis_peers(objs, r)
