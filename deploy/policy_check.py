@@ -4,7 +4,8 @@
 Static checks, on each FILE: Pod Security "restricted" on every container, resources
 and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
 and ports, an Ingress with TLS redirecting plain HTTP, a ServiceAccount of its own
-for every workload, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
+for every workload, with Istio the AuthorizationPolicies admitting what the
+NetworkPolicies admit and the sidecars' drain and probes, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
 sentinel pods, the targets file mounted so that it reloads and holding a valid
 file with no credential written in it, the credentials Secret reaching the
 workers only (read-only, whole), the Prometheus Operator objects by structure
@@ -57,6 +58,13 @@ TARGETS_CONFIGMAP = "svc-targets"
 TARGETS_ROLES = ("worker", "dashboard")
 RESERVED_TARGET_NAMES = {"api-gateway", "worker-service", "redis", "dashboard"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+# Ports of Istio's injected sidecar a Service may target though no container here
+# declares them (components/istio, in a namespace labelled istio-injection=enabled).
+SIDECAR_PORTS = {15020: "merged metrics (app and Envoy)"}
+# Callers from other namespaces, as NetworkPolicies name them (the namespace) and as
+# the mesh knows them (their sidecar's ServiceAccount).
+MESH_NAMESPACE_PRINCIPALS = {"ingress-nginx": "cluster.local/ns/ingress-nginx/sa/ingress-nginx"}
+RETRY_ON = {"connect-failure", "503"}
 # Pods that other controllers start in the namespace, which a NetworkPolicy may select
 # though no workload here makes them.
 EXTERNAL_PODS = {"acme.cert-manager.io/http01-solver": "cert-manager's ACME HTTP-01 solver"}
@@ -286,13 +294,22 @@ def workloads_selected(objs, selector):
     return [w for w in objs if w["kind"] in WORKLOAD_KINDS and matches(selector, pod_labels(w))]
 
 
+def injected(objs):
+    """Whether Istio injects its sidecar into the namespace's pods."""
+    return any(o["kind"] == "Namespace" and (o["metadata"].get("labels") or {}).get("istio-injection") == "enabled"
+               for o in objs)
+
+
 def check_services(objs, r):
+    sidecar_ports = set(SIDECAR_PORTS) if injected(objs) else set()
     for s in (o for o in objs if o["kind"] == "Service"):
         targets = workloads_selected(objs, s["spec"].get("selector"))
         if not r.check(targets, f"{name_of(s)}: selector {s['spec'].get('selector')} matches a workload's pod labels"):
             continue
         for p in s["spec"]["ports"]:
             tp = p.get("targetPort", p["port"])
+            if tp in sidecar_ports:
+                continue
             for w in targets:
                 r.check(any(port_number(c, tp) for c in w["spec"]["template"]["spec"]["containers"]),
                         f"{name_of(s)}: targetPort {tp!r} is a containerPort of {name_of(w)}")
@@ -670,6 +687,95 @@ def check_crds(objs, r):
                                 f"{name_of(o)} {key}: panel {p.get('title')!r} has queries")
 
 
+def principal(sa):
+    return f"cluster.local/ns/{NAMESPACE}/sa/{sa}"
+
+
+def allowed_calls(objs, kind):
+    """{(app, caller, port)} that the NetworkPolicies (kind NetworkPolicy) or the
+    AuthorizationPolicies admit; callers are mesh principals. Rules on sidecar ports
+    only (outside mTLS) and policies that select no pod are left out."""
+    workloads = [w for w in objs if w["kind"] in WORKLOAD_KINDS]
+    calls = set()
+    for pol in (o for o in objs if o["kind"] == kind):
+        spec = pol["spec"]
+        if kind == "NetworkPolicy":
+            if "Ingress" not in spec.get("policyTypes", []):
+                continue
+            targets = [w for w in workloads if matches(spec["podSelector"], pod_labels(w))]
+            for rule in spec.get("ingress") or []:
+                ports = {str(p["port"]) for p in rule.get("ports", [])}
+                if ports and ports <= {str(p) for p in SIDECAR_PORTS}:
+                    continue
+                callers = set()
+                for peer in rule.get("from", []):
+                    if "namespaceSelector" in peer:
+                        ns = peer["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                        callers.add(MESH_NAMESPACE_PRINCIPALS.get(ns, f"namespace {ns}, outside the mesh"))
+                    else:
+                        callers |= {principal(pod_spec(w).get("serviceAccountName"))
+                                    for w in workloads if matches(peer["podSelector"], pod_labels(w))}
+                calls |= {(pod_labels(w)["app"], c, p) for w in targets for c in callers for p in ports or {"*"}}
+        elif spec.get("action", "ALLOW") == "ALLOW" and spec.get("rules"):
+            selector = (spec.get("selector") or {}).get("matchLabels", {})
+            targets = [w for w in workloads if matches(selector, pod_labels(w))]
+            for rule in spec["rules"]:
+                callers = {c for f in rule.get("from", []) for c in f["source"].get("principals", [])}
+                ports = {p for t in rule.get("to", []) for p in t["operation"].get("ports", [])}
+                calls |= {(pod_labels(w)["app"], c, p) for w in targets for c in callers for p in ports or {"*"}}
+    return calls
+
+
+def check_mesh(objs, r):
+    """With components/istio: STRICT mTLS, deny by default, AuthorizationPolicies
+    admitting exactly what the NetworkPolicies admit, istiod reachable, the roles'
+    sidecars draining as long as the roles, a circuit breaker per role's Service and
+    the gateway's retries on connect failures and 503 only."""
+    if not any(o["kind"] in ("PeerAuthentication", "AuthorizationPolicy") for o in objs):
+        return
+    r.check(injected(objs), f"Namespace {NAMESPACE} is labelled istio-injection=enabled")
+    r.check(any(o["kind"] == "PeerAuthentication" and not o["spec"].get("selector")
+                and o["spec"].get("mtls", {}).get("mode") == "STRICT" for o in objs),
+            "a namespace-wide PeerAuthentication sets mTLS STRICT")
+    r.check(any(o["kind"] == "AuthorizationPolicy" and not o["spec"] for o in objs),
+            "AuthorizationPolicy allow-nothing denies what no policy admits")
+    by_np, by_ap = allowed_calls(objs, "NetworkPolicy"), allowed_calls(objs, "AuthorizationPolicy")
+    for app, caller, port in sorted(by_np - by_ap):
+        r.check(False, f"a NetworkPolicy lets {caller} reach {app}:{port}, no AuthorizationPolicy does")
+    for app, caller, port in sorted(by_ap - by_np):
+        r.check(False, f"an AuthorizationPolicy lets {caller} reach {app}:{port}, no NetworkPolicy does")
+    r.check(by_np and by_np == by_ap, f"AuthorizationPolicies and NetworkPolicies admit the same {len(by_np)} calls")
+    r.check(any(o["kind"] == "NetworkPolicy" and o["spec"]["podSelector"] == {} and
+                any(p.get("port") == 15012 for e in o["spec"].get("egress", []) for p in e.get("ports", []))
+                for o in objs), "every pod may reach istiod (istio-system, 15012)")
+    config = next((o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"
+                   and o["metadata"]["name"].startswith("app-config")), {})
+    drain = duration_seconds(config.get("DRAIN_DELAY", "5s")) + duration_seconds(config.get("GRACE_PERIOD", "20s"))
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
+        notes = w["spec"]["template"]["metadata"].get("annotations") or {}
+        proxy = json.loads(notes.get("proxy.istio.io/config", "{}"))
+        r.check(proxy.get("holdApplicationUntilProxyStarts") is True, f"{name_of(w)}: holdApplicationUntilProxyStarts")
+        r.check(notes.get("sidecar.istio.io/rewriteAppHTTPProbers") != "false", f"{name_of(w)}: probes rewritten to the sidecar")
+        if any(role_of(c) for c in containers(w)):
+            sidecar = duration_seconds(proxy.get("terminationDrainDuration", "5s"))
+            grace = pod_spec(w).get("terminationGracePeriodSeconds", 30)
+            r.check(drain <= sidecar < grace, f"{name_of(w)}: sidecar drain {sidecar:g}s covers DRAIN_DELAY + "
+                                              f"GRACE_PERIOD ({drain:g}s) inside terminationGracePeriodSeconds {grace}")
+            r.check(notes.get("prometheus.io/scrape") == "true", f"{name_of(w)}: metrics merged into the sidecar's 15020")
+    rules = {o["spec"]["host"].split(".")[0]: o["spec"].get("trafficPolicy", {}) for o in objs if o["kind"] == "DestinationRule"}
+    for svc in ("api-gateway-service", "worker-service", "dashboard-service"):
+        tp = rules.get(svc, {})
+        r.check(tp.get("connectionPool") and tp.get("outlierDetection"),
+                f"DestinationRule for {svc}: connection pool and outlier detection")
+    routes = [h for o in objs if o["kind"] == "VirtualService" and "api-gateway-service" in o["spec"]["hosts"]
+              for h in o["spec"].get("http", [])]
+    r.check(routes, "a VirtualService for the gateway")
+    for h in routes:
+        retry = set((h.get("retries") or {}).get("retryOn", "").split(","))
+        r.check(h.get("timeout") and retry <= RETRY_ON,
+                f"VirtualService route {h.get('name')}: a timeout, retries on {sorted(RETRY_ON)} only (has {sorted(retry)})")
+
+
 # ---------------------------------------------------------------- metric names
 
 
@@ -921,6 +1027,7 @@ def main():
         check_credentials(objs, r)
         check_ingress_routes(objs, r)
         check_crds(objs, r)
+        check_mesh(objs, r)
         for name, where in used_metrics(objs).items():
             used.setdefault(name, []).extend(where)
         print(f"   {'ok' if r.failed == before else 'failures above'}")
