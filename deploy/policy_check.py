@@ -762,6 +762,15 @@ def check_mesh(objs, r):
             r.check(drain <= sidecar < grace, f"{name_of(w)}: sidecar drain {sidecar:g}s covers DRAIN_DELAY + "
                                               f"GRACE_PERIOD ({drain:g}s) inside terminationGracePeriodSeconds {grace}")
             r.check(notes.get("prometheus.io/scrape") == "true", f"{name_of(w)}: metrics merged into the sidecar's 15020")
+    # The per-replica probes call pod addresses: a headless Service of detected
+    # protocol over each role gives each pod address an mTLS listener of its own.
+    for role in ("api-gateway", "worker", "dashboard"):
+        headless = [o for o in objs if o["kind"] == "Service" and o["spec"].get("clusterIP") == "None"
+                    and (o["spec"].get("selector") or {}).get("app") == role]
+        r.check(headless and all(not p.get("appProtocol") and "-" not in p.get("name", "") and
+                                 p.get("name") not in ("http", "http2", "grpc", "tcp", "tls", "https")
+                                 for o in headless for p in o["spec"]["ports"]),
+                f"a headless Service over the {role} pods, its ports of detected protocol (no protocol name)")
     rules = {o["spec"]["host"].split(".")[0]: o["spec"].get("trafficPolicy", {}) for o in objs if o["kind"] == "DestinationRule"}
     for svc in ("api-gateway-service", "worker-service", "dashboard-service"):
         tp = rules.get(svc, {})
