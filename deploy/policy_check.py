@@ -4,7 +4,8 @@
 Static checks, on each FILE: Pod Security "restricted" on every container, resources
 and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
 and ports, an Ingress with TLS redirecting plain HTTP, a ServiceAccount of its own
-for every workload, with Istio the AuthorizationPolicies admitting what the
+for every workload, with Redis TLS every role trusting its CA through a mounted
+directory, with Istio the AuthorizationPolicies admitting what the
 NetworkPolicies admit and the sidecars' drain and probes, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
 sentinel pods, the targets file mounted so that it reloads and holding a valid
 file with no credential written in it, the credentials Secret reaching the
@@ -406,6 +407,38 @@ def check_sentinel_config(objs, r):
             ok = bool(sts) and sts["metadata"]["name"] == m.group(1) and int(m.group(2)) < sts["spec"].get("replicas", 1) \
                 and any(port_number(c, int(m.group(4))) for c in pod_spec(sts)["containers"])
             r.check(ok, f"{name_of(cm)}: REDIS_SENTINELS entry {entry!r} is a pod and port of a StatefulSet")
+
+
+def check_redis_tls(objs, r):
+    """Redis with TLS (components/cert-manager/redis-tls): the roles speak TLS and
+    every role trusts the CA of the Secret the Redis pods serve, as a whole mounted
+    directory (so a renewal reaches it) named by SSL_CERT_DIR and REDIS_CA_FILE."""
+    redis_secrets = set()
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS and not any(role_of(c) for c in containers(o))):
+        for c in containers(w):
+            tls_dir = next((e.get("value") for e in c.get("env", []) if e["name"] == "TLS_DIR"), None)
+            if not tls_dir:
+                continue
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            vols = {v["name"]: v for v in pod_spec(w).get("volumes", [])}
+            secret = (vols.get(mounts.get(tls_dir), {}).get("secret") or {}).get("secretName")
+            if r.check(secret, f"{name_of(w)}: TLS_DIR {tls_dir} is a mounted Secret"):
+                redis_secrets.add(secret)
+    if not redis_secrets:
+        return
+    config = next((o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"
+                   and o["metadata"]["name"].startswith("app-config")), {})
+    r.check(config.get("REDIS_TLS") == "true", "with Redis TLS, app-config sets REDIS_TLS=true")
+    cert_dirs = config.get("SSL_CERT_DIR", "").split(":")
+    r.check("/etc/ssl/certs" in cert_dirs, "SSL_CERT_DIR keeps the system's CAs (/etc/ssl/certs)")
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS and any(role_of(c) for c in containers(o))):
+        vols = {v["name"]: (v.get("secret") or {}).get("secretName") for v in pod_spec(w).get("volumes", [])}
+        for c in (c for c in containers(w) if role_of(c)):
+            ca_dirs = {m["mountPath"] for m in c.get("volumeMounts", [])
+                       if vols.get(m["name"]) in redis_secrets and not m.get("subPath") and m.get("readOnly")}
+            r.check(ca_dirs & set(cert_dirs), f"{name_of(w)}: Redis's CA mounted read-only, whole, in SSL_CERT_DIR")
+            r.check(posixpath.dirname(config.get("REDIS_CA_FILE", "")) in ca_dirs,
+                    f"{name_of(w)}: REDIS_CA_FILE is in the mounted CA directory")
 
 
 def from_secret(value):
@@ -1032,6 +1065,7 @@ def main():
         check_references(objs, r)
         check_redis_peers(objs, r)
         check_sentinel_config(objs, r)
+        check_redis_tls(objs, r)
         check_targets(objs, r)
         check_credentials(objs, r)
         check_ingress_routes(objs, r)
