@@ -5,14 +5,15 @@ Static checks, on each FILE: Pod Security "restricted" on every container, resou
 and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
 and ports, an Ingress with TLS redirecting plain HTTP, a ServiceAccount of its own
 for every workload, with Redis TLS every role trusting its CA through a mounted
-directory, with Istio the AuthorizationPolicies admitting what the
-NetworkPolicies admit and the sidecars' drain and probes, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
-sentinel pods, the targets file mounted so that it reloads and holding a valid
-file with no credential written in it, the credentials Secret reaching the
-workers only (read-only, whole), the Prometheus Operator objects by structure
-(alert job names are scraped Services), and every metric name in the alerts and
-the Grafana dashboard owned by a role (or listed as external). Every run first
-tries the credential rules on known good and bad cases (`self_test`).
+directory, with Istio the AuthorizationPolicies admitting what the NetworkPolicies
+admit and the sidecars' drain and probes, only svc pods and sentinels reaching
+Redis, REDIS_SENTINELS naming real sentinel pods, the targets file mounted so that
+it reloads and holding a valid file with no credential written in it, the
+credentials Secret reaching the workers only (read-only, whole), the Prometheus
+Operator objects by structure (alert job names are scraped Services), and every
+metric name in the alerts and the Grafana dashboard owned by a role (or listed as
+external). Every run first tries the credential rules on known good and bad cases
+(`self_test`).
 
 With --svc-binary PATH it also starts `PATH all` and asks the running binary: every
 probe path answers 200 on the role that serves it, every metric name appears in
