@@ -3,6 +3,8 @@
 
     docker-compose --env-file .env.example --profile monitoring config > /tmp/compose.yaml
     python3 deploy/compose_check.py /tmp/compose.yaml deploy/compose/prometheus.yml
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318 docker-compose ... --profile tracing config > /tmp/t.yaml
+    python3 deploy/compose_check.py /tmp/t.yaml deploy/compose/prometheus.yml tracing
 """
 
 import posixpath
@@ -28,7 +30,20 @@ def mounts(service):
             yield v["target"], bool(v.get("read_only"))
 
 
-def main(compose_path, prometheus_path):
+def check_tracing(services, check, tracing):
+    """Jaeger in the tracing profile; resolved as the tracing profile is started
+    (`tracing`), every role sends its spans to Jaeger's OTLP/HTTP port."""
+    jaeger = services.get("jaeger", {})
+    check(jaeger.get("profiles") == ["tracing"], "jaeger is in the tracing profile")
+    if not tracing:
+        return
+    check("127.0.0.1:16686" in str(jaeger.get("ports")), "jaeger's UI is published on 127.0.0.1:16686")
+    for role in ROLES:
+        endpoint = services.get(role, {}).get("environment", {}).get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        check(endpoint == "http://jaeger:4318", f"{role} sends traces to http://jaeger:4318 (is {endpoint!r})")
+
+
+def main(compose_path, prometheus_path, tracing=None):
     services = yaml.safe_load(open(compose_path))["services"]
     scrape = yaml.safe_load(open(prometheus_path))["scrape_configs"]
     targets = {t for job in scrape for sc in job.get("static_configs", []) for t in sc["targets"]}
@@ -77,9 +92,10 @@ def main(compose_path, prometheus_path):
     check(len(images) == 1, f"gateway, worker and dashboard share one image (have {sorted(map(str, images))})")
     for name in ("prometheus", "grafana"):
         check(services.get(name, {}).get("profiles") == ["monitoring"], f"{name} is in the monitoring profile")
+    check_tracing(services, check, tracing)
     print(f"compose: {'ok' if not failures else f'{len(failures)} failed'}")
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(main(*sys.argv[1:4]))

@@ -3,13 +3,17 @@
 
 Static checks, on each FILE: Pod Security "restricted" on every container, resources
 and probes, Services/HPAs/PDBs/NetworkPolicies/Ingress pointing at real workloads
-and ports, only svc pods and sentinels reaching Redis, REDIS_SENTINELS naming real
-sentinel pods, the targets file mounted so that it reloads and holding a valid
-file with no credential written in it, the credentials Secret reaching the
-workers only (read-only, whole), the Prometheus Operator objects by structure
-(alert job names are scraped Services), and every metric name in the alerts and
-the Grafana dashboard owned by a role (or listed as external). Every run first
-tries the credential rules on known good and bad cases (`self_test`).
+and ports, an Ingress with TLS redirecting plain HTTP, a ServiceAccount of its own
+for every workload, with Redis TLS every role trusting its CA through a mounted
+directory, with Istio the AuthorizationPolicies admitting what the NetworkPolicies
+admit and the sidecars' drain and probes, only svc pods and sentinels reaching
+Redis, REDIS_SENTINELS naming real sentinel pods, the targets file mounted so that
+it reloads and holding a valid file with no credential written in it, the
+credentials Secret reaching the workers only (read-only, whole), the Prometheus
+Operator objects by structure (alert job names are scraped Services), and every
+metric name in the alerts and the Grafana dashboard owned by a role (or listed as
+external). Every run first tries the credential rules on known good and bad cases
+(`self_test`).
 
 With --svc-binary PATH it also starts `PATH all` and asks the running binary: every
 probe path answers 200 on the role that serves it, every metric name appears in
@@ -50,13 +54,22 @@ CREDENTIALS_DIR = "/etc/svc/credentials"
 CREDENTIALS_ROLES = ("worker",)
 # Secrets created by hand (deploy/README.md), never committed.
 EXTERNAL_SECRETS = {"redis-secret", CREDENTIALS_SECRET}
-CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 # The targets file (README.md, "Monitoring your own services"): its ConfigMap, the
 # roles that read it, and the names svc's own services already have on the page.
 TARGETS_CONFIGMAP = "svc-targets"
 TARGETS_ROLES = ("worker", "dashboard")
 RESERVED_TARGET_NAMES = {"api-gateway", "worker-service", "redis", "dashboard"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+# Ports of Istio's injected sidecar a Service may target though no container here
+# declares them (components/istio, in a namespace labelled istio-injection=enabled).
+SIDECAR_PORTS = {15020: "merged metrics (app and Envoy)"}
+# Callers from other namespaces, as NetworkPolicies name them (the namespace) and as
+# the mesh knows them (their sidecar's ServiceAccount).
+MESH_NAMESPACE_PRINCIPALS = {"ingress-nginx": "cluster.local/ns/ingress-nginx/sa/ingress-nginx"}
+RETRY_ON = {"connect-failure", "503"}
+# Pods that other controllers start in the namespace, which a NetworkPolicy may select
+# though no workload here makes them.
+EXTERNAL_PODS = {"acme.cert-manager.io/http01-solver": "cert-manager's ACME HTTP-01 solver"}
 SEVERITIES = {"critical", "warning", "info"}
 # Requests a browser makes, and the role the Ingress must send each one to.
 INGRESS_EXPECTATIONS = [
@@ -256,6 +269,23 @@ def check_workloads(objs, r):
                     f"{name_of(w)}: rolling update maxSurge 1 / maxUnavailable 0")
 
 
+def check_service_accounts(objs, r):
+    """Each workload runs as a ServiceAccount of its own that the build holds, with no
+    API token: the identity a mesh's AuthorizationPolicies name."""
+    accounts = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ServiceAccount"}
+    used = {}
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
+        sa = pod_spec(w).get("serviceAccountName")
+        if not r.check(sa and sa != "default", f"{name_of(w)}: runs as a ServiceAccount of its own (not default)"):
+            continue
+        if r.check(sa in accounts, f"{name_of(w)}: ServiceAccount {sa} is in the build"):
+            r.check(accounts[sa].get("automountServiceAccountToken") is False,
+                    f"ServiceAccount/{sa}: automountServiceAccountToken false")
+        used.setdefault(sa, set()).add(pod_labels(w).get("app"))
+    for sa, apps in used.items():
+        r.check(len(apps) == 1, f"ServiceAccount/{sa} is used by one app only (used by {sorted(map(str, apps))})")
+
+
 def check_one_image(objs, r):
     """The three roles run one image; only their arguments differ."""
     images = {c["image"] for w in objs if w["kind"] in WORKLOAD_KINDS for c in pod_spec(w)["containers"] if role_of(c)}
@@ -266,13 +296,22 @@ def workloads_selected(objs, selector):
     return [w for w in objs if w["kind"] in WORKLOAD_KINDS and matches(selector, pod_labels(w))]
 
 
+def injected(objs):
+    """Whether Istio injects its sidecar into the namespace's pods."""
+    return any(o["kind"] == "Namespace" and (o["metadata"].get("labels") or {}).get("istio-injection") == "enabled"
+               for o in objs)
+
+
 def check_services(objs, r):
+    sidecar_ports = set(SIDECAR_PORTS) if injected(objs) else set()
     for s in (o for o in objs if o["kind"] == "Service"):
         targets = workloads_selected(objs, s["spec"].get("selector"))
         if not r.check(targets, f"{name_of(s)}: selector {s['spec'].get('selector')} matches a workload's pod labels"):
             continue
         for p in s["spec"]["ports"]:
             tp = p.get("targetPort", p["port"])
+            if tp in sidecar_ports:
+                continue
             for w in targets:
                 r.check(any(port_number(c, tp) for c in w["spec"]["template"]["spec"]["containers"]),
                         f"{name_of(s)}: targetPort {tp!r} is a containerPort of {name_of(w)}")
@@ -289,11 +328,13 @@ def check_references(objs, r):
         r.check(workloads_selected(objs, p["spec"]["selector"]), f"{name_of(p)}: selector matches a workload")
     for n in by_kind.get("NetworkPolicy", {}).values():
         sel = n["spec"]["podSelector"]
-        r.check(sel == {} or workloads_selected(objs, sel), f"{name_of(n)}: podSelector matches a workload")
+        external = set(sel.get("matchLabels") or {}) & set(EXTERNAL_PODS)
+        r.check(sel == {} or external or workloads_selected(objs, sel), f"{name_of(n)}: podSelector matches a workload")
     for ing in by_kind.get("Ingress", {}).values():
         r.check(ing["spec"].get("ingressClassName") == "nginx", f"{name_of(ing)}: ingressClassName nginx")
         r.check("nginx.ingress.kubernetes.io/rewrite-target" not in ing["metadata"].get("annotations", {}),
                 f"{name_of(ing)}: no rewrite-target (paths reach the roles unchanged)")
+        check_ingress_tls(ing, r)
         for rule in ing["spec"]["rules"]:
             for path in rule["http"]["paths"]:
                 svc = path["backend"]["service"]
@@ -302,6 +343,23 @@ def check_references(objs, r):
                     r.check(any(svc["port"].get("number") in (p["port"], None) and
                                 svc["port"].get("name") in (p.get("name"), None) for p in s["spec"]["ports"]),
                             f"{name_of(ing)}: backend port {svc['port']} is a port of Service {svc['name']}")
+
+
+def check_ingress_tls(ing, r):
+    """An Ingress with TLS covers each of its hosts and redirects plain HTTP to HTTPS;
+    one whose certificate cert-manager issues names the Secret it goes into."""
+    notes = ing["metadata"].get("annotations") or {}
+    tls = ing["spec"].get("tls") or []
+    issued = "cert-manager.io/cluster-issuer" in notes or "cert-manager.io/issuer" in notes
+    r.check(not issued or tls, f"{name_of(ing)}: a cert-manager issuer annotation comes with tls:")
+    if not tls:
+        return
+    hosts = {h for t in tls for h in t.get("hosts", [])}
+    for rule in ing["spec"]["rules"]:
+        r.check(rule.get("host") in hosts, f"{name_of(ing)}: host {rule.get('host')} has a TLS certificate")
+    r.check(all(t.get("secretName") for t in tls), f"{name_of(ing)}: every tls entry names its Secret")
+    r.check(notes.get("nginx.ingress.kubernetes.io/force-ssl-redirect") == "true",
+            f"{name_of(ing)}: with TLS, plain HTTP is redirected to HTTPS (force-ssl-redirect)")
 
 
 def selector_apps(selector):
@@ -350,6 +408,38 @@ def check_sentinel_config(objs, r):
             ok = bool(sts) and sts["metadata"]["name"] == m.group(1) and int(m.group(2)) < sts["spec"].get("replicas", 1) \
                 and any(port_number(c, int(m.group(4))) for c in pod_spec(sts)["containers"])
             r.check(ok, f"{name_of(cm)}: REDIS_SENTINELS entry {entry!r} is a pod and port of a StatefulSet")
+
+
+def check_redis_tls(objs, r):
+    """Redis with TLS (components/cert-manager/redis-tls): the roles speak TLS and
+    every role trusts the CA of the Secret the Redis pods serve, as a whole mounted
+    directory (so a renewal reaches it) named by SSL_CERT_DIR and REDIS_CA_FILE."""
+    redis_secrets = set()
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS and not any(role_of(c) for c in containers(o))):
+        for c in containers(w):
+            tls_dir = next((e.get("value") for e in c.get("env", []) if e["name"] == "TLS_DIR"), None)
+            if not tls_dir:
+                continue
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            vols = {v["name"]: v for v in pod_spec(w).get("volumes", [])}
+            secret = (vols.get(mounts.get(tls_dir), {}).get("secret") or {}).get("secretName")
+            if r.check(secret, f"{name_of(w)}: TLS_DIR {tls_dir} is a mounted Secret"):
+                redis_secrets.add(secret)
+    if not redis_secrets:
+        return
+    config = next((o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"
+                   and o["metadata"]["name"].startswith("app-config")), {})
+    r.check(config.get("REDIS_TLS") == "true", "with Redis TLS, app-config sets REDIS_TLS=true")
+    cert_dirs = config.get("SSL_CERT_DIR", "").split(":")
+    r.check("/etc/ssl/certs" in cert_dirs, "SSL_CERT_DIR keeps the system's CAs (/etc/ssl/certs)")
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS and any(role_of(c) for c in containers(o))):
+        vols = {v["name"]: (v.get("secret") or {}).get("secretName") for v in pod_spec(w).get("volumes", [])}
+        for c in (c for c in containers(w) if role_of(c)):
+            ca_dirs = {m["mountPath"] for m in c.get("volumeMounts", [])
+                       if vols.get(m["name"]) in redis_secrets and not m.get("subPath") and m.get("readOnly")}
+            r.check(ca_dirs & set(cert_dirs), f"{name_of(w)}: Redis's CA mounted read-only, whole, in SSL_CERT_DIR")
+            r.check(posixpath.dirname(config.get("REDIS_CA_FILE", "")) in ca_dirs,
+                    f"{name_of(w)}: REDIS_CA_FILE is in the mounted CA directory")
 
 
 def from_secret(value):
@@ -631,6 +721,104 @@ def check_crds(objs, r):
                                 f"{name_of(o)} {key}: panel {p.get('title')!r} has queries")
 
 
+def principal(sa):
+    return f"cluster.local/ns/{NAMESPACE}/sa/{sa}"
+
+
+def allowed_calls(objs, kind):
+    """{(app, caller, port)} that the NetworkPolicies (kind NetworkPolicy) or the
+    AuthorizationPolicies admit; callers are mesh principals. Rules on sidecar ports
+    only (outside mTLS) and policies that select no pod are left out."""
+    workloads = [w for w in objs if w["kind"] in WORKLOAD_KINDS]
+    calls = set()
+    for pol in (o for o in objs if o["kind"] == kind):
+        spec = pol["spec"]
+        if kind == "NetworkPolicy":
+            if "Ingress" not in spec.get("policyTypes", []):
+                continue
+            targets = [w for w in workloads if matches(spec["podSelector"], pod_labels(w))]
+            for rule in spec.get("ingress") or []:
+                ports = {str(p["port"]) for p in rule.get("ports", [])}
+                if ports and ports <= {str(p) for p in SIDECAR_PORTS}:
+                    continue
+                callers = set()
+                for peer in rule.get("from", []):
+                    if "namespaceSelector" in peer:
+                        ns = peer["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                        callers.add(MESH_NAMESPACE_PRINCIPALS.get(ns, f"namespace {ns}, outside the mesh"))
+                    else:
+                        callers |= {principal(pod_spec(w).get("serviceAccountName"))
+                                    for w in workloads if matches(peer["podSelector"], pod_labels(w))}
+                calls |= {(pod_labels(w)["app"], c, p) for w in targets for c in callers for p in ports or {"*"}}
+        elif spec.get("action", "ALLOW") == "ALLOW" and spec.get("rules"):
+            selector = (spec.get("selector") or {}).get("matchLabels", {})
+            targets = [w for w in workloads if matches(selector, pod_labels(w))]
+            for rule in spec["rules"]:
+                callers = {c for f in rule.get("from", []) for c in f["source"].get("principals", [])}
+                ports = {p for t in rule.get("to", []) for p in t["operation"].get("ports", [])}
+                calls |= {(pod_labels(w)["app"], c, p) for w in targets for c in callers for p in ports or {"*"}}
+    return calls
+
+
+def check_mesh(objs, r):
+    """With components/istio: STRICT mTLS, deny by default, AuthorizationPolicies
+    admitting exactly what the NetworkPolicies admit, istiod reachable, the roles'
+    sidecars draining as long as the roles, a circuit breaker per role's Service and
+    the gateway's retries on connect failures and 503 only."""
+    if not any(o["kind"] in ("PeerAuthentication", "AuthorizationPolicy") for o in objs):
+        return
+    r.check(injected(objs), f"Namespace {NAMESPACE} is labelled istio-injection=enabled")
+    r.check(any(o["kind"] == "PeerAuthentication" and not o["spec"].get("selector")
+                and o["spec"].get("mtls", {}).get("mode") == "STRICT" for o in objs),
+            "a namespace-wide PeerAuthentication sets mTLS STRICT")
+    r.check(any(o["kind"] == "AuthorizationPolicy" and not o["spec"] for o in objs),
+            "AuthorizationPolicy allow-nothing denies what no policy admits")
+    by_np, by_ap = allowed_calls(objs, "NetworkPolicy"), allowed_calls(objs, "AuthorizationPolicy")
+    for app, caller, port in sorted(by_np - by_ap):
+        r.check(False, f"a NetworkPolicy lets {caller} reach {app}:{port}, no AuthorizationPolicy does")
+    for app, caller, port in sorted(by_ap - by_np):
+        r.check(False, f"an AuthorizationPolicy lets {caller} reach {app}:{port}, no NetworkPolicy does")
+    r.check(by_np and by_np == by_ap, f"AuthorizationPolicies and NetworkPolicies admit the same {len(by_np)} calls")
+    r.check(any(o["kind"] == "NetworkPolicy" and o["spec"]["podSelector"] == {} and
+                any(p.get("port") == 15012 for e in o["spec"].get("egress", []) for p in e.get("ports", []))
+                for o in objs), "every pod may reach istiod (istio-system, 15012)")
+    config = next((o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"
+                   and o["metadata"]["name"].startswith("app-config")), {})
+    drain = duration_seconds(config.get("DRAIN_DELAY", "5s")) + duration_seconds(config.get("GRACE_PERIOD", "20s"))
+    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
+        notes = w["spec"]["template"]["metadata"].get("annotations") or {}
+        proxy = json.loads(notes.get("proxy.istio.io/config", "{}"))
+        r.check(proxy.get("holdApplicationUntilProxyStarts") is True, f"{name_of(w)}: holdApplicationUntilProxyStarts")
+        r.check(notes.get("sidecar.istio.io/rewriteAppHTTPProbers") != "false", f"{name_of(w)}: probes rewritten to the sidecar")
+        if any(role_of(c) for c in containers(w)):
+            sidecar = duration_seconds(proxy.get("terminationDrainDuration", "5s"))
+            grace = pod_spec(w).get("terminationGracePeriodSeconds", 30)
+            r.check(drain <= sidecar < grace, f"{name_of(w)}: sidecar drain {sidecar:g}s covers DRAIN_DELAY + "
+                                              f"GRACE_PERIOD ({drain:g}s) inside terminationGracePeriodSeconds {grace}")
+            r.check(notes.get("prometheus.io/scrape") == "true", f"{name_of(w)}: metrics merged into the sidecar's 15020")
+    # The per-replica probes call pod addresses: a headless Service of detected
+    # protocol over each role gives each pod address an mTLS listener of its own.
+    for role in ("api-gateway", "worker", "dashboard"):
+        headless = [o for o in objs if o["kind"] == "Service" and o["spec"].get("clusterIP") == "None"
+                    and (o["spec"].get("selector") or {}).get("app") == role]
+        r.check(headless and all(not p.get("appProtocol") and "-" not in p.get("name", "") and
+                                 p.get("name") not in ("http", "http2", "grpc", "tcp", "tls", "https")
+                                 for o in headless for p in o["spec"]["ports"]),
+                f"a headless Service over the {role} pods, its ports of detected protocol (no protocol name)")
+    rules = {o["spec"]["host"].split(".")[0]: o["spec"].get("trafficPolicy", {}) for o in objs if o["kind"] == "DestinationRule"}
+    for svc in ("api-gateway-service", "worker-service", "dashboard-service"):
+        tp = rules.get(svc, {})
+        r.check(tp.get("connectionPool") and tp.get("outlierDetection"),
+                f"DestinationRule for {svc}: connection pool and outlier detection")
+    routes = [h for o in objs if o["kind"] == "VirtualService" and "api-gateway-service" in o["spec"]["hosts"]
+              for h in o["spec"].get("http", [])]
+    r.check(routes, "a VirtualService for the gateway")
+    for h in routes:
+        retry = set((h.get("retries") or {}).get("retryOn", "").split(","))
+        r.check(h.get("timeout") and retry <= RETRY_ON,
+                f"VirtualService route {h.get('name')}: a timeout, retries on {sorted(RETRY_ON)} only (has {sorted(retry)})")
+
+
 # ---------------------------------------------------------------- metric names
 
 
@@ -873,14 +1061,17 @@ def main():
         check_namespace(objs, r)
         check_workloads(objs, r)
         check_one_image(objs, r)
+        check_service_accounts(objs, r)
         check_services(objs, r)
         check_references(objs, r)
         check_redis_peers(objs, r)
         check_sentinel_config(objs, r)
+        check_redis_tls(objs, r)
         check_targets(objs, r)
         check_credentials(objs, r)
         check_ingress_routes(objs, r)
         check_crds(objs, r)
+        check_mesh(objs, r)
         for name, where in used_metrics(objs).items():
             used.setdefault(name, []).extend(where)
         print(f"   {'ok' if r.failed == before else 'failures above'}")

@@ -117,3 +117,53 @@ address on Redis's port (a managed Redis has no pod label to select).
       port: {{ .Values.redis.port }}
 {{- end }}
 {{- end }}
+
+{{/*
+The objects of a file under files/ (a link into a kustomize component), each in the
+release's namespace with the chart's labels added (and a Deployment's pods the
+sidecar annotations of components/istio, with istio.enabled): both ways of deploying render the
+same objects from one source. Argument: (list $ "files/NAME.yaml").
+*/}}
+{{- define "svc.componentObjects" -}}
+{{- $root := index . 0 }}
+{{- range $doc := regexSplit "(?m)^---$" ($root.Files.Get (index . 1)) -1 }}
+{{- $obj := fromYaml $doc }}
+{{- if $obj }}
+{{- $_ := set $obj.metadata "namespace" $root.Release.Namespace }}
+{{- $_ := set $obj.metadata "labels" (merge (include "svc.labels" $root | fromYaml) ($obj.metadata.labels | default dict)) }}
+{{- if and (eq $obj.kind "Deployment") $root.Values.istio.enabled }}
+{{- $_ := set $obj.spec.template.metadata "annotations" (include "svc.istioPod" (list $root false) | fromYaml) }}
+{{- end }}
+---
+{{ toYaml $obj }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod annotations under components/istio: the sidecar's start, drain and probe rewrite,
+from the component's own patches (files/istio-*sidecar.yaml). Argument: (list $ ROLE),
+ROLE true for the svc roles (drain and merged metrics), false for the others.
+*/}}
+{{- define "svc.istioPod" -}}
+{{- $file := ternary "files/istio-role-sidecar.yaml" "files/istio-sidecar.yaml" (index . 1) }}
+{{- (index ((index . 0).Files.Get $file | fromYamlArray) 0).value | toYaml }}
+{{- end }}
+
+{{/*
+The Ingress's annotations and tls as YAML {annotations, tls}: ingress.annotations and
+ingress.tls, or with certManager.enabled (= components/cert-manager) the issuer
+annotation, HTTP redirected to HTTPS, and tls for ingress.host.
+*/}}
+{{- define "svc.ingressTLS" -}}
+{{- $annotations := deepCopy .Values.ingress.annotations }}
+{{- $tls := .Values.ingress.tls }}
+{{- if .Values.certManager.enabled }}
+{{- $annotations = merge $annotations (dict
+      "cert-manager.io/cluster-issuer" .Values.certManager.clusterIssuer
+      "nginx.ingress.kubernetes.io/force-ssl-redirect" "true"
+      "nginx.ingress.kubernetes.io/ssl-redirect" "true") }}
+{{- $tls = list (dict "hosts" (list .Values.ingress.host) "secretName" .Values.certManager.secretName) }}
+{{- end }}
+{{- toYaml (dict "annotations" $annotations "tls" $tls) }}
+{{- end }}

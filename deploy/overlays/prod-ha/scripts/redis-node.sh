@@ -12,7 +12,10 @@
 #   SENTINELS        every sentinel, space-separated name:port
 #   MASTER_NAME      the group's name in the sentinels, default mymaster
 #   DATA_DIR         where the append-only file lives, default /data
+#   TLS_DIR          with TLS (tls.sh): TLS only, the sentinels asked on their TLS
+#                    port (SENTINEL_TLS_PORT, default 26380)
 set -eu
+. "$(dirname "$0")/tls.sh"
 : "${REDIS_PASSWORD:?REDIS_PASSWORD is not set}"
 SELF=${SELF:-$(hostname).redis-node:6379}
 MASTER_NAME=${MASTER_NAME:-mymaster}
@@ -21,11 +24,12 @@ export REDISCLI_AUTH="$REDIS_PASSWORD"
 
 cli() { # host:port, command...
   hp=$1; shift
-  timeout 3 redis-cli --raw -h "${hp%:*}" -p "${hp##*:}" "$@" 2>/dev/null
+  # shellcheck disable=SC2086 # tls_cli is several words
+  timeout 3 redis-cli --raw $tls_cli -h "${hp%:*}" -p "${hp##*:}" "$@" 2>/dev/null
 }
 
 primary=""
-for s in $SENTINELS; do
+for s in $(tls_sentinels "$SENTINELS"); do
   addr=$(cli "$s" SENTINEL get-master-addr-by-name "$MASTER_NAME" | tr '\n' ' ') || continue
   set -- $addr
   if [ $# -eq 2 ]; then primary="$1:$2"; echo "sentinel $s names the primary: $primary"; break; fi
@@ -42,8 +46,15 @@ if [ -z "$primary" ]; then
   echo "no sentinel answered and no node is a primary: $primary starts as the primary"
 fi
 
-set -- redis-server \
-  --port "${SELF##*:}" \
+if [ -n "$TLS_DIR" ]; then
+  # TLS only; clients need no certificate of their own (they log in with the password).
+  set -- --port 0 --tls-port "${SELF##*:}" \
+    --tls-cert-file "$TLS_DIR/tls.crt" --tls-key-file "$TLS_DIR/tls.key" \
+    --tls-ca-cert-file "$TLS_DIR/ca.crt" --tls-replication yes --tls-auth-clients no
+else
+  set -- --port "${SELF##*:}"
+fi
+set -- redis-server "$@" \
   --dir "$DATA_DIR" \
   --requirepass "$REDIS_PASSWORD" \
   --masterauth "$REDIS_PASSWORD" \
@@ -59,4 +70,5 @@ if [ "$primary" != "$SELF" ]; then
   set -- "$@" --replicaof "${primary%:*}" "${primary##*:}"
 fi
 echo "starting as $([ "$primary" = "$SELF" ] && echo primary || echo "replica of $primary")"
+tls_watch tls_reload_server "${SELF##*:}"
 exec "$@"

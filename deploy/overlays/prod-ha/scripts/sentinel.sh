@@ -10,7 +10,11 @@
 #   SENTINELS        every sentinel, space-separated name:port
 #   MASTER_NAME      default mymaster; QUORUM default 2
 #   CONFIG           the config file, default /sentinel/sentinel.conf
+#   TLS_DIR          with TLS (tls.sh): the sentinels talk TLS to the data nodes and
+#                    each other on SENTINEL_TLS_PORT (default 26380) and keep SELF's
+#                    port in plain TCP for svc, which asks a sentinel without TLS
 set -eu
+. "$(dirname "$0")/tls.sh"
 : "${REDIS_PASSWORD:?REDIS_PASSWORD is not set}"
 SELF=${SELF:-$(hostname).redis-sentinel:26379}
 MASTER_NAME=${MASTER_NAME:-mymaster}
@@ -20,12 +24,13 @@ export REDISCLI_AUTH="$REDIS_PASSWORD"
 
 cli() { # host:port, command...
   hp=$1; shift
-  timeout 3 redis-cli --raw -h "${hp%:*}" -p "${hp##*:}" "$@" 2>/dev/null
+  # shellcheck disable=SC2086 # tls_cli is several words
+  timeout 3 redis-cli --raw $tls_cli -h "${hp%:*}" -p "${hp##*:}" "$@" 2>/dev/null
 }
 
 primary=""
-for s in $SENTINELS; do
-  [ "$s" = "$SELF" ] && continue
+for s in $(tls_sentinels "$SENTINELS"); do
+  [ "${s%:*}" = "${SELF%:*}" ] && continue
   addr=$(cli "$s" SENTINEL get-master-addr-by-name "$MASTER_NAME" | tr '\n' ' ') || continue
   set -- $addr
   if [ $# -eq 2 ]; then primary="$1:$2"; echo "sentinel $s names the primary: $primary"; break; fi
@@ -46,12 +51,14 @@ until getent hosts "${primary%:*}" >/dev/null; do
 done
 
 umask 077
+announce_port=${SELF##*:}
+[ -z "$TLS_DIR" ] || announce_port=${SENTINEL_TLS_PORT:-26380}
 cat >"$CONFIG" <<CONF
 port ${SELF##*:}
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip ${SELF%:*}
-sentinel announce-port ${SELF##*:}
+sentinel announce-port $announce_port
 requirepass "$REDIS_PASSWORD"
 sentinel sentinel-pass "$REDIS_PASSWORD"
 sentinel monitor $MASTER_NAME ${primary%:*} ${primary##*:} $QUORUM
@@ -60,4 +67,16 @@ sentinel down-after-milliseconds $MASTER_NAME 5000
 sentinel failover-timeout $MASTER_NAME 60000
 sentinel parallel-syncs $MASTER_NAME 1
 CONF
+if [ -n "$TLS_DIR" ]; then
+  cat >>"$CONFIG" <<CONF
+tls-port ${SENTINEL_TLS_PORT:-26380}
+tls-cert-file $TLS_DIR/tls.crt
+tls-key-file $TLS_DIR/tls.key
+tls-ca-cert-file $TLS_DIR/ca.crt
+tls-replication yes
+tls-auth-clients no
+CONF
+fi
+# exec keeps this shell's PID, so the watcher stops the sentinel itself.
+tls_watch tls_restart_sentinel $$
 exec redis-server "$CONFIG" --sentinel
