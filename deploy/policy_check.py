@@ -413,7 +413,7 @@ def check_sentinel_config(objs, r):
 def check_redis_tls(objs, r):
     """Redis with TLS (components/cert-manager/redis-tls): the roles speak TLS and
     every role trusts the CA of the Secret the Redis pods serve, as a whole mounted
-    directory (so a renewal reaches it) named by SSL_CERT_DIR and REDIS_CA_FILE."""
+    directory (so a renewal reaches it) named by REDIS_CA_FILE."""
     redis_secrets = set()
     for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS and not any(role_of(c) for c in containers(o))):
         for c in containers(w):
@@ -430,14 +430,12 @@ def check_redis_tls(objs, r):
     config = next((o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"
                    and o["metadata"]["name"].startswith("app-config")), {})
     r.check(config.get("REDIS_TLS") == "true", "with Redis TLS, app-config sets REDIS_TLS=true")
-    cert_dirs = config.get("SSL_CERT_DIR", "").split(":")
-    r.check("/etc/ssl/certs" in cert_dirs, "SSL_CERT_DIR keeps the system's CAs (/etc/ssl/certs)")
     for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS and any(role_of(c) for c in containers(o))):
         vols = {v["name"]: (v.get("secret") or {}).get("secretName") for v in pod_spec(w).get("volumes", [])}
         for c in (c for c in containers(w) if role_of(c)):
             ca_dirs = {m["mountPath"] for m in c.get("volumeMounts", [])
                        if vols.get(m["name"]) in redis_secrets and not m.get("subPath") and m.get("readOnly")}
-            r.check(ca_dirs & set(cert_dirs), f"{name_of(w)}: Redis's CA mounted read-only, whole, in SSL_CERT_DIR")
+            r.check(ca_dirs, f"{name_of(w)}: Redis's CA mounted read-only, whole")
             r.check(posixpath.dirname(config.get("REDIS_CA_FILE", "")) in ca_dirs,
                     f"{name_of(w)}: REDIS_CA_FILE is in the mounted CA directory")
 

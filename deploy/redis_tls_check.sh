@@ -1,8 +1,7 @@
 #!/bin/sh
 # Redis TLS of prod-ha (components/cert-manager/redis-tls) on loopback, with the
 # manifests' own start scripts: two data nodes and a sentinel with TLS, svc's gateway
-# finding the primary through the sentinel and trusting the CA through SSL_CERT_DIR
-# (the system's CAs and the Redis CA's directory) and REDIS_CA_FILE,
+# finding the primary through the sentinel and trusting the CA through REDIS_CA_FILE,
 # as the component configures it. Then the CA and the certificates change under them,
 # as when cert-manager renews them and the kubelet updates the mounted Secret. Passes
 # when the data nodes present the new certificate with no restart, the sentinel comes
@@ -69,7 +68,7 @@ until_ok 20 "data node 1 replicates the primary over TLS" sh -c "$tls_cli_cmd -p
 mkdir -p "$work/svc-ca" && cp "$work/gen1/ca.crt" "$work/svc-ca/ca.crt"
 ( cd "$work" && exec env -i PATH=/usr/bin:/bin REDIS_SENTINELS="localhost:$sentinel" REDIS_MASTER_NAME=mymaster \
     REDIS_TLS=true REDIS_PASSWORD="$REDIS_PASSWORD" REDIS_SENTINEL_PASSWORD="$REDIS_PASSWORD" \
-    REDIS_CA_FILE="$work/svc-ca/ca.crt" SSL_CERT_DIR="/etc/ssl/certs:$work/svc-ca" DRAIN_DELAY=0s "$svc" gateway --host 127.0.0.1 --port "$gateway" ) >"$work/gateway.log" 2>&1 &
+    REDIS_CA_FILE="$work/svc-ca/ca.crt" DRAIN_DELAY=0s "$svc" gateway --host 127.0.0.1 --port "$gateway" ) >"$work/gateway.log" 2>&1 &
 gateway_pid=$!; pids="$pids $gateway_pid"
 until_ok 20 "the gateway is ready through the sentinel, TLS to the primary" "$svc" healthcheck "http://127.0.0.1:$gateway/health/ready"
 sh -c "$issuer_cmd$node0 2>/dev/null | openssl x509 -noout -issuer" | grep -q 'CA 1' || fail "data node 0 does not present the first certificate"

@@ -39,21 +39,83 @@ impl Server {
         match &self.ca_file {
             None => redis::Client::open(self.info.clone()),
             Some(file) => {
-                let root_cert = std::fs::read(file).map_err(|e| {
-                    redis::RedisError::from((
-                        ErrorKind::InvalidClientConfig,
-                        "cannot read the CA file",
-                        format!("{}: {e}", file.display()),
-                    ))
-                })?;
                 let certificates = redis::TlsCertificates {
                     client_tls: None,
-                    root_cert: Some(root_cert),
+                    root_cert: Some(read_ca(file)?),
                 };
                 redis::Client::build_with_tls(self.info.clone(), certificates)
             }
         }
     }
+}
+
+/// How to reach the primary the sentinels name: the sentinels, the primary's login,
+/// and with TLS the CA file to trust, read again for every new connection (as for
+/// [`Server`]).
+#[derive(Debug, Clone)]
+pub(super) struct Sentinels {
+    nodes: Vec<redis::ConnectionInfo>,
+    master: String,
+    primary: redis::RedisConnectionInfo,
+    tls: bool,
+    ca_file: Option<PathBuf>,
+}
+
+impl Sentinels {
+    /// A client that asks the sentinels for the primary and connects to it, trusting
+    /// the CA file as it is now.
+    fn client(&self) -> redis::RedisResult<redis::sentinel::SentinelClient> {
+        use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+        let Some(file) = &self.ca_file else {
+            let mut node = SentinelNodeConnectionInfo::default()
+                .set_redis_connection_info(self.primary.clone());
+            if self.tls {
+                node = node.set_tls_mode(redis::TlsMode::Secure);
+            }
+            return SentinelClient::build(
+                self.nodes.clone(),
+                self.master.clone(),
+                Some(node),
+                SentinelServerType::Master,
+            );
+        };
+        let mut builder = redis::sentinel::SentinelClientBuilder::new(
+            self.nodes.iter().map(|n| n.addr().clone()),
+            &self.master,
+            SentinelServerType::Master,
+        )?
+        .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+        .set_client_to_redis_db(self.primary.db())
+        .set_client_to_redis_certificates(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(read_ca(file)?),
+        });
+        if let Some(user) = self.primary.username() {
+            builder = builder.set_client_to_redis_username(user);
+        }
+        if let Some(password) = self.primary.password() {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some(password) = self
+            .nodes
+            .first()
+            .and_then(|n| n.redis_settings().password())
+        {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        builder.build()
+    }
+}
+
+/// The CA file's content, or an error that names the file.
+fn read_ca(file: &std::path::Path) -> redis::RedisResult<Vec<u8>> {
+    std::fs::read(file).map_err(|e| {
+        redis::RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "cannot read the CA file",
+            format!("{}: {e}", file.display()),
+        ))
+    })
 }
 
 /// Makes the pool's connections: to one server, or through redis-rs' sentinel client
@@ -67,7 +129,7 @@ pub(super) enum Manager {
         config: AsyncConnectionConfig,
     },
     Sentinel {
-        client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
+        sentinels: Sentinels,
         config: AsyncConnectionConfig,
     },
 }
@@ -85,10 +147,9 @@ impl managed::Manager for Manager {
                     .await
             }
             // Asks the sentinels which node is the primary now.
-            Manager::Sentinel { client, config } => {
-                client
-                    .lock()
-                    .await
+            Manager::Sentinel { sentinels, config } => {
+                sentinels
+                    .client()?
                     .get_async_connection_with_config(config)
                     .await
             }
@@ -229,20 +290,18 @@ impl RedisStore {
                             .set_redis_settings(sentinel_info.clone()),
                     );
                 }
-                let mut node = redis::sentinel::SentinelNodeConnectionInfo::default()
-                    .set_redis_connection_info(redis_info.clone());
-                if settings.tls.is_some() {
-                    node = node.set_tls_mode(redis::TlsMode::Secure);
-                }
-                let client = redis::sentinel::SentinelClient::build(
+                let spec = Sentinels {
                     nodes,
-                    sentinels.master.clone(),
-                    Some(node),
-                    redis::sentinel::SentinelServerType::Master,
-                )
-                .map_err(unusable)?;
+                    master: sentinels.master.clone(),
+                    primary: redis_info.clone(),
+                    tls: settings.tls.is_some(),
+                    ca_file: settings.tls.as_ref().and_then(|t| t.ca_file.clone()),
+                };
+                // A CA file that cannot be read or used is a configuration error, told
+                // at start.
+                spec.client().map_err(unusable)?;
                 let manager = Manager::Sentinel {
-                    client: tokio::sync::Mutex::new(client),
+                    sentinels: spec,
                     config: AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(OP_TIMEOUT))
                         .set_response_timeout(None),
