@@ -22,6 +22,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::metric;
 
@@ -48,32 +49,26 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// A limiter for `limit`; forgets idle clients every minute while the returned
-    /// task runs, so the table does not grow with every address ever seen.
-    pub fn start(limit: &RateLimit) -> (Self, tokio::task::JoinHandle<()>) {
+    /// A limiter for `limit`; forgets idle clients every minute until `stop`, so the
+    /// table does not grow with every address ever seen.
+    pub fn start(limit: &RateLimit, stop: CancellationToken) -> Self {
         let quota = Quota::per_second(limit.per_second).allow_burst(limit.burst);
         let limiter =
             Arc::new(RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>());
-        let forget = {
-            let limiter = Arc::downgrade(&limiter);
-            tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    ticks.tick().await;
-                    let Some(limiter) = limiter.upgrade() else {
-                        return;
-                    };
-                    limiter.retain_recent();
-                    limiter.shrink_to_fit();
-                }
-            })
-        };
-        let limiter = Limiter {
+        let forgetting = Arc::clone(&limiter);
+        crate::tasks::spawn_until(stop, "rate limiter", async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                ticks.tick().await;
+                forgetting.retain_recent();
+                forgetting.shrink_to_fit();
+            }
+        });
+        Limiter {
             limiter,
             trusted: limit.trusted_proxies.clone().into(),
             burst: limit.burst.get(),
-        };
-        (limiter, forget)
+        }
     }
 
     /// The client a request counts against.

@@ -16,6 +16,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_now;
 use crate::config::{Environment, Settings};
@@ -57,13 +58,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let server = RoleServer::start(Role::Gateway, settings, &store, listener, None)?;
-    let (limiter, _forget) = match &config.rate_limit {
-        Some(limit) => {
-            let (limiter, task) = Limiter::start(limit);
-            (Some(web::Data::new(limiter)), Some(AbortOnDrop(task)))
-        }
-        None => (None, None),
-    };
+    // The limiter forgets idle clients until the server stops.
+    let stop = CancellationToken::new();
+    let _forgetting = stop.clone().drop_guard();
+    let limiter = config
+        .rate_limit
+        .as_ref()
+        .map(|limit| web::Data::new(Limiter::start(limit, stop.clone())));
     let state = web::Data::new(Gateway {
         store,
         environment: settings.environment,
@@ -200,14 +201,5 @@ async fn job_state(
             key: gateway.store.key(&keys::job(&id)),
             reason: "not a JSON object".into(),
         })),
-    }
-}
-
-/// Stops a background task when the server that needs it stops.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
