@@ -15,7 +15,6 @@
 
 mod assets;
 mod badge;
-mod notifications;
 pub mod record;
 pub mod replicas;
 pub mod snapshot;
@@ -222,7 +221,7 @@ pub async fn run(
                 .service(http::get("/api/health-check", health_check))
                 .service(http::get("/api/system-info", system_info))
                 .service(http::get("/api/incidents", incidents))
-                .service(http::get("/api/notifications", notifications::api)),
+                .service(http::get("/api/notifications", notifications)),
         );
     };
     server.serve(routes, shutdown).await
@@ -400,6 +399,23 @@ async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
             services: service_entries(&snapshot),
             errors: &snapshot.errors,
         })
+}
+
+/// `GET /api/notifications`: `{deliveries: [{id, channel, target, state, at, result,
+/// error}]}`, newest first (the last 100); `deliveries: null` while the store cannot
+/// be read.
+async fn notifications(dashboard: web::Data<Dashboard>) -> HttpResponse {
+    let snapshot = match latest(&dashboard).await {
+        Ok(snapshot) => snapshot,
+        Err(starting) => return starting,
+    };
+    HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(json!({
+            "deliveries": snapshot.deliveries,
+            "checked_at": snapshot.taken_at,
+            "timestamp": unix_now(),
+        }))
 }
 
 /// `GET /api/incidents`: `{incidents: [...]}`, newest first; an open incident has

@@ -20,6 +20,9 @@ use crate::service::Service;
 use crate::service::ServiceState;
 use crate::store::{Incident, QueueStats};
 
+/// Deliveries of notifications the page lists.
+const DELIVERIES_SHOWN: usize = 20;
+
 /// What one rendering needs.
 pub struct View<'a> {
     /// The newest snapshot.
@@ -123,7 +126,7 @@ pub fn live(view: &View) -> Markup {
             (replicas(snap, view.now))
             (incidents(snap, view.now))
             @if !snap.targets.is_empty() {
-                (super::notifications::panel(snap))
+                (notifications(snap))
             }
             (figures(view, stale))
         }
@@ -418,6 +421,32 @@ fn incidents(snap: &Snapshot, now: f64) -> Markup {
     }
 }
 
+/// Did the page go out? The newest deliveries of notifications, a failed one with its
+/// reason.
+fn notifications(snap: &Snapshot) -> Markup {
+    html! {
+        section.panel aria-labelledby="notifications-title" {
+            h2 #notifications-title { "Notifications " span.muted { "(newest first)" } }
+            @match &snap.deliveries {
+                None => { p.muted { "Unknown: the store cannot be read." } }
+                Some(list) if list.is_empty() => { p.muted { "None sent yet." } }
+                Some(list) => {
+                    ol.timeline #notifications {
+                        @for d in list.iter().take(DELIVERIES_SHOWN) {
+                            li data-state=(if d.result == "sent" { "healthy" } else { "down" }) {
+                                time datetime=(clock(d.at)) { (clock(d.at)) }
+                                " " strong { (d.target) } " " (d.state) " → " (d.channel) ": "
+                                @if d.result == "sent" { "sent" } @else { strong { "failed" } }
+                                @if let Some(error) = &d.error { br; span.muted.reason { (error) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn incident(i: &Incident, now: f64) -> Markup {
     html! {
         li data-state=(state_name(i.to)) .open[i.ended_at.is_none()] {
@@ -582,7 +611,7 @@ pub fn ago(seconds: f64) -> String {
 }
 
 /// Unix seconds as HH:MM:SS (UTC).
-pub(super) fn clock(unix: f64) -> String {
+fn clock(unix: f64) -> String {
     let s = unix.max(0.0) as u64 % 86400;
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
