@@ -101,6 +101,8 @@ pub struct Target {
     pub auth: Auth,
     /// The channels it uses, by name; `None`: its group's, else every one.
     pub notify: Option<Vec<String>>,
+    /// While it is down, a reminder each period, to every channel it uses.
+    pub repeat: Option<Duration>,
 }
 
 /// Credentials an HTTP target is probed with (besides any in its URL).
@@ -204,6 +206,7 @@ struct TargetSpec {
     headers: BTreeMap<String, ValueSpec>,
     basic_auth: Option<BasicAuthSpec>,
     notify: Option<Vec<String>>,
+    repeat: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -398,6 +401,7 @@ impl Target {
             thresholds,
             auth,
             notify: spec.notify,
+            repeat: spec.repeat.map(|t| notify::spec::repeat(&t)).transpose()?,
         })
     }
 }

@@ -233,11 +233,23 @@ pub async fn observe(
     sample: TargetSample,
     thresholds: Thresholds,
 ) -> Result<Option<Transition>, StoreError> {
+    observe_state(store, name, tick, sample, thresholds)
+        .await
+        .map(|state| state.and_then(|s| s.unhanded().cloned()))
+}
+
+/// [`observe`], returning the state written (`None` when the probe was overtaken).
+pub async fn observe_state(
+    store: &dyn Store,
+    name: &str,
+    tick: u64,
+    sample: TargetSample,
+    thresholds: Thresholds,
+) -> Result<Option<TargetState>, StoreError> {
     update(store, name, Some(&sample), |state| {
         state.apply(name, tick, sample.clone(), thresholds)
     })
     .await
-    .map(|state| state.and_then(|s| s.unhanded().cloned()))
 }
 
 /// Notes that the incident and notifications of change `id` of target `name` are

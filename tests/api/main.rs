@@ -16,6 +16,7 @@ mod helpers;
 mod load;
 mod metrics;
 mod queue;
+mod reminders;
 mod resilience;
 mod secrets;
 mod sentinel;

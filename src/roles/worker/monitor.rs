@@ -166,7 +166,7 @@ async fn record(
     if let Some(at) = checked.cert_expires_at {
         metrics::gauge!(metric::TARGET_CERT_EXPIRY.name, "target" => name.to_owned()).set(at);
     }
-    let observed = state::observe(
+    let observed = state::observe_state(
         monitor.store.as_ref(),
         name,
         tick,
@@ -175,13 +175,43 @@ async fn record(
     )
     .await;
     let result = match observed {
-        Ok(Some(change)) => hand_on(monitor, targets, target, &change).await,
+        Ok(Some(state)) => match state.unhanded() {
+            Some(change) => hand_on(monitor, targets, target, change).await,
+            None => remind(monitor, targets, target, &state).await,
+        },
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
     if let Err(e) = result {
         tracing::warn!(target = name, error = %e, "probe result not recorded; the next probe tries again");
     }
+}
+
+/// While `target` is down, queues the reminders due (see [`notify::reminders`]); a
+/// reminder already queued is not queued again.
+async fn remind(
+    monitor: &Monitor,
+    targets: &Targets,
+    target: &Target,
+    state: &state::TargetState,
+) -> Result<(), StoreError> {
+    let Some(change) = state
+        .change
+        .as_ref()
+        .filter(|c| state.status == Some(ServiceState::Down) && c.to == ServiceState::Down)
+    else {
+        return Ok(());
+    };
+    let channels = notify::route(target, &targets.groups, &targets.notify);
+    for job in notify::reminders(target, change, &channels, unix_now()) {
+        // Idempotent by id: every probe while down offers the same reminder again.
+        if !monitor.store.enqueue(&job).await? {
+            return Err(StoreError::Command(
+                "job queue full: reminder not queued".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Records `change`'s incident and queues its notifications, then notes it handed on.

@@ -76,6 +76,12 @@ pub struct Event {
     /// The target's group, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Whether this tells again of a state that has not changed (a reminder).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reminder: bool,
+    /// On a reminder: how long the target has been down, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_for_s: Option<f64>,
 }
 
 impl Event {
@@ -94,6 +100,8 @@ impl Event {
                 _ => None,
             },
             group: target.group.clone(),
+            reminder: false,
+            down_for_s: None,
         }
     }
 
@@ -102,8 +110,22 @@ impl Event {
         self.state == "up" && self.previous != "unknown"
     }
 
-    /// One line a person reads: `payments is down (was up): HTTP 503`.
+    /// One line a person reads: `payments is down (was up): HTTP 503`, or on a
+    /// reminder `payments is still down (for 1h): HTTP 503`.
     pub fn headline(&self) -> String {
+        if let Some(down_for) = self.down_for_s.filter(|_| self.reminder) {
+            let reason = self
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            return format!(
+                "{} is still {} (for {}){reason}",
+                self.target,
+                self.state,
+                humantime::format_duration(Duration::from_secs(down_for as u64))
+            );
+        }
         let after = self
             .duration_s
             .map(|s| {
@@ -196,6 +218,8 @@ pub struct Channel {
     pub on: Vec<String>,
     /// Whether it is told of a recovery.
     pub send_on_resolved: bool,
+    /// While a target is down, a reminder each period (unless the target sets its own).
+    pub repeat: Option<Duration>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -207,6 +231,7 @@ impl std::fmt::Debug for Channel {
             .field("key", &self.key)
             .field("on", &self.on)
             .field("send_on_resolved", &self.send_on_resolved)
+            .field("repeat", &self.repeat)
             .finish()
     }
 }
@@ -311,6 +336,48 @@ pub fn jobs(
             );
             job.id = job_id(&change.id, &channel.name);
             job
+        })
+        .collect()
+}
+
+/// The reminders due for `change` of `target` (still down) at `now`: for each channel of
+/// `channels` that accepts it, with a period (the target's, else the channel's), one
+/// job per period elapsed, with an id made from the change, the channel and the
+/// period's number, so however many workers queue it, and however often, it is sent
+/// once. Only the newest period's is made: one that was missed is not sent late.
+pub fn reminders(
+    target: &Target,
+    change: &Transition,
+    channels: &[&Channel],
+    now: f64,
+) -> Vec<JobRecord> {
+    let mut event = Event::of(target, change);
+    let down_for = (now - change.at).max(0.0);
+    event.reminder = true;
+    event.down_for_s = Some(down_for);
+    channels
+        .iter()
+        .filter(|c| c.accepts(&event))
+        .filter_map(|channel| {
+            let period = target.repeat.or(channel.repeat)?.as_secs_f64();
+            let n = (down_for / period).floor() as u64;
+            if n == 0 {
+                return None;
+            }
+            let mut event = event.clone();
+            event.id = format!("{}-r{n}", change.id);
+            let body = serde_json::to_value(&event).ok()?;
+            let mut job = JobRecord::new(
+                JobSpec::Notify {
+                    channel: Some(channel.name.clone()),
+                    url: None,
+                    body,
+                    key: event.id.clone(),
+                },
+                now,
+            );
+            job.id = job_id(&event.id, &channel.name);
+            Some(job)
         })
         .collect()
 }

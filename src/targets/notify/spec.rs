@@ -9,6 +9,7 @@
 //!     url: https://events.pagerduty.com/v2/enqueue   # each kind's default, if it has one
 //!     on: [down, up]                    # the states it is told of; default all
 //!     send_on_resolved: true            # told of recoveries; default true
+//!     repeat: 1h                        # while down, a reminder each period (>= 10 s)
 //! ```
 
 use serde::Deserialize;
@@ -31,6 +32,7 @@ pub(crate) struct ChannelSpec {
     #[serde(default)]
     on: Vec<String>,
     send_on_resolved: Option<bool>,
+    repeat: Option<String>,
 }
 
 /// What reading a channel's values may give: the value, or (for a reader that needs
@@ -129,9 +131,27 @@ pub(crate) fn channels(specs: Vec<ChannelSpec>, read: Read<'_>) -> Result<Vec<Ch
             key,
             on: spec.on,
             send_on_resolved: spec.send_on_resolved.unwrap_or(true),
+            repeat: spec
+                .repeat
+                .map(|text| repeat(&text))
+                .transpose()
+                .map_err(|e| format!("{at}: {e}"))?,
         });
     }
     Ok(channels)
+}
+
+/// The shortest reminder period.
+pub const MIN_REPEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A reminder period, written like `1h` or `30m`: at least [`MIN_REPEAT`].
+pub(crate) fn repeat(text: &str) -> Result<std::time::Duration, String> {
+    let period = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("repeat: {text:?} is not a duration such as 30m or 1h ({e})"))?;
+    if period < MIN_REPEAT {
+        return Err(format!("repeat: {text:?} is shorter than 10s"));
+    }
+    Ok(period)
 }
 
 /// Whether the file gives no value for `field`.

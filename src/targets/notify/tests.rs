@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::service::ServiceState;
 use crate::targets::Targets;
 use crate::targets::value::Credentials;
 
@@ -33,6 +34,8 @@ fn event(state: &str, previous: &str) -> Event {
         url: "https://***@web.internal/health".into(),
         duration_s: (state == "up").then_some(90.0),
         group: Some("shop".into()),
+        reminder: false,
+        down_for_s: None,
     }
 }
 
@@ -236,4 +239,59 @@ fn mistakes_in_channels_are_named_and_keys_never_quoted() {
         assert!(err.contains(needle), "{text}: {err}");
         assert!(!err.contains("k3y"), "{text}: {err}");
     }
+}
+
+#[test]
+fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
+    let text = format!(
+        "{FILE}targets:\n  - {{name: web, url: 'http://x', notify: [hook, slack], repeat: 10m}}\n"
+    );
+    let mut parsed = parse(&text).expect("valid");
+    let slack = parsed
+        .notify
+        .iter_mut()
+        .find(|c| c.name == "slack")
+        .expect("slack");
+    slack.repeat = Some(Duration::from_secs(3600));
+    let web = parsed.get("web").expect("web");
+    let change = crate::targets::state::Transition {
+        id: "web@1000.000".into(),
+        from: Some(ServiceState::Healthy),
+        to: ServiceState::Down,
+        at: 1000.0,
+        previous_since: Some(0.0),
+        reason: Some("HTTP 503".into()),
+    };
+    let channels = route(web, &parsed.groups, &parsed.notify);
+    let due = |now: f64| -> Vec<String> {
+        reminders(web, &change, &channels, now)
+            .into_iter()
+            .map(|j| j.id)
+            .collect()
+    };
+    assert!(
+        due(1000.0 + 599.0).is_empty(),
+        "not before the first period"
+    );
+    // The target's period wins over the channel's.
+    assert_eq!(
+        due(1000.0 + 600.0),
+        [
+            "notify-web@1000.000-r1-hook",
+            "notify-web@1000.000-r1-slack"
+        ]
+    );
+    assert_eq!(due(1000.0 + 1250.0)[0], "notify-web@1000.000-r2-hook");
+    let job = reminders(web, &change, &channels, 1000.0 + 600.0).remove(0);
+    let JobSpec::Notify { body, .. } = &job.spec else {
+        panic!("not a notification: {job:?}");
+    };
+    assert_eq!(body["reminder"], true);
+    assert_eq!(body["down_for_s"], 600.0);
+    let event: Event = serde_json::from_value(body.clone()).expect("event");
+    assert_eq!(event.headline(), "web is still down (for 10m): HTTP 503");
+    assert!(
+        parse("notify: [{url: 'http://x', repeat: 5s}]").is_err(),
+        "under 10 s"
+    );
 }
