@@ -107,8 +107,7 @@ async fn a_target_down_three_periods_is_reminded_of_three_times_then_not() {
         .to("/hook")
         .into_iter()
         .map(|r| r.json())
-        .filter(|b| b["reminder"] == true)
-        .last()
+        .rfind(|b| b["reminder"] == true)
         .expect("a reminder");
     assert!(
         last["down_for_s"].as_f64().is_some_and(|s| s >= 30.0),
