@@ -1,7 +1,8 @@
 #!/bin/sh
 # Redis TLS of prod-ha (components/cert-manager/redis-tls) on loopback, with the
 # manifests' own start scripts: two data nodes and a sentinel with TLS, svc's gateway
-# finding the primary through the sentinel and trusting the CA through REDIS_CA_FILE,
+# finding the primary through the sentinel, both over TLS, trusting the CA through
+# REDIS_CA_FILE,
 # as the component configures it. Then the CA and the certificates change under them,
 # as when cert-manager renews them and the kubelet updates the mounted Secret. Passes
 # when the data nodes present the new certificate with no restart, the sentinel comes
@@ -66,7 +67,7 @@ until_ok 20 "the sentinel names the primary over TLS" sh -c "$tls_cli_cmd -p $se
 start_node "$node1"
 until_ok 20 "data node 1 replicates the primary over TLS" sh -c "$tls_cli_cmd -p $node0 info replication | grep -q 'connected_slaves:1'"
 mkdir -p "$work/svc-ca" && cp "$work/gen1/ca.crt" "$work/svc-ca/ca.crt"
-( cd "$work" && exec env -i PATH=/usr/bin:/bin REDIS_SENTINELS="localhost:$sentinel" REDIS_MASTER_NAME=mymaster \
+( cd "$work" && exec env -i PATH=/usr/bin:/bin REDIS_SENTINELS="localhost:$sentinel_tls" REDIS_SENTINEL_TLS=true REDIS_MASTER_NAME=mymaster \
     REDIS_TLS=true REDIS_PASSWORD="$REDIS_PASSWORD" REDIS_SENTINEL_PASSWORD="$REDIS_PASSWORD" \
     REDIS_CA_FILE="$work/svc-ca/ca.crt" DRAIN_DELAY=0s "$svc" gateway --host 127.0.0.1 --port "$gateway" ) >"$work/gateway.log" 2>&1 &
 gateway_pid=$!; pids="$pids $gateway_pid"

@@ -337,6 +337,9 @@ pub struct CommonArgs {
     /// The sentinels' own password, when they have one.
     #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
     pub redis_sentinel_password: Option<Secret>,
+    /// Talk to the sentinels over TLS too, trusting the same CA as for Redis.
+    #[arg(long, env = "REDIS_SENTINEL_TLS")]
+    pub redis_sentinel_tls: bool,
     /// Talk to Redis over TLS (rustls; the system's roots unless --redis-ca-file).
     #[arg(long, env = "REDIS_TLS")]
     pub redis_tls: bool,
@@ -478,13 +481,15 @@ impl CommonArgs {
     /// Sentinels, TLS and the replica acknowledgement, on top of the server settings.
     fn redis_extras(&self, mut redis: RedisSettings) -> Result<RedisSettings, ConfigError> {
         if let Some(list) = &self.redis_sentinels {
-            redis.sentinels = Some(Sentinels::parse(
+            let mut sentinels = Sentinels::parse(
                 list,
                 &self.redis_master_name,
                 self.redis_sentinel_password
                     .clone()
                     .filter(|p| !p.expose().is_empty()),
-            )?);
+            )?;
+            sentinels.tls = self.redis_sentinel_tls;
+            redis.sentinels = Some(sentinels);
             // The password may come from REDIS_PASSWORD when no URL names one.
             if redis.password.is_none() {
                 redis.password = self

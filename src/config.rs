@@ -120,6 +120,8 @@ pub struct Sentinels {
     pub master: String,
     /// The sentinels' own password, when they have one.
     pub password: Option<Secret>,
+    /// Whether the sentinels are spoken to over TLS (with Redis' CA).
+    pub tls: bool,
 }
 
 impl Sentinels {
@@ -151,6 +153,7 @@ impl Sentinels {
             addrs,
             master: master.to_owned(),
             password,
+            tls: false,
         })
     }
 }

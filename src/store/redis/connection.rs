@@ -79,6 +79,11 @@ impl Sentinels {
                 SentinelServerType::Master,
             );
         };
+        let root_cert = read_ca(file)?;
+        let certificates = |root_cert: &[u8]| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert.to_vec()),
+        };
         let mut builder = redis::sentinel::SentinelClientBuilder::new(
             self.nodes.iter().map(|n| n.addr().clone()),
             &self.master,
@@ -86,10 +91,16 @@ impl Sentinels {
         )?
         .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
         .set_client_to_redis_db(self.primary.db())
-        .set_client_to_redis_certificates(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(read_ca(file)?),
-        });
+        .set_client_to_redis_certificates(certificates(&root_cert));
+        if self
+            .nodes
+            .iter()
+            .any(|n| matches!(n.addr(), redis::ConnectionAddr::TcpTls { .. }))
+        {
+            builder = builder
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_sentinel_certificates(certificates(&root_cert));
+        }
         if let Some(user) = self.primary.username() {
             builder = builder.set_client_to_redis_username(user);
         }
@@ -283,9 +294,18 @@ impl RedisStore {
                 }
                 let mut nodes = Vec::with_capacity(sentinels.addrs.len());
                 for (host, port) in &sentinels.addrs {
-                    nodes.push(
+                    let addr = if sentinels.tls {
+                        redis::ConnectionAddr::TcpTls {
+                            host: host.clone(),
+                            port: *port,
+                            insecure: false,
+                            tls_params: None,
+                        }
+                    } else {
                         redis::ConnectionAddr::Tcp(host.clone(), *port)
-                            .into_connection_info()
+                    };
+                    nodes.push(
+                        addr.into_connection_info()
                             .map_err(unusable)?
                             .set_redis_settings(sentinel_info.clone()),
                     );
