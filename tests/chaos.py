@@ -284,8 +284,9 @@ def rolling_update(tmp, drain, retries):
     def controller():
         nonlocal routed
         while not stop.is_set():
+            # The kubelet's default probe timeout (timeoutSeconds: 1).
             ready = [g.port for g in list(gateways) if g.alive() and
-                     request(g.port, "GET", "/health/ready", timeout=0.5)[0] == 200]
+                     request(g.port, "GET", "/health/ready", timeout=1.0)[0] == 200]
             if ready != routed:
                 write_upstream(ready)
                 subprocess.run(["nginx", "-c", conf, "-s", "reload"],
