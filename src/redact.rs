@@ -47,8 +47,7 @@ pub fn url(url: &Url) -> String {
             .collect();
         shown.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    // The mask is kept readable rather than percent-encoded.
-    shown.to_string().replace("%2A%2A%2A", MASK)
+    shown.to_string()
 }
 
 /// `url` as its scheme, host and port: enough to say where it points.

@@ -17,11 +17,7 @@ use crate::helpers::ready_gateway as gateway;
 /// Every job record in the store.
 async fn job_records(redis: &RedisServer) -> Vec<JobRecord> {
     let mut conn = redis.client().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("svc:job:*")
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
+    let keys = redis.keys("svc:job:*").await;
     let mut records = Vec::new();
     for key in keys {
         let raw: String = redis::cmd("GET")

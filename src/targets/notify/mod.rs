@@ -318,26 +318,27 @@ pub fn jobs(
     now: f64,
 ) -> Vec<JobRecord> {
     let event = Event::of(target, change);
-    let Ok(body) = serde_json::to_value(&event) else {
-        return Vec::new();
-    };
     channels
         .iter()
         .filter(|c| c.accepts(&event))
-        .map(|channel| {
-            let mut job = JobRecord::new(
-                JobSpec::Notify {
-                    channel: Some(channel.name.clone()),
-                    url: None,
-                    body: body.clone(),
-                    key: change.id.clone(),
-                },
-                now,
-            );
-            job.id = job_id(&change.id, &channel.name);
-            job
-        })
+        .filter_map(|channel| job(channel, &event, now))
         .collect()
+}
+
+/// The job that tells `channel` of `event`: it holds the channel's name and the event,
+/// keyed and named by the event's id (so queueing it twice adds nothing).
+fn job(channel: &Channel, event: &Event, now: f64) -> Option<JobRecord> {
+    let mut job = JobRecord::new(
+        JobSpec::Notify {
+            channel: Some(channel.name.clone()),
+            url: None,
+            body: serde_json::to_value(event).ok()?,
+            key: event.id.clone(),
+        },
+        now,
+    );
+    job.id = job_id(&event.id, &channel.name);
+    Some(job)
 }
 
 /// The reminders due for `change` of `target` (still down) at `now`: for each channel of
@@ -366,18 +367,7 @@ pub fn reminders(
             }
             let mut event = event.clone();
             event.id = format!("{}-r{n}", change.id);
-            let body = serde_json::to_value(&event).ok()?;
-            let mut job = JobRecord::new(
-                JobSpec::Notify {
-                    channel: Some(channel.name.clone()),
-                    url: None,
-                    body,
-                    key: event.id.clone(),
-                },
-                now,
-            );
-            job.id = job_id(&event.id, &channel.name);
-            Some(job)
+            job(channel, &event, now)
         })
         .collect()
 }

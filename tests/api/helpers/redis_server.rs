@@ -200,6 +200,15 @@ impl RedisServer {
             .await
             .expect("connect to test redis")
     }
+
+    /// The keys matching `pattern` (`KEYS`: tests only, on a small database).
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut self.client().await)
+            .await
+            .expect("KEYS")
+    }
 }
 
 impl Drop for RedisServer {

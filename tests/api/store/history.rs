@@ -222,13 +222,9 @@ async fn cleanup_trims_every_series_the_roles_write() {
         .await
         .expect("metrics_collection");
 
-    let mut conn = redis.client().await;
-    let written: Vec<String> = redis::cmd("KEYS")
-        .arg("svc:series:*")
-        .query_async(&mut conn)
+    let written: BTreeSet<String> = redis
+        .keys("svc:series:*")
         .await
-        .expect("KEYS");
-    let written: BTreeSet<String> = written
         .iter()
         .filter_map(|k| k.strip_prefix("svc:series:"))
         .map(str::to_owned)

@@ -29,11 +29,7 @@ async fn redis_store_keeps_new_keys_under_its_prefix_with_a_ttl() {
         .await
         .expect("claim");
     let mut conn = redis.client().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
+    let keys = redis.keys("*").await;
     assert_eq!(keys.len(), 4, "{keys:?}");
     for key in keys {
         assert!(
