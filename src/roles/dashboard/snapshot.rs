@@ -350,7 +350,12 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         (figures.request_rate, figures.rate_span) =
             rate(&mut memory.readings, now, figures.total_requests);
         let incidents = read.ok(store.incidents(INCIDENTS_SHOWN).await);
-        let deliveries = read.ok(store.deliveries(DELIVERIES_KEPT).await);
+        // Notifications go only to the channels of a targets file.
+        let deliveries = if listed.is_empty() {
+            Some(Vec::new())
+        } else {
+            read.ok(store.deliveries(DELIVERIES_KEPT).await)
+        };
         (history, instances, figures, incidents, deliveries)
     } else {
         (Vec::new(), None, Figures::default(), None, None)
