@@ -4,13 +4,14 @@
 //! means in words an operator can act on.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleResult};
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, AsyncConnectionConfig, ErrorKind, IntoConnectionInfo};
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::RedisStore;
 use crate::config::RedisSettings;
@@ -349,6 +350,11 @@ impl RedisStore {
         Ok(RedisStore {
             pool,
             shared: RwLock::new(None),
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
+            generation: AtomicU64::new(0),
             reconnect: tokio::sync::Mutex::new(()),
             runtime: Handle::try_current().ok(),
             without_password,
@@ -371,6 +377,19 @@ impl RedisStore {
                 .map_err(|e| StoreError::Unavailable(format!("connecting failed: {e}")))?,
             None => get.await,
         };
+        self.checked(got).await
+    }
+
+    /// A connection made on the current runtime, for this thread only.
+    async fn pooled_here(&self) -> Result<managed::Object<Manager>, StoreError> {
+        let got = self.pool.get().await;
+        self.checked(got).await
+    }
+
+    async fn checked(
+        &self,
+        got: Result<managed::Object<Manager>, managed::PoolError<redis::RedisError>>,
+    ) -> Result<managed::Object<Manager>, StoreError> {
         match got {
             Ok(conn) => Ok(conn),
             Err(managed::PoolError::Backend(e)) => Err(self.explain(e).await),
@@ -405,9 +424,19 @@ impl RedisStore {
         classify(e, &self.target)
     }
 
-    /// The shared connection; when there is none, one caller makes it and the others
-    /// wait for that one.
+    /// The connection short commands share; when there is none, one caller makes it
+    /// and the others wait for that one.
+    ///
+    /// An HTTP worker thread (a current-thread runtime) has one of its own, made and
+    /// driven on that thread: a request's command then never hands off to another
+    /// thread and back, which on a busy core costs more than the command. It ends with
+    /// the thread. Everything else shares the one made on the store's runtime.
     pub(super) async fn shared(&self) -> Result<MultiplexedConnection, StoreError> {
+        let on_worker_thread =
+            Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        if on_worker_thread {
+            return self.thread_shared().await;
+        }
         if let Some(conn) = self.current() {
             return Ok(conn);
         }
@@ -420,6 +449,20 @@ impl RedisStore {
         Ok(conn)
     }
 
+    async fn thread_shared(&self) -> Result<MultiplexedConnection, StoreError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(conn) = thread_conn::get(self.id, generation) {
+            return Ok(conn);
+        }
+        let _reconnecting = self.reconnect.lock().await;
+        if let Some(conn) = thread_conn::get(self.id, generation) {
+            return Ok(conn);
+        }
+        let conn = managed::Object::take(self.pooled_here().await?);
+        thread_conn::put(self.id, generation, conn.clone());
+        Ok(conn)
+    }
+
     fn current(&self) -> Option<MultiplexedConnection> {
         self.shared
             .read()
@@ -427,7 +470,10 @@ impl RedisStore {
             .clone()
     }
 
+    /// Drops the shared connection and every thread's own: the next command makes a
+    /// fresh one.
     pub(super) fn drop_shared(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         *self.shared.write().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
@@ -521,5 +567,40 @@ pub(super) fn classify(e: redis::RedisError, target: &str) -> StoreError {
         StoreError::Unavailable(format!("connection to {target} lost: {e}"))
     } else {
         StoreError::Command(e.to_string())
+    }
+}
+
+/// The connections of this thread, by store and generation ([`RedisStore::shared`]).
+mod thread_conn {
+    use std::cell::RefCell;
+
+    use deadpool_redis::redis::aio::MultiplexedConnection;
+
+    /// Stores one thread keeps connections for: a process has one; tests make many.
+    const KEPT: usize = 4;
+
+    thread_local! {
+        static CONNS: RefCell<Vec<(u64, u64, MultiplexedConnection)>> =
+            const { RefCell::new(Vec::new()) };
+    }
+
+    /// This thread's connection to store `id`, unless dropped since (`generation`).
+    pub(super) fn get(id: u64, generation: u64) -> Option<MultiplexedConnection> {
+        CONNS.with_borrow(|conns| {
+            conns
+                .iter()
+                .find(|(i, g, _)| *i == id && *g == generation)
+                .map(|(_, _, conn)| conn.clone())
+        })
+    }
+
+    pub(super) fn put(id: u64, generation: u64, conn: MultiplexedConnection) {
+        CONNS.with_borrow_mut(|conns| {
+            conns.retain(|(i, _, _)| *i != id);
+            if conns.len() >= KEPT {
+                conns.remove(0);
+            }
+            conns.push((id, generation, conn));
+        });
     }
 }

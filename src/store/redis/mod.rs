@@ -9,9 +9,11 @@
 //! Nothing here waits for Redis at start-up. A connection is made when first needed;
 //! when a command finds it broken or unresponsive it is dropped and the next command
 //! takes a fresh one, one reconnect at a time however many callers are waiting, so the
-//! store reconnects by itself when Redis returns. Connections are made on the runtime
-//! that created the store (the process's), never on an HTTP worker's runtime that ends
-//! before the process does. Every operation is bounded by [`OP_TIMEOUT`].
+//! store reconnects by itself when Redis returns. Pooled connections are made on the
+//! runtime that created the store (the process's), never on an HTTP worker's runtime
+//! that ends before the process does; an HTTP worker thread's short commands go over a
+//! connection of its own, which ends with it. Every operation is bounded by
+//! [`OP_TIMEOUT`].
 
 mod connection;
 mod history;
@@ -38,6 +40,11 @@ use connection::Pool;
 pub struct RedisStore {
     pool: Pool,
     shared: RwLock<Option<MultiplexedConnection>>,
+    /// Names this store among the connections a thread keeps.
+    id: u64,
+    /// Counts the drops of the shared connections: a thread's own connection of an
+    /// older generation is not used again.
+    generation: std::sync::atomic::AtomicU64,
     /// Held while one caller reconnects; the others wait for its connection.
     reconnect: tokio::sync::Mutex<()>,
     /// The runtime connections are made on (the one that created the store).
