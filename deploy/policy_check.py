@@ -47,13 +47,14 @@ DEFAULT_PORTS = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
 METRIC_OWNERS = {"api_gateway_": "gateway", "worker_": "worker", "dashboard_": "dashboard"}
 # Metrics that come from elsewhere in the cluster, not from svc.
 EXTERNAL_METRICS = {"kube_pod_container_status_restarts_total": "kube-state-metrics", "up": "Prometheus (scrape status)"}
-# The credentials the targets file names as ${KEY} or {file: DIR/KEY}: an optional
-# Secret, for the roles that send them only (the dashboard shows them as ***).
-CREDENTIALS_SECRET = "svc-credentials"
-CREDENTIALS_DIR = "/etc/svc/credentials"
-CREDENTIALS_ROLES = ("worker",)
+# The Secrets whose keys the targets file names as ${KEY} or {file: DIR/KEY}: each
+# optional, given whole (as environment and as the read-only directory DIR) to the
+# roles that send them only (the dashboard shows them as ***).
+CREDENTIAL_SECRETS = (
+    {"secret": "svc-credentials", "dir": "/etc/svc/credentials", "roles": ("worker",)},
+)
 # Secrets created by hand (deploy/README.md), never committed.
-EXTERNAL_SECRETS = {"redis-secret", CREDENTIALS_SECRET}
+EXTERNAL_SECRETS = {"redis-secret"} | {s["secret"] for s in CREDENTIAL_SECRETS}
 # The targets file (README.md, "Monitoring your own services"): its ConfigMap, the
 # roles that read it, and the names svc's own services already have on the page.
 TARGETS_CONFIGMAP = "svc-targets"
@@ -468,7 +469,7 @@ def check_no_inline_credentials(where, text, r):
                 value = m.group("v").strip().strip("'\"")
                 r.check(value.startswith("${") or re.match(r"\{\s*file\s*:", value),
                         f"{where} line {number}: {what} written in the file, not ${{NAME}} or {{file: ...}} "
-                        f"from Secret {CREDENTIALS_SECRET}")
+                        f"from Secret {' or '.join(e['secret'] for e in CREDENTIAL_SECRETS)}")
 
 
 def check_targets_file(where, text, r):
@@ -536,38 +537,45 @@ def check_targets(objs, r):
 
 
 def check_credentials(objs, r):
-    """The credentials Secret reaches the roles that send credentials only (not the
-    dashboard, not Redis), and there as a whole, read-only directory: never a subPath,
-    which the kubelet never updates, so a rotated key would not arrive. Once the
-    targets file is in the build, each worker gets the Secret, optional (it is
-    created by hand, maybe never), both as environment and at CREDENTIALS_DIR."""
+    """Each Secret of CREDENTIAL_SECRETS reaches the roles that send its keys only (not
+    the dashboard, not Redis), and there as a whole, read-only directory that others
+    cannot read: never a subPath, which the kubelet never updates, so a rotated key
+    would not arrive. Once the targets file is in the build, each of those roles gets
+    the Secret, optional (it is created by hand, maybe never), both as environment and
+    at its directory."""
     has_targets = any(o["kind"] == "ConfigMap" and o["metadata"]["name"] == TARGETS_CONFIGMAP for o in objs)
-    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
-        volumes = {v["name"]: v["secret"] for v in pod_spec(w).get("volumes", [])
-                   if (v.get("secret") or {}).get("secretName") == CREDENTIALS_SECRET}
-        for c in containers(w):
-            where = f"{name_of(w)} container {c['name']}"
-            mounts = [m for m in c.get("volumeMounts", []) if m["name"] in volumes]
-            env = [ref["secretRef"] for ref in c.get("envFrom", [])
-                   if (ref.get("secretRef") or {}).get("name") == CREDENTIALS_SECRET]
-            env_keys = [e for e in c.get("env", [])
-                        if ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == CREDENTIALS_SECRET]
-            if role_of(c) not in CREDENTIALS_ROLES:
-                r.check(not (mounts or env or env_keys),
-                        f"{where}: gets nothing of Secret {CREDENTIALS_SECRET} (it is for the {', '.join(CREDENTIALS_ROLES)} only)")
-                continue
-            for m in mounts:
-                r.check(m.get("readOnly") is True, f"{where}: Secret {CREDENTIALS_SECRET} at {m['mountPath']} is read-only")
-                r.check(not m.get("subPath") and not m.get("subPathExpr"),
-                        f"{where}: Secret {CREDENTIALS_SECRET} at {m['mountPath']} has no subPath (rotated keys arrive)")
-            if not has_targets:
-                continue
-            at_dir = [m for m in mounts if m["mountPath"].rstrip("/") == CREDENTIALS_DIR]
-            r.check(at_dir, f"{where}: Secret {CREDENTIALS_SECRET} is mounted at {CREDENTIALS_DIR}")
-            r.check(all(volumes[m["name"]].get("optional") is True for m in at_dir),
-                    f"{where}: the {CREDENTIALS_SECRET} volume is optional")
-            r.check(env and all(ref.get("optional") is True for ref in env),
-                    f"{where}: envFrom Secret {CREDENTIALS_SECRET}, optional")
+    for entry in CREDENTIAL_SECRETS:
+        secret, directory, roles = entry["secret"], entry["dir"], entry["roles"]
+        for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
+            volumes = {v["name"]: v["secret"] for v in pod_spec(w).get("volumes", [])
+                       if (v.get("secret") or {}).get("secretName") == secret}
+            for c in containers(w):
+                where = f"{name_of(w)} container {c['name']}"
+                mounts = [m for m in c.get("volumeMounts", []) if m["name"] in volumes]
+                env = [ref["secretRef"] for ref in c.get("envFrom", [])
+                       if (ref.get("secretRef") or {}).get("name") == secret]
+                env_keys = [e for e in c.get("env", [])
+                            if ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == secret]
+                if role_of(c) not in roles:
+                    r.check(not (mounts or env or env_keys),
+                            f"{where}: gets nothing of Secret {secret} (it is for the {', '.join(roles)} only)")
+                    continue
+                for m in mounts:
+                    r.check(m.get("readOnly") is True, f"{where}: Secret {secret} at {m['mountPath']} is read-only")
+                    r.check(not m.get("subPath") and not m.get("subPathExpr"),
+                            f"{where}: Secret {secret} at {m['mountPath']} has no subPath (rotated keys arrive)")
+                    # Kubernetes' default is 0644: readable by every user of the pod.
+                    mode = volumes[m["name"]].get("defaultMode")
+                    r.check((0o644 if mode is None else mode) & 0o007 == 0,
+                            f"{where}: Secret {secret}'s files are not readable by others (defaultMode)")
+                if not has_targets:
+                    continue
+                at_dir = [m for m in mounts if m["mountPath"].rstrip("/") == directory]
+                r.check(at_dir, f"{where}: Secret {secret} is mounted at {directory}")
+                r.check(all(volumes[m["name"]].get("optional") is True for m in at_dir),
+                        f"{where}: the {secret} volume is optional")
+                r.check(env and all(ref.get("optional") is True for ref in env),
+                        f"{where}: envFrom Secret {secret}, optional")
 
 
 def self_test(r):
@@ -576,15 +584,21 @@ def self_test(r):
     def targets_file(text):
         return check_targets, [{"kind": "ConfigMap", "metadata": {"name": TARGETS_CONFIGMAP}, "data": {"targets.yaml": text}}]
 
-    def pod(role, mount=(), volume=(), secret_ref=()):
-        """A Deployment of `role` given the credentials Secret as the base does, with
-        the mount's, the volume's and the envFrom entry's fields overridden."""
-        c = {"name": role, "args": [role],
-             "envFrom": [{"secretRef": {"name": CREDENTIALS_SECRET, "optional": True, **dict(secret_ref)}}],
-             "volumeMounts": [{"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True, **dict(mount)}]}
-        v = {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET, "optional": True, **dict(volume)}}
+    def pod(role, mount=(), volume=(), secret_ref=(), entry=CREDENTIAL_SECRETS[0]):
+        """A Deployment of `role` given every Secret of CREDENTIAL_SECRETS as the base
+        does, with the mount's, the volume's and the envFrom entry's fields of `entry`'s
+        Secret overridden."""
+        def given(e):
+            mine = e is entry
+            return ({"secretRef": {"name": e["secret"], "optional": True, **dict(secret_ref if mine else ())}},
+                    {"name": e["secret"], "mountPath": e["dir"], "readOnly": True, **dict(mount if mine else ())},
+                    {"name": e["secret"], "secret": {"secretName": e["secret"], "optional": True, "defaultMode": 0o440,
+                                                     **dict(volume if mine else ())}})
+        env, mounts, volumes = zip(*map(given, CREDENTIAL_SECRETS))
+        c = {"name": role, "args": [role], "envFrom": list(env), "volumeMounts": list(mounts)}
+        spec = {"containers": [c], "volumes": list(volumes)}
         return check_credentials, targets_file("targets: []\n")[1] + [
-            {"kind": "Deployment", "metadata": {"name": role}, "spec": {"template": {"spec": {"containers": [c], "volumes": [v]}}}}]
+            {"kind": "Deployment", "metadata": {"name": role}, "spec": {"template": {"spec": spec}}}]
 
     good = "targets:\n  - name: a\n    url: "
     cases = [
@@ -608,6 +622,8 @@ def self_test(r):
         (False, "the Secret mounted by subPath", pod("worker", mount={"subPath": "payments-password"})),
         (False, "the Secret required by the volume", pod("worker", volume={"optional": False})),
         (False, "the Secret required by envFrom", pod("worker", secret_ref={"optional": False})),
+        (False, "the Secret's files readable by others", pod("worker", volume={"defaultMode": 0o444})),
+        (False, "the Secret's files at Kubernetes' default mode", pod("worker", volume={"defaultMode": None})),
     ]
     for ok, what, (check, objs) in cases:
         trial = Report(quiet=True)
