@@ -52,6 +52,7 @@ EXTERNAL_METRICS = {"kube_pod_container_status_restarts_total": "kube-state-metr
 # roles that send them only (the dashboard shows them as ***).
 CREDENTIAL_SECRETS = (
     {"secret": "svc-credentials", "dir": "/etc/svc/credentials", "roles": ("worker",)},
+    {"secret": "svc-notify", "dir": "/etc/svc/notify", "roles": ("worker",)},
 )
 # Secrets created by hand (deploy/README.md), never committed.
 EXTERNAL_SECRETS = {"redis-secret"} | {s["secret"] for s in CREDENTIAL_SECRETS}
@@ -584,17 +585,17 @@ def self_test(r):
     def targets_file(text):
         return check_targets, [{"kind": "ConfigMap", "metadata": {"name": TARGETS_CONFIGMAP}, "data": {"targets.yaml": text}}]
 
-    def pod(role, mount=(), volume=(), secret_ref=(), entry=CREDENTIAL_SECRETS[0]):
+    def pod(role, mount=(), volume=(), secret_ref=(), secret="svc-credentials", only=False):
         """A Deployment of `role` given every Secret of CREDENTIAL_SECRETS as the base
-        does, with the mount's, the volume's and the envFrom entry's fields of `entry`'s
-        Secret overridden."""
+        does (`only`: just `secret`), with the mount's, the volume's and the envFrom
+        entry's fields of `secret` overridden."""
         def given(e):
-            mine = e is entry
+            mine = e["secret"] == secret
             return ({"secretRef": {"name": e["secret"], "optional": True, **dict(secret_ref if mine else ())}},
                     {"name": e["secret"], "mountPath": e["dir"], "readOnly": True, **dict(mount if mine else ())},
                     {"name": e["secret"], "secret": {"secretName": e["secret"], "optional": True, "defaultMode": 0o440,
                                                      **dict(volume if mine else ())}})
-        env, mounts, volumes = zip(*map(given, CREDENTIAL_SECRETS))
+        env, mounts, volumes = zip(*map(given, (e for e in CREDENTIAL_SECRETS if not only or e["secret"] == secret)))
         c = {"name": role, "args": [role], "envFrom": list(env), "volumeMounts": list(mounts)}
         spec = {"containers": [c], "volumes": list(volumes)}
         return check_credentials, targets_file("targets: []\n")[1] + [
@@ -616,7 +617,7 @@ def self_test(r):
             good + "https://a.example/\n    basic_auth:\n      username: svc\n      password:\n        hunter2\n")),
         (False, "a credential in a comment's example", targets_file("targets: []\n# - url: https://u:hunter2@a.example/\n")),
         (False, "a Slack webhook's URL", targets_file("notify:\n  - {url: https://hooks.slack.com/services/T0/B0/X, kind: slack}\n")),
-        (True, "the worker given the Secret as the base does", pod("worker")),
+        (True, "the worker given the Secrets as the base does", pod("worker")),
         (False, "the dashboard given the Secret", pod("dashboard")),
         (False, "the Secret mounted writable", pod("worker", mount={"readOnly": False})),
         (False, "the Secret mounted by subPath", pod("worker", mount={"subPath": "payments-password"})),
@@ -624,6 +625,10 @@ def self_test(r):
         (False, "the Secret required by envFrom", pod("worker", secret_ref={"optional": False})),
         (False, "the Secret's files readable by others", pod("worker", volume={"defaultMode": 0o444})),
         (False, "the Secret's files at Kubernetes' default mode", pod("worker", volume={"defaultMode": None})),
+        (False, "the dashboard given svc-notify", pod("dashboard", secret="svc-notify", only=True)),
+        (False, "svc-notify mounted elsewhere than /etc/svc/notify",
+         pod("worker", secret="svc-notify", mount={"mountPath": "/etc/svc/credentials/notify"})),
+        (False, "svc-notify required by envFrom", pod("worker", secret="svc-notify", secret_ref={"optional": False})),
     ]
     for ok, what, (check, objs) in cases:
         trial = Report(quiet=True)
