@@ -61,6 +61,20 @@ EXTERNAL_SECRETS = {"redis-secret"} | {s["secret"] for s in CREDENTIAL_SECRETS}
 TARGETS_CONFIGMAP = "svc-targets"
 TARGETS_ROLES = ("worker", "dashboard")
 RESERVED_TARGET_NAMES = {"api-gateway", "worker-service", "redis", "dashboard"}
+# The file's sections (README.md, "Monitoring your own services (targets)").
+TARGETS_FILE_KEYS = {"targets", "notify", "groups", "maintenance"}
+# Notification channels: each kind, the URL schemes it takes, and whether it has a
+# default endpoint (so may name no url).
+CHANNEL_KINDS = {
+    "webhook": ("http", "https"), "slack": ("http", "https"), "discord": ("http", "https"),
+    "teams": ("http", "https"), "pagerduty": ("http", "https"), "opsgenie": ("http", "https"),
+    "ntfy": ("http", "https"), "email": ("smtp", "smtps"),
+}
+CHANNEL_DEFAULT_URL = {"pagerduty", "opsgenie"}
+# Kinds whose URL is itself the credential (whoever has it may post).
+CHANNEL_SECRET_URL = {"slack", "discord", "teams"}
+# A channel's fields that hold a credential.
+CHANNEL_CREDENTIALS = ("routing_key", "api_key", "token", "password")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 # Ports of Istio's injected sidecar a Service may target though no container here
 # declares them (components/istio, in a namespace labelled istio-injection=enabled).
@@ -450,20 +464,27 @@ def from_secret(value):
 
 
 # Credentials written into a targets file's text, comments included (they are the
-# examples people copy): a URL's password, a `token=` query value, a `password:`
-# value on its line, a Slack webhook's secret path. Each is fine as `${NAME}` or
-# `{file: ...}`.
+# examples people copy): a URL's password (an SMTP URL's too), a query value named
+# like a token, key or signature, a `password:`, `token:`, `routing_key:` or
+# `api_key:` value on its line, the secret path of a Slack, Discord or Teams
+# webhook. Each is fine as `${NAME}` or `{file: ...}`.
 INLINE_CREDENTIALS = [
     ("a Slack webhook URL", re.compile(r"hooks\.slack\.com/services/(?P<v>[^\s'\"]+)")),
+    ("a Discord webhook URL", re.compile(r"discord(?:app)?\.com/api/webhooks/(?P<v>[^\s'\"]+)", re.IGNORECASE)),
+    ("a Teams webhook URL", re.compile(r"\.webhook\.office\.com/(?P<v>[^\s'\"]+)", re.IGNORECASE)),
     ("a URL with a password (://user:pass@)", re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:'\"]*:(?P<v>[^\s/@'\"]+)@")),
-    ("a token= value", re.compile(r"token=(?P<v>[^\s&#'\"]+)", re.IGNORECASE)),
-    ("a password: value", re.compile(r"\bpassword['\"]?\s*:[ \t]*(?P<v>[^\s#][^\n#]*)", re.IGNORECASE)),
+    ("a token, key or signature in a URL's query",
+     re.compile(r"[?&;][A-Za-z0-9_-]*(?:token|key|sig|signature|auth|secret|password)=(?P<v>[^\s&#'\"]+)",
+                re.IGNORECASE)),
+    ("a password, token, routing_key or api_key value",
+     re.compile(r"\b(?:password|token|routing_key|api_key)['\"]?\s*:[ \t]*(?P<v>[^\s#][^\n#]*)", re.IGNORECASE)),
 ]
 
 
 def check_no_inline_credentials(where, text, r):
     """No credential written into the targets file (it is a ConfigMap, kept in git):
-    they come from the credentials Secret. The failure names the line, never the value."""
+    they come from the Secrets of CREDENTIAL_SECRETS. The failure names the line,
+    never the value."""
     for number, line in enumerate(text.splitlines(), 1):
         for what, pattern in INLINE_CREDENTIALS:
             for m in pattern.finditer(line):
@@ -475,15 +496,17 @@ def check_no_inline_credentials(where, text, r):
 
 def check_targets_file(where, text, r):
     """A targets file: `targets` and `notify` lists, unique names that are not svc's
-    own, http/https/tcp target URLs, http/https webhooks (or either from the
-    credentials Secret), basic_auth passwords from that Secret."""
+    own, http/https/tcp target URLs, channels of a known kind with a URL of its
+    scheme (or from a Secret; always from one where the URL is the credential),
+    basic_auth passwords and the channels' keys, tokens and passwords from a Secret,
+    every `{file: ...}` in a directory a Secret is mounted at."""
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         r.check(False, f"{where}: parses as YAML ({e})")
         return
-    if not r.check(isinstance(doc, dict) and set(doc) <= {"targets", "notify"},
-                   f"{where}: a map with `targets` and `notify` only (is {doc!r:.80})"):
+    if not r.check(isinstance(doc, dict) and set(doc) <= TARGETS_FILE_KEYS,
+                   f"{where}: a map of {', '.join(f'`{k}`' for k in sorted(TARGETS_FILE_KEYS))} only"):
         return
     targets, notify = doc.get("targets") or [], doc.get("notify") or []
     if not r.check(isinstance(targets, list) and isinstance(notify, list), f"{where}: `targets` and `notify` are lists"):
@@ -502,9 +525,39 @@ def check_targets_file(where, text, r):
         r.check(password is None or from_secret(password),
                 f"{where}: target {t.get('name')!r}: basic_auth password is ${{NAME}} or {{file: ...}}")
     for i, n in enumerate(notify):
-        ok = isinstance(n, dict) and (from_secret(n.get("url")) or re.match(r"https?://[^/\s]+", str(n.get("url", "")))) \
-            and n.get("kind") in (None, "slack")
-        r.check(ok, f"{where}: webhook {i + 1} has an http(s) url and no kind or kind slack")
+        channel = f"{where}: notify[{i}]"
+        if not r.check(isinstance(n, dict) and n.get("kind", "webhook") in CHANNEL_KINDS,
+                       f"{channel} has a kind of {', '.join(sorted(CHANNEL_KINDS))} (or none: webhook)"):
+            continue
+        kind = n.get("kind", "webhook")
+        channel = f"{channel} ({n.get('name', kind)})"
+        url = n.get("url")
+        schemes = "|".join(CHANNEL_KINDS[kind])
+        r.check(from_secret(url) or (url is None and kind in CHANNEL_DEFAULT_URL)
+                or (kind not in CHANNEL_SECRET_URL and re.match(rf"({schemes})://[^/\s]+", str(url or ""))),
+                f"{channel}: url is " + ("${NAME} or {file: ...} (it is the credential)" if kind in CHANNEL_SECRET_URL
+                                         else f"a {schemes.replace('|', ' or ')} URL, ${{NAME}} or {{file: ...}}"))
+        for field in CHANNEL_CREDENTIALS:
+            r.check(field not in n or from_secret(n[field]), f"{channel}: {field} is ${{NAME}} or {{file: ...}}")
+    names = [n.get("name") for n in notify if isinstance(n, dict) and "name" in n]
+    r.check(len(set(names)) == len(names), f"{where}: channel names are unique ({names})")
+    for path in files_named(doc):
+        r.check(any(path.startswith(e["dir"] + "/") for e in CREDENTIAL_SECRETS),
+                f"{where}: {{file: {path}}} is in a mounted Secret "
+                f"({', '.join(e['dir'] + '/' for e in CREDENTIAL_SECRETS)})")
+
+
+def files_named(node):
+    """The paths of every `{file: PATH}` value in a parsed targets file."""
+    if isinstance(node, dict):
+        if from_secret(node):
+            yield node["file"]
+        else:
+            for v in node.values():
+                yield from files_named(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from files_named(v)
 
 
 def check_targets(objs, r):
@@ -568,7 +621,7 @@ def check_credentials(objs, r):
                     # Kubernetes' default is 0644: readable by every user of the pod.
                     mode = volumes[m["name"]].get("defaultMode")
                     r.check((0o644 if mode is None else mode) & 0o007 == 0,
-                            f"{where}: Secret {secret}'s files are not readable by others (defaultMode)")
+                            f"{where}: the files of Secret {secret} are not readable by others (defaultMode)")
                 if not has_targets:
                     continue
                 at_dir = [m for m in mounts if m["mountPath"].rstrip("/") == directory]
@@ -617,6 +670,28 @@ def self_test(r):
             good + "https://a.example/\n    basic_auth:\n      username: svc\n      password:\n        hunter2\n")),
         (False, "a credential in a comment's example", targets_file("targets: []\n# - url: https://u:hunter2@a.example/\n")),
         (False, "a Slack webhook's URL", targets_file("notify:\n  - {url: https://hooks.slack.com/services/T0/B0/X, kind: slack}\n")),
+        (True, "channels with their credentials from svc-notify", targets_file(
+            "notify:\n  - {name: oncall, kind: pagerduty, routing_key: \"${PD_ROUTING_KEY}\", on: [down, up]}\n"
+            "  - {name: team, kind: slack, url: {file: /etc/svc/notify/slack-url}}\n"
+            "  - name: ops\n    kind: opsgenie\n    api_key:\n      file: /etc/svc/notify/opsgenie-key\n"
+            "  - {name: push, kind: ntfy, url: https://ntfy.example/svc, token: {file: /etc/svc/notify/ntfy}}\n"
+            "  - {name: chat, kind: discord, url: \"${DISCORD_WEBHOOK_URL}\"}\n"
+            "  - name: mail\n    kind: email\n    url: smtp://svc:${SMTP_PASSWORD}@mail.internal:587\n"
+            "    from: svc@example.com\n    to: [oncall@example.com]\n    repeat: 1h\n"
+            "  - {url: https://alerts.example.com/hook}\n"
+            "targets:\n  - {name: a, url: https://a.example/, notify: [oncall, mail]}\n")),
+        (False, "a PagerDuty routing_key", targets_file("notify:\n  - {kind: pagerduty, routing_key: 0123456789abcdef}\n")),
+        (False, "an ntfy token on its own line", targets_file(
+            "notify:\n  - kind: ntfy\n    url: https://ntfy.example/svc\n    token:\n      tk_0123\n")),
+        (False, "an SMTP password in the URL", targets_file("notify:\n  - {kind: email, url: \"smtps://svc:hunter2@mail.internal\"}\n")),
+        (False, "a Discord webhook's URL", targets_file(
+            "notify:\n  - {kind: discord, url: https://discord.com/api/webhooks/1/abc}\n")),
+        (False, "a Teams workflow's signature", targets_file(
+            "notify:\n  - {kind: teams, url: \"https://x.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sp=run&sig=abc\"}\n")),
+        (False, "a Slack channel's URL not from a Secret", targets_file(
+            "notify:\n  - {kind: slack, url: https://slack-proxy.example/hook}\n")),
+        (False, "a file outside the mounted Secrets", targets_file(
+            "notify:\n  - {kind: opsgenie, api_key: {file: /etc/svc/notfiy/opsgenie-key}}\n")),
         (True, "the worker given the Secrets as the base does", pod("worker")),
         (False, "the dashboard given the Secret", pod("dashboard")),
         (False, "the Secret mounted writable", pod("worker", mount={"readOnly": False})),
