@@ -9,7 +9,8 @@ directory, with Istio the AuthorizationPolicies admitting what the NetworkPolici
 admit and the sidecars' drain and probes, only svc pods and sentinels reaching
 Redis, REDIS_SENTINELS naming real sentinel pods, the targets file mounted so that
 it reloads and holding a valid file with no credential written in it, the
-credentials Secret reaching the workers only (read-only, whole), the Prometheus
+credential Secrets (svc-credentials, svc-notify) reaching the workers only
+(read-only, whole, unreadable by others), the Prometheus
 Operator objects by structure (alert job names are scraped Services), and every
 metric name in the alerts and the Grafana dashboard owned by a role (or listed as
 external). Every run first tries the credential rules on known good and bad cases
@@ -494,6 +495,19 @@ def check_no_inline_credentials(where, text, r):
                         f"from Secret {' or '.join(e['secret'] for e in CREDENTIAL_SECRETS)}")
 
 
+class SvcYamlLoader(yaml.SafeLoader):
+    """YAML as svc reads the targets file (1.2): only true and false are booleans, so
+    a channel's `on:` is the key "on", not the boolean YAML 1.1 makes of it."""
+
+
+SvcYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SvcYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def check_targets_file(where, text, r):
     """A targets file: `targets` and `notify` lists, unique names that are not svc's
     own, http/https/tcp target URLs, channels of a known kind with a URL of its
@@ -501,7 +515,7 @@ def check_targets_file(where, text, r):
     basic_auth passwords and the channels' keys, tokens and passwords from a Secret,
     every `{file: ...}` in a directory a Secret is mounted at."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=SvcYamlLoader)
     except yaml.YAMLError as e:
         r.check(False, f"{where}: parses as YAML ({e})")
         return
@@ -539,6 +553,11 @@ def check_targets_file(where, text, r):
                                          else f"a {schemes.replace('|', ' or ')} URL, ${{NAME}} or {{file: ...}}"))
         for field in CHANNEL_CREDENTIALS:
             r.check(field not in n or from_secret(n[field]), f"{channel}: {field} is ${{NAME}} or {{file: ...}}")
+        # Helm (YAML 1.1) reads a bare `on:` in values as true and writes it back so.
+        r.check(not {True, "true"} & set(n), f'{channel}: has no key `true` (in Helm values, write "on": quoted)')
+        states = n.get("on", [])
+        r.check(isinstance(states, list) and set(states) <= {"up", "down", "degraded"},
+                f"{channel}: on lists states of up, down and degraded")
     names = [n.get("name") for n in notify if isinstance(n, dict) and "name" in n]
     r.check(len(set(names)) == len(names), f"{where}: channel names are unique ({names})")
     for path in files_named(doc):
@@ -690,6 +709,8 @@ def self_test(r):
             "notify:\n  - {kind: teams, url: \"https://x.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sp=run&sig=abc\"}\n")),
         (False, "a Slack channel's URL not from a Secret", targets_file(
             "notify:\n  - {kind: slack, url: https://slack-proxy.example/hook}\n")),
+        (False, "a channel's `on` that Helm turned into true", targets_file(
+            "notify:\n  - {kind: pagerduty, routing_key: \"${PD_ROUTING_KEY}\", \"true\": [down]}\n")),
         (False, "a file outside the mounted Secrets", targets_file(
             "notify:\n  - {kind: opsgenie, api_key: {file: /etc/svc/notfiy/opsgenie-key}}\n")),
         (True, "the worker given the Secrets as the base does", pod("worker")),
