@@ -15,9 +15,9 @@ import yaml
 ROLES = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
 # The roles that read the targets file (TARGETS_FILE).
 TARGETS_ROLES = ("worker", "dashboard")
-# The roles that send the credentials it names, and where their files are mounted.
-CREDENTIALS_ROLES = ("worker",)
-CREDENTIALS_DIR = "/etc/svc/credentials"
+# Where the files of the credentials it names are mounted (the targets' own, the
+# notification channels'), and the roles that send them, the only ones to mount them.
+CREDENTIAL_DIRS = {"/etc/svc/credentials": ("worker",), "/etc/svc/notify": ("worker",)}
 
 
 def mounts(service):
@@ -84,11 +84,12 @@ def main(compose_path, prometheus_path, tracing=None):
                 # The directory, so that an edit saved by replacing the file is seen.
                 check((posixpath.dirname(path), True) in set(mounts(s)),
                       f"{role} mounts the directory of TARGETS_FILE {path} read-only")
-        if role in CREDENTIALS_ROLES:
-            check((CREDENTIALS_DIR, True) in set(mounts(s)), f"{role} mounts the credentials at {CREDENTIALS_DIR} read-only")
-        else:
-            check(CREDENTIALS_DIR not in {target for target, _ in mounts(s)},
-                  f"{role} mounts no credentials (they are for the {', '.join(CREDENTIALS_ROLES)} only)")
+        for directory, roles in CREDENTIAL_DIRS.items():
+            if role in roles:
+                check((directory, True) in set(mounts(s)), f"{role} mounts the credentials at {directory} read-only")
+            else:
+                check(directory not in {target for target, _ in mounts(s)},
+                      f"{role} mounts nothing at {directory} (it is for the {', '.join(roles)} only)")
     check(len(images) == 1, f"gateway, worker and dashboard share one image (have {sorted(map(str, images))})")
     for name in ("prometheus", "grafana"):
         check(services.get(name, {}).get("profiles") == ["monitoring"], f"{name} is in the monitoring profile")

@@ -9,7 +9,8 @@ directory, with Istio the AuthorizationPolicies admitting what the NetworkPolici
 admit and the sidecars' drain and probes, only svc pods and sentinels reaching
 Redis, REDIS_SENTINELS naming real sentinel pods, the targets file mounted so that
 it reloads and holding a valid file with no credential written in it, the
-credentials Secret reaching the workers only (read-only, whole), the Prometheus
+credential Secrets (svc-credentials, svc-notify) reaching the workers only
+(read-only, whole, unreadable by others), the Prometheus
 Operator objects by structure (alert job names are scraped Services), and every
 metric name in the alerts and the Grafana dashboard owned by a role (or listed as
 external). Every run first tries the credential rules on known good and bad cases
@@ -47,18 +48,34 @@ DEFAULT_PORTS = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
 METRIC_OWNERS = {"api_gateway_": "gateway", "worker_": "worker", "dashboard_": "dashboard"}
 # Metrics that come from elsewhere in the cluster, not from svc.
 EXTERNAL_METRICS = {"kube_pod_container_status_restarts_total": "kube-state-metrics", "up": "Prometheus (scrape status)"}
-# The credentials the targets file names as ${KEY} or {file: DIR/KEY}: an optional
-# Secret, for the roles that send them only (the dashboard shows them as ***).
-CREDENTIALS_SECRET = "svc-credentials"
-CREDENTIALS_DIR = "/etc/svc/credentials"
-CREDENTIALS_ROLES = ("worker",)
+# The Secrets whose keys the targets file names as ${KEY} or {file: DIR/KEY}: each
+# optional, given whole (as environment and as the read-only directory DIR) to the
+# roles that send them only (the dashboard shows them as ***).
+CREDENTIAL_SECRETS = (
+    {"secret": "svc-credentials", "dir": "/etc/svc/credentials", "roles": ("worker",)},
+    {"secret": "svc-notify", "dir": "/etc/svc/notify", "roles": ("worker",)},
+)
 # Secrets created by hand (deploy/README.md), never committed.
-EXTERNAL_SECRETS = {"redis-secret", CREDENTIALS_SECRET}
+EXTERNAL_SECRETS = {"redis-secret"} | {s["secret"] for s in CREDENTIAL_SECRETS}
 # The targets file (README.md, "Monitoring your own services"): its ConfigMap, the
 # roles that read it, and the names svc's own services already have on the page.
 TARGETS_CONFIGMAP = "svc-targets"
 TARGETS_ROLES = ("worker", "dashboard")
 RESERVED_TARGET_NAMES = {"api-gateway", "worker-service", "redis", "dashboard"}
+# The file's sections (README.md, "Monitoring your own services (targets)").
+TARGETS_FILE_KEYS = {"targets", "notify", "groups", "maintenance"}
+# Notification channels: each kind, the URL schemes it takes, and whether it has a
+# default endpoint (so may name no url).
+CHANNEL_KINDS = {
+    "webhook": ("http", "https"), "slack": ("http", "https"), "discord": ("http", "https"),
+    "teams": ("http", "https"), "pagerduty": ("http", "https"), "opsgenie": ("http", "https"),
+    "ntfy": ("http", "https"), "email": ("smtp", "smtps"),
+}
+CHANNEL_DEFAULT_URL = {"pagerduty", "opsgenie"}
+# Kinds whose URL is itself the credential (whoever has it may post).
+CHANNEL_SECRET_URL = {"slack", "discord", "teams"}
+# A channel's fields that hold a credential.
+CHANNEL_CREDENTIALS = ("routing_key", "api_key", "token", "password")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 # Ports of Istio's injected sidecar a Service may target though no container here
 # declares them (components/istio, in a namespace labelled istio-injection=enabled).
@@ -448,40 +465,62 @@ def from_secret(value):
 
 
 # Credentials written into a targets file's text, comments included (they are the
-# examples people copy): a URL's password, a `token=` query value, a `password:`
-# value on its line, a Slack webhook's secret path. Each is fine as `${NAME}` or
-# `{file: ...}`.
+# examples people copy): a URL's password (an SMTP URL's too), a query value named
+# like a token, key or signature, a `password:`, `token:`, `routing_key:` or
+# `api_key:` value on its line, the secret path of a Slack, Discord or Teams
+# webhook. Each is fine as `${NAME}` or `{file: ...}`.
 INLINE_CREDENTIALS = [
     ("a Slack webhook URL", re.compile(r"hooks\.slack\.com/services/(?P<v>[^\s'\"]+)")),
+    ("a Discord webhook URL", re.compile(r"discord(?:app)?\.com/api/webhooks/(?P<v>[^\s'\"]+)", re.IGNORECASE)),
+    ("a Teams webhook URL", re.compile(r"\.webhook\.office\.com/(?P<v>[^\s'\"]+)", re.IGNORECASE)),
     ("a URL with a password (://user:pass@)", re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:'\"]*:(?P<v>[^\s/@'\"]+)@")),
-    ("a token= value", re.compile(r"token=(?P<v>[^\s&#'\"]+)", re.IGNORECASE)),
-    ("a password: value", re.compile(r"\bpassword['\"]?\s*:[ \t]*(?P<v>[^\s#][^\n#]*)", re.IGNORECASE)),
+    ("a token, key or signature in a URL's query",
+     re.compile(r"[?&;][A-Za-z0-9_-]*(?:token|key|sig|signature|auth|secret|password)=(?P<v>[^\s&#'\"]+)",
+                re.IGNORECASE)),
+    ("a password, token, routing_key or api_key value",
+     re.compile(r"\b(?:password|token|routing_key|api_key)['\"]?\s*:[ \t]*(?P<v>[^\s#][^\n#]*)", re.IGNORECASE)),
 ]
 
 
 def check_no_inline_credentials(where, text, r):
     """No credential written into the targets file (it is a ConfigMap, kept in git):
-    they come from the credentials Secret. The failure names the line, never the value."""
+    they come from the Secrets of CREDENTIAL_SECRETS. The failure names the line,
+    never the value."""
     for number, line in enumerate(text.splitlines(), 1):
         for what, pattern in INLINE_CREDENTIALS:
             for m in pattern.finditer(line):
                 value = m.group("v").strip().strip("'\"")
                 r.check(value.startswith("${") or re.match(r"\{\s*file\s*:", value),
                         f"{where} line {number}: {what} written in the file, not ${{NAME}} or {{file: ...}} "
-                        f"from Secret {CREDENTIALS_SECRET}")
+                        f"from Secret {' or '.join(e['secret'] for e in CREDENTIAL_SECRETS)}")
+
+
+class SvcYamlLoader(yaml.SafeLoader):
+    """YAML as svc reads the targets file (1.2): only true and false are booleans, so
+    a channel's `on:` is the key "on", not the boolean YAML 1.1 makes of it."""
+
+
+SvcYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SvcYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def check_targets_file(where, text, r):
     """A targets file: `targets` and `notify` lists, unique names that are not svc's
-    own, http/https/tcp target URLs, http/https webhooks (or either from the
-    credentials Secret), basic_auth passwords from that Secret."""
+    own, http/https/tcp target URLs, channels of a known kind with a URL of its
+    scheme (or from a Secret; always from one where the URL is the credential),
+    basic_auth passwords and the channels' keys, tokens and passwords from a Secret,
+    every `{file: ...}` in a directory a Secret is mounted at."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=SvcYamlLoader)
     except yaml.YAMLError as e:
         r.check(False, f"{where}: parses as YAML ({e})")
         return
-    if not r.check(isinstance(doc, dict) and set(doc) <= {"targets", "notify"},
-                   f"{where}: a map with `targets` and `notify` only (is {doc!r:.80})"):
+    if not r.check(isinstance(doc, dict) and set(doc) <= TARGETS_FILE_KEYS,
+                   f"{where}: a map of {', '.join(f'`{k}`' for k in sorted(TARGETS_FILE_KEYS))} only"):
         return
     targets, notify = doc.get("targets") or [], doc.get("notify") or []
     if not r.check(isinstance(targets, list) and isinstance(notify, list), f"{where}: `targets` and `notify` are lists"):
@@ -500,9 +539,44 @@ def check_targets_file(where, text, r):
         r.check(password is None or from_secret(password),
                 f"{where}: target {t.get('name')!r}: basic_auth password is ${{NAME}} or {{file: ...}}")
     for i, n in enumerate(notify):
-        ok = isinstance(n, dict) and (from_secret(n.get("url")) or re.match(r"https?://[^/\s]+", str(n.get("url", "")))) \
-            and n.get("kind") in (None, "slack")
-        r.check(ok, f"{where}: webhook {i + 1} has an http(s) url and no kind or kind slack")
+        channel = f"{where}: notify[{i}]"
+        if not r.check(isinstance(n, dict) and n.get("kind", "webhook") in CHANNEL_KINDS,
+                       f"{channel} has a kind of {', '.join(sorted(CHANNEL_KINDS))} (or none: webhook)"):
+            continue
+        kind = n.get("kind", "webhook")
+        channel = f"{channel} ({n.get('name', kind)})"
+        url = n.get("url")
+        schemes = "|".join(CHANNEL_KINDS[kind])
+        r.check(from_secret(url) or (url is None and kind in CHANNEL_DEFAULT_URL)
+                or (kind not in CHANNEL_SECRET_URL and re.match(rf"({schemes})://[^/\s]+", str(url or ""))),
+                f"{channel}: url is " + ("${NAME} or {file: ...} (it is the credential)" if kind in CHANNEL_SECRET_URL
+                                         else f"a {schemes.replace('|', ' or ')} URL, ${{NAME}} or {{file: ...}}"))
+        for field in CHANNEL_CREDENTIALS:
+            r.check(field not in n or from_secret(n[field]), f"{channel}: {field} is ${{NAME}} or {{file: ...}}")
+        # Helm (YAML 1.1) reads a bare `on:` in values as true and writes it back so.
+        r.check(not {True, "true"} & set(n), f'{channel}: has no key `true` (in Helm values, write "on": quoted)')
+        states = n.get("on", [])
+        r.check(isinstance(states, list) and set(states) <= {"up", "down", "degraded"},
+                f"{channel}: on lists states of up, down and degraded")
+    names = [n.get("name") for n in notify if isinstance(n, dict) and "name" in n]
+    r.check(len(set(names)) == len(names), f"{where}: channel names are unique ({names})")
+    for path in files_named(doc):
+        r.check(any(path.startswith(e["dir"] + "/") for e in CREDENTIAL_SECRETS),
+                f"{where}: {{file: {path}}} is in a mounted Secret "
+                f"({', '.join(e['dir'] + '/' for e in CREDENTIAL_SECRETS)})")
+
+
+def files_named(node):
+    """The paths of every `{file: PATH}` value in a parsed targets file."""
+    if isinstance(node, dict):
+        if from_secret(node):
+            yield node["file"]
+        else:
+            for v in node.values():
+                yield from files_named(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from files_named(v)
 
 
 def check_targets(objs, r):
@@ -536,38 +610,45 @@ def check_targets(objs, r):
 
 
 def check_credentials(objs, r):
-    """The credentials Secret reaches the roles that send credentials only (not the
-    dashboard, not Redis), and there as a whole, read-only directory: never a subPath,
-    which the kubelet never updates, so a rotated key would not arrive. Once the
-    targets file is in the build, each worker gets the Secret, optional (it is
-    created by hand, maybe never), both as environment and at CREDENTIALS_DIR."""
+    """Each Secret of CREDENTIAL_SECRETS reaches the roles that send its keys only (not
+    the dashboard, not Redis), and there as a whole, read-only directory that others
+    cannot read: never a subPath, which the kubelet never updates, so a rotated key
+    would not arrive. Once the targets file is in the build, each of those roles gets
+    the Secret, optional (it is created by hand, maybe never), both as environment and
+    at its directory."""
     has_targets = any(o["kind"] == "ConfigMap" and o["metadata"]["name"] == TARGETS_CONFIGMAP for o in objs)
-    for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
-        volumes = {v["name"]: v["secret"] for v in pod_spec(w).get("volumes", [])
-                   if (v.get("secret") or {}).get("secretName") == CREDENTIALS_SECRET}
-        for c in containers(w):
-            where = f"{name_of(w)} container {c['name']}"
-            mounts = [m for m in c.get("volumeMounts", []) if m["name"] in volumes]
-            env = [ref["secretRef"] for ref in c.get("envFrom", [])
-                   if (ref.get("secretRef") or {}).get("name") == CREDENTIALS_SECRET]
-            env_keys = [e for e in c.get("env", [])
-                        if ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == CREDENTIALS_SECRET]
-            if role_of(c) not in CREDENTIALS_ROLES:
-                r.check(not (mounts or env or env_keys),
-                        f"{where}: gets nothing of Secret {CREDENTIALS_SECRET} (it is for the {', '.join(CREDENTIALS_ROLES)} only)")
-                continue
-            for m in mounts:
-                r.check(m.get("readOnly") is True, f"{where}: Secret {CREDENTIALS_SECRET} at {m['mountPath']} is read-only")
-                r.check(not m.get("subPath") and not m.get("subPathExpr"),
-                        f"{where}: Secret {CREDENTIALS_SECRET} at {m['mountPath']} has no subPath (rotated keys arrive)")
-            if not has_targets:
-                continue
-            at_dir = [m for m in mounts if m["mountPath"].rstrip("/") == CREDENTIALS_DIR]
-            r.check(at_dir, f"{where}: Secret {CREDENTIALS_SECRET} is mounted at {CREDENTIALS_DIR}")
-            r.check(all(volumes[m["name"]].get("optional") is True for m in at_dir),
-                    f"{where}: the {CREDENTIALS_SECRET} volume is optional")
-            r.check(env and all(ref.get("optional") is True for ref in env),
-                    f"{where}: envFrom Secret {CREDENTIALS_SECRET}, optional")
+    for entry in CREDENTIAL_SECRETS:
+        secret, directory, roles = entry["secret"], entry["dir"], entry["roles"]
+        for w in (o for o in objs if o["kind"] in WORKLOAD_KINDS):
+            volumes = {v["name"]: v["secret"] for v in pod_spec(w).get("volumes", [])
+                       if (v.get("secret") or {}).get("secretName") == secret}
+            for c in containers(w):
+                where = f"{name_of(w)} container {c['name']}"
+                mounts = [m for m in c.get("volumeMounts", []) if m["name"] in volumes]
+                env = [ref["secretRef"] for ref in c.get("envFrom", [])
+                       if (ref.get("secretRef") or {}).get("name") == secret]
+                env_keys = [e for e in c.get("env", [])
+                            if ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == secret]
+                if role_of(c) not in roles:
+                    r.check(not (mounts or env or env_keys),
+                            f"{where}: gets nothing of Secret {secret} (it is for the {', '.join(roles)} only)")
+                    continue
+                for m in mounts:
+                    r.check(m.get("readOnly") is True, f"{where}: Secret {secret} at {m['mountPath']} is read-only")
+                    r.check(not m.get("subPath") and not m.get("subPathExpr"),
+                            f"{where}: Secret {secret} at {m['mountPath']} has no subPath (rotated keys arrive)")
+                    # Kubernetes' default is 0644: readable by every user of the pod.
+                    mode = volumes[m["name"]].get("defaultMode")
+                    r.check((0o644 if mode is None else mode) & 0o007 == 0,
+                            f"{where}: the files of Secret {secret} are not readable by others (defaultMode)")
+                if not has_targets:
+                    continue
+                at_dir = [m for m in mounts if m["mountPath"].rstrip("/") == directory]
+                r.check(at_dir, f"{where}: Secret {secret} is mounted at {directory}")
+                r.check(all(volumes[m["name"]].get("optional") is True for m in at_dir),
+                        f"{where}: the {secret} volume is optional")
+                r.check(env and all(ref.get("optional") is True for ref in env),
+                        f"{where}: envFrom Secret {secret}, optional")
 
 
 def self_test(r):
@@ -576,15 +657,21 @@ def self_test(r):
     def targets_file(text):
         return check_targets, [{"kind": "ConfigMap", "metadata": {"name": TARGETS_CONFIGMAP}, "data": {"targets.yaml": text}}]
 
-    def pod(role, mount=(), volume=(), secret_ref=()):
-        """A Deployment of `role` given the credentials Secret as the base does, with
-        the mount's, the volume's and the envFrom entry's fields overridden."""
-        c = {"name": role, "args": [role],
-             "envFrom": [{"secretRef": {"name": CREDENTIALS_SECRET, "optional": True, **dict(secret_ref)}}],
-             "volumeMounts": [{"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True, **dict(mount)}]}
-        v = {"name": "credentials", "secret": {"secretName": CREDENTIALS_SECRET, "optional": True, **dict(volume)}}
+    def pod(role, mount=(), volume=(), secret_ref=(), secret="svc-credentials", only=False):
+        """A Deployment of `role` given every Secret of CREDENTIAL_SECRETS as the base
+        does (`only`: just `secret`), with the mount's, the volume's and the envFrom
+        entry's fields of `secret` overridden."""
+        def given(e):
+            mine = e["secret"] == secret
+            return ({"secretRef": {"name": e["secret"], "optional": True, **dict(secret_ref if mine else ())}},
+                    {"name": e["secret"], "mountPath": e["dir"], "readOnly": True, **dict(mount if mine else ())},
+                    {"name": e["secret"], "secret": {"secretName": e["secret"], "optional": True, "defaultMode": 0o440,
+                                                     **dict(volume if mine else ())}})
+        env, mounts, volumes = zip(*map(given, (e for e in CREDENTIAL_SECRETS if not only or e["secret"] == secret)))
+        c = {"name": role, "args": [role], "envFrom": list(env), "volumeMounts": list(mounts)}
+        spec = {"containers": [c], "volumes": list(volumes)}
         return check_credentials, targets_file("targets: []\n")[1] + [
-            {"kind": "Deployment", "metadata": {"name": role}, "spec": {"template": {"spec": {"containers": [c], "volumes": [v]}}}}]
+            {"kind": "Deployment", "metadata": {"name": role}, "spec": {"template": {"spec": spec}}}]
 
     good = "targets:\n  - name: a\n    url: "
     cases = [
@@ -602,12 +689,42 @@ def self_test(r):
             good + "https://a.example/\n    basic_auth:\n      username: svc\n      password:\n        hunter2\n")),
         (False, "a credential in a comment's example", targets_file("targets: []\n# - url: https://u:hunter2@a.example/\n")),
         (False, "a Slack webhook's URL", targets_file("notify:\n  - {url: https://hooks.slack.com/services/T0/B0/X, kind: slack}\n")),
-        (True, "the worker given the Secret as the base does", pod("worker")),
+        (True, "channels with their credentials from svc-notify", targets_file(
+            "notify:\n  - {name: oncall, kind: pagerduty, routing_key: \"${PD_ROUTING_KEY}\", on: [down, up]}\n"
+            "  - {name: team, kind: slack, url: {file: /etc/svc/notify/slack-url}}\n"
+            "  - name: ops\n    kind: opsgenie\n    api_key:\n      file: /etc/svc/notify/opsgenie-key\n"
+            "  - {name: push, kind: ntfy, url: https://ntfy.example/svc, token: {file: /etc/svc/notify/ntfy}}\n"
+            "  - {name: chat, kind: discord, url: \"${DISCORD_WEBHOOK_URL}\"}\n"
+            "  - name: mail\n    kind: email\n    url: smtp://svc:${SMTP_PASSWORD}@mail.internal:587\n"
+            "    from: svc@example.com\n    to: [oncall@example.com]\n    repeat: 1h\n"
+            "  - {url: https://alerts.example.com/hook}\n"
+            "targets:\n  - {name: a, url: https://a.example/, notify: [oncall, mail]}\n")),
+        (False, "a PagerDuty routing_key", targets_file("notify:\n  - {kind: pagerduty, routing_key: 0123456789abcdef}\n")),
+        (False, "an ntfy token on its own line", targets_file(
+            "notify:\n  - kind: ntfy\n    url: https://ntfy.example/svc\n    token:\n      tk_0123\n")),
+        (False, "an SMTP password in the URL", targets_file("notify:\n  - {kind: email, url: \"smtps://svc:hunter2@mail.internal\"}\n")),
+        (False, "a Discord webhook's URL", targets_file(
+            "notify:\n  - {kind: discord, url: https://discord.com/api/webhooks/1/abc}\n")),
+        (False, "a Teams workflow's signature", targets_file(
+            "notify:\n  - {kind: teams, url: \"https://x.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sp=run&sig=abc\"}\n")),
+        (False, "a Slack channel's URL not from a Secret", targets_file(
+            "notify:\n  - {kind: slack, url: https://slack-proxy.example/hook}\n")),
+        (False, "a channel's `on` that Helm turned into true", targets_file(
+            "notify:\n  - {kind: pagerduty, routing_key: \"${PD_ROUTING_KEY}\", \"true\": [down]}\n")),
+        (False, "a file outside the mounted Secrets", targets_file(
+            "notify:\n  - {kind: opsgenie, api_key: {file: /etc/svc/notfiy/opsgenie-key}}\n")),
+        (True, "the worker given the Secrets as the base does", pod("worker")),
         (False, "the dashboard given the Secret", pod("dashboard")),
         (False, "the Secret mounted writable", pod("worker", mount={"readOnly": False})),
         (False, "the Secret mounted by subPath", pod("worker", mount={"subPath": "payments-password"})),
         (False, "the Secret required by the volume", pod("worker", volume={"optional": False})),
         (False, "the Secret required by envFrom", pod("worker", secret_ref={"optional": False})),
+        (False, "the Secret's files readable by others", pod("worker", volume={"defaultMode": 0o444})),
+        (False, "the Secret's files at Kubernetes' default mode", pod("worker", volume={"defaultMode": None})),
+        (False, "the dashboard given svc-notify", pod("dashboard", secret="svc-notify", only=True)),
+        (False, "svc-notify mounted elsewhere than /etc/svc/notify",
+         pod("worker", secret="svc-notify", mount={"mountPath": "/etc/svc/credentials/notify"})),
+        (False, "svc-notify required by envFrom", pod("worker", secret="svc-notify", secret_ref={"optional": False})),
     ]
     for ok, what, (check, objs) in cases:
         trial = Report(quiet=True)

@@ -39,7 +39,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 The three roles: object name, Service, port and arguments. One image; only the
 arguments differ. `key` is the role's section in values.yaml; `targets`: the role
 reads the targets file (svc-targets); `credentials`: it sends the credentials the
-file names (Secret credentials.existingSecret).
+file names (Secrets credentials.existingSecret and notify.existingSecret).
 */}}
 {{- define "svc.roles" -}}
 roles:
