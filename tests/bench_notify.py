@@ -71,6 +71,7 @@ def arguments():
     if not os.path.exists(SVC):
         sys.exit(f"{SVC} not found: cargo build --release --locked --bins")
     args.flips = min(args.flips, args.targets)
+    args.batches = max(1, min(args.batches, args.flips))
     return args
 
 
@@ -313,8 +314,9 @@ def main():
     flips = len(result["sample"])
     print(f"\nnotify: {args.targets} targets at a {INTERVAL} s interval, 3 workers, "
           f"failure_threshold {FAILURE_THRESHOLD}, success_threshold {SUCCESS_THRESHOLD}; "
-          f"{flips} flipped down and back up in {args.batches} batches {STAGGER:g} s apart "
-          f"({result['flipping']:.0f} s)\n")
+          f"{flips} flipped down and back up "
+          + (f"in {args.batches} batches {STAGGER:g} s apart " if args.batches > 1 else "at once ")
+          + f"({result['flipping']:.0f} s)\n")
     print(f"  {'measure':<46} {'value':>32}   {'goal':<10} verdict")
     if lat:
         p99 = rank(lat, 0.99)
