@@ -41,7 +41,7 @@ run-dashboard *ARGS:
 run-all *ARGS:
     cargo run --release --locked -- all {{ARGS}}
 
-# Benchmark the gateway, the worker, the dashboard, svc load and 1,000 targets on 3 workers (against nginx and wrk where it applies; installs redis-server, nginx, wrk when missing)
+# Benchmark the gateway, the worker, the dashboard, svc load, and 1,000 targets on 3 workers with their probe-to-webhook latency (against nginx and wrk where it applies; installs redis-server, nginx, wrk when missing)
 bench *ARGS:
     tests/bench.sh {{ARGS}}
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need when missing, builds the release binary, then
 # runs tests/bench.py (gateway), tests/bench_worker.py, tests/bench_dashboard.py,
-# tests/bench_load.py (svc load against wrk) and tests/bench_targets.py (1,000 targets on
-# 3 workers; its Redis fill is examples/fill_targets.rs). Extra arguments go to each.
+# tests/bench_load.py (svc load against wrk), tests/bench_targets.py (1,000 targets on
+# 3 workers; its Redis fill is examples/fill_targets.rs) and tests/bench_notify.py (probe
+# to webhook latency, 1,000 targets on 3 workers). Extra arguments go to each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/need.sh redis-server=redis-server nginx=nginx-light wrk=wrk
@@ -12,3 +13,4 @@ python3 tests/bench_worker.py "$@"
 python3 tests/bench_dashboard.py "$@"
 python3 tests/bench_load.py "$@"
 python3 tests/bench_targets.py "$@"
+python3 tests/bench_notify.py "$@"

@@ -10,8 +10,9 @@
 //! between the change and the queueing leaves the change unhanded: the next probe of
 //! the target, by any worker, hands it on.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -32,6 +33,42 @@ struct Monitor {
     store: SharedStore,
     client: reqwest::Client,
     probes: Arc<Semaphore>,
+    reminded: Reminded,
+}
+
+/// The reminders this worker has queued, by target: the ids of those due in the
+/// target's current period. Every probe of a down target finds its period's reminders
+/// due again; queueing them again would add nothing (their ids are their periods'), so
+/// a worker offers each one until it is queued, not on every probe of the period (a
+/// store round trip with the job's JSON per probe: 359 of 360 for nothing with
+/// `repeat: 1h` at a 10 s interval). The other workers still offer theirs, so a worker
+/// that dies after queueing changes nothing.
+#[derive(Default)]
+struct Reminded(Mutex<HashMap<String, Vec<String>>>);
+
+impl Reminded {
+    /// Whether `ids` are what this worker last queued for `target`.
+    fn queued(&self, target: &str, ids: &[String]) -> bool {
+        self.lock().get(target).is_some_and(|queued| queued == ids)
+    }
+
+    /// Notes that `ids` are queued for `target` (`None`: it is not down any more).
+    fn set(&self, target: &str, ids: Option<Vec<String>>) {
+        let mut map = self.lock();
+        match ids {
+            Some(ids) => {
+                map.insert(target.to_owned(), ids);
+            }
+            None => {
+                map.remove(target);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        // A panic elsewhere leaves a map that is still a map: at worst an offer again.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Probes the targets in force until `stop`; a new file replaces the schedule at once
@@ -48,6 +85,7 @@ pub async fn run(store: SharedStore, mut current: Current, stop: CancellationTok
         store,
         client,
         probes: Arc::new(Semaphore::new(MAX_PROBES)),
+        reminded: Reminded::default(),
     });
     loop {
         let targets = current.borrow_and_update().clone();
@@ -188,7 +226,7 @@ async fn record(
 }
 
 /// While `target` is down, queues the reminders due (see [`notify::reminders`]); a
-/// reminder already queued is not queued again.
+/// reminder this worker queued already is not offered again ([`Reminded`]).
 async fn remind(
     monitor: &Monitor,
     targets: &Targets,
@@ -200,17 +238,24 @@ async fn remind(
         .as_ref()
         .filter(|c| state.status == Some(ServiceState::Down) && c.to == ServiceState::Down)
     else {
+        monitor.reminded.set(&target.name, None);
         return Ok(());
     };
     let channels = notify::route(target, &targets.groups, &targets.notify);
-    for job in notify::reminders(target, change, &channels, unix_now()) {
-        // Idempotent by id: every probe while down offers the same reminder again.
-        if !monitor.store.enqueue(&job).await? {
+    let due = notify::reminders(target, change, &channels, unix_now());
+    let ids: Vec<String> = due.iter().map(|job| job.id.clone()).collect();
+    if ids.is_empty() || monitor.reminded.queued(&target.name, &ids) {
+        return Ok(());
+    }
+    for job in &due {
+        // Idempotent by id: another worker may have queued the same reminder.
+        if !monitor.store.enqueue(job).await? {
             return Err(StoreError::Command(
                 "job queue full: reminder not queued".into(),
             ));
         }
     }
+    monitor.reminded.set(&target.name, Some(ids));
     Ok(())
 }
 
@@ -249,6 +294,23 @@ async fn hand_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reminder_queued_is_not_offered_again_until_the_next_period() {
+        let reminded = Reminded::default();
+        let r1 = vec!["notify-web@1.000-r1-hook".to_owned()];
+        let r2 = vec!["notify-web@1.000-r2-hook".to_owned()];
+        assert!(!reminded.queued("web", &r1));
+        reminded.set("web", Some(r1.clone()));
+        assert!(reminded.queued("web", &r1));
+        assert!(!reminded.queued("api", &r1));
+        assert!(!reminded.queued("web", &r2), "the next period's");
+        reminded.set("web", None);
+        assert!(
+            !reminded.queued("web", &r1),
+            "up again, then down: offered again"
+        );
+    }
 
     #[test]
     fn phases_are_stable_and_spread() {

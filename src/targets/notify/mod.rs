@@ -28,7 +28,7 @@ use url::Url;
 
 use super::Target;
 use crate::config::Secret;
-use crate::jobs::{JobRecord, JobSpec};
+use crate::jobs::{JobRecord, JobSpec, RECORD_TTL};
 use crate::redact;
 use crate::service::ServiceState;
 use crate::store::{DeliveryRecord, Store};
@@ -341,11 +341,18 @@ fn job(channel: &Channel, event: &Event, now: f64) -> Option<JobRecord> {
     Some(job)
 }
 
+/// How far into its period a reminder is still offered: half the life of a job's record,
+/// the idempotency key that makes a second offer add nothing. A period longer than a
+/// day (no bound is set on `repeat`) would otherwise offer its reminder again once its
+/// record had expired, and send it twice.
+pub const REMINDER_WINDOW: Duration = Duration::from_secs(RECORD_TTL.as_secs() / 2);
+
 /// The reminders due for `change` of `target` (still down) at `now`: for each channel of
 /// `channels` that accepts it, with a period (the target's, else the channel's), one
 /// job per period elapsed, with an id made from the change, the channel and the
 /// period's number, so however many workers queue it, and however often, it is sent
-/// once. Only the newest period's is made: one that was missed is not sent late.
+/// once. Only the newest period's is made, and only in its first [`REMINDER_WINDOW`]:
+/// one that was missed is not sent late.
 pub fn reminders(
     target: &Target,
     change: &Transition,
@@ -362,7 +369,7 @@ pub fn reminders(
         .filter_map(|channel| {
             let period = target.repeat.or(channel.repeat)?.as_secs_f64();
             let n = (down_for / period).floor() as u64;
-            if n == 0 {
+            if n == 0 || down_for - n as f64 * period >= REMINDER_WINDOW.as_secs_f64() {
                 return None;
             }
             let mut event = event.clone();

@@ -290,6 +290,22 @@ fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
     assert_eq!(body["down_for_s"], 600.0);
     let event: Event = serde_json::from_value(body.clone()).expect("event");
     assert_eq!(event.headline(), "web is still down (for 10m): HTTP 503");
+    // A period longer than a job record lives: offered only while the first offer's
+    // record (its idempotency key) is surely still there.
+    let days = |d: f64| 1000.0 + d * 86_400.0;
+    let mut long = parsed.notify.clone();
+    for c in &mut long {
+        c.repeat = Some(Duration::from_secs(3 * 86_400));
+    }
+    let mut web = web.clone();
+    web.repeat = None;
+    let channels = route(&web, &parsed.groups, &long);
+    let due = |now: f64| reminders(&web, &change, &channels, now).len();
+    assert_eq!(due(days(3.0)), 2);
+    assert_eq!(due(days(3.4)), 2);
+    assert_eq!(due(days(3.6)), 0, "half a record's life into the period");
+    assert_eq!(due(days(5.9)), 0);
+    assert_eq!(due(days(6.0)), 2);
     assert!(
         parse("notify: [{url: 'http://x', repeat: 5s}]").is_err(),
         "under 10 s"
