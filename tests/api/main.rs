@@ -9,6 +9,7 @@ mod connection;
 mod credentials;
 mod dashboard;
 mod detection;
+mod email;
 mod faults;
 mod foreign;
 mod gateway;
