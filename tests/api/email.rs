@@ -17,7 +17,7 @@ use crate::helpers::{
 };
 use crate::targets::Target;
 
-const PASSWORD: &str = "smtp-pa55-3c9e";
+pub(crate) const PASSWORD: &str = "smtp-pa55-3c9e";
 const WRONG: &str = "wrong-pa55-77aa";
 
 /// One run of `tests/smtp_server.py`: it keeps each message in `dir` as `<n>.eml`.

@@ -8,6 +8,7 @@ mod cli;
 mod connection;
 mod credentials;
 mod dashboard;
+mod delivery_faults;
 mod detection;
 mod email;
 mod faults;
