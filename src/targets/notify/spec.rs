@@ -4,7 +4,7 @@
 //! notify:
 //!   - name: oncall                      # default: the kind (kind-2, ... when taken)
 //!     kind: pagerduty                   # webhook (default), slack, discord, teams,
-//!                                       # pagerduty, opsgenie, ntfy
+//!                                       # pagerduty, opsgenie, ntfy, email
 //!     routing_key: ${PD_ROUTING_KEY}    # pagerduty; opsgenie takes api_key, ntfy token
 //!     url: https://events.pagerduty.com/v2/enqueue   # each kind's default, if it has one
 //!     on: [down, up]                    # the states it is told of; default all
