@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{Dir, SvcProcess, all_args, client, eventually, try_json};
 use crate::targets::{Target, read_request};
@@ -26,6 +26,17 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// Reads one request from `conn`.
+    pub async fn read(conn: &mut TcpStream) -> Option<Self> {
+        let (head, body) = read_request(conn).await?;
+        let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+        Some(Request {
+            path,
+            head,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
@@ -47,35 +58,46 @@ pub(crate) struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Serves HTTP on a loopback port: `handle` gets each request and its connection to
+/// answer on. Gives the base URL and the task (abort it to stop).
+pub(crate) async fn serve<F, Fut>(handle: F) -> (String, tokio::task::JoinHandle<()>)
+where
+    F: Fn(Request, TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                if let Some(request) = Request::read(&mut conn).await {
+                    handle(request, conn).await;
+                }
+            });
+        }
+    });
+    (base, task)
+}
+
 impl Receiver {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let Some((head, body)) = read_request(&mut conn).await else {
-                        return;
-                    };
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let failing = path.starts_with("/failing");
-                    log.lock().expect("log").push(Request {
-                        path,
-                        head,
-                        body: String::from_utf8_lossy(&body).into_owned(),
-                    });
-                    let reply: &[u8] = if failing {
-                        b"HTTP/1.1 500 X\r\ncontent-length: 0\r\n\r\n"
-                    } else {
-                        b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
-                    };
-                    let _ = conn.write_all(reply).await;
-                });
+        let (base, task) = serve(move |request: Request, mut conn: TcpStream| {
+            let log = log.clone();
+            async move {
+                let failing = request.path.starts_with("/failing");
+                log.lock().expect("log").push(request);
+                let reply: &[u8] = if failing {
+                    b"HTTP/1.1 500 X\r\ncontent-length: 0\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
+                };
+                let _ = conn.write_all(reply).await;
             }
-        });
+        })
+        .await;
         Receiver { base, seen, task }
     }
 

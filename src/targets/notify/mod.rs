@@ -9,8 +9,13 @@
 //! The job queue redelivers a job whose worker died mid-send, and every attempt
 //! carries the same idempotency key (`Idempotency-Key`, and the provider's own
 //! deduplication key where it has one), so a receiver can drop a repeat.
+//!
+//! `email` is the one kind that is not an HTTP request: the worker builds a message
+//! with a plain-text and an HTML part and sends it over SMTP (STARTTLS or implicit
+//! TLS), each attempt with the same `Message-ID` (see [`email`]).
 
 mod discord;
+pub mod email;
 mod ntfy;
 mod opsgenie;
 mod pagerduty;
@@ -166,6 +171,8 @@ pub enum Kind {
     Opsgenie,
     /// An ntfy topic: a message with a priority by state.
     Ntfy,
+    /// An email over SMTP: plain text and HTML.
+    Email,
 }
 
 impl Kind {
@@ -179,6 +186,7 @@ impl Kind {
             Kind::Pagerduty => "pagerduty",
             Kind::Opsgenie => "opsgenie",
             Kind::Ntfy => "ntfy",
+            Kind::Email => "email",
         }
     }
 
@@ -220,6 +228,8 @@ pub struct Channel {
     pub send_on_resolved: bool,
     /// While a target is down, a reminder each period (unless the target sets its own).
     pub repeat: Option<Duration>,
+    /// An email channel's sender, recipients and TLS; `None` for the other kinds.
+    pub mail: Option<email::Mail>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -232,6 +242,7 @@ impl std::fmt::Debug for Channel {
             .field("on", &self.on)
             .field("send_on_resolved", &self.send_on_resolved)
             .field("repeat", &self.repeat)
+            .field("mail", &self.mail)
             .finish()
     }
 }
@@ -279,9 +290,10 @@ impl Channel {
         self.on.is_empty() || self.on.contains(&event.state)
     }
 
-    /// The request that tells this channel of `event`.
-    pub fn request(&self, event: &Event) -> Outgoing {
-        match self.kind {
+    /// The request that tells this channel of `event`; `None` for email, which is
+    /// not sent over HTTP.
+    pub fn request(&self, event: &Event) -> Option<Outgoing> {
+        Some(match self.kind {
             Kind::Webhook => webhook::render(self, event),
             Kind::Slack => slack::render(self, event),
             Kind::Discord => discord::render(self, event),
@@ -289,7 +301,8 @@ impl Channel {
             Kind::Pagerduty => pagerduty::render(self, event),
             Kind::Opsgenie => opsgenie::render(self, event),
             Kind::Ntfy => ntfy::render(self, event),
-        }
+            Kind::Email => return None,
+        })
     }
 }
 
@@ -390,13 +403,7 @@ pub async fn deliver(
     sender: &str,
 ) -> Result<Value, String> {
     let shown = redact::origin(&outgoing.url);
-    let mut wait = BACKOFF;
-    let mut last = String::new();
-    for attempt in 1..=TRIES {
-        if attempt > 1 {
-            tokio::time::sleep(wait).await;
-            wait = wait.saturating_mul(2);
-        }
+    retrying(channel, &shown, key, |attempt| async move {
         let mut request = client
             .post(outgoing.url.clone())
             .timeout(TIMEOUT)
@@ -409,14 +416,42 @@ pub async fn deliver(
         }
         match request.send().await {
             Ok(res) if res.status().is_success() => {
+                Ok(json!({"status": res.status().as_u16(), "tries": attempt}))
+            }
+            Ok(res) => Err(format!("HTTP {}", res.status().as_u16())),
+            Err(e) if e.is_timeout() => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
+            Err(e) => Err(crate::probe::describe(e)),
+        }
+    })
+    .await
+}
+
+/// Runs `once` (given the attempt's number) up to [`TRIES`] times with a doubling
+/// wait between, counting each attempt for `channel`; `shown` names the receiver in
+/// the log and the error.
+async fn retrying<F, Fut>(
+    channel: &str,
+    shown: &str,
+    key: &str,
+    mut once: F,
+) -> Result<Value, String>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<Value, String>>,
+{
+    let mut wait = BACKOFF;
+    let mut last = String::new();
+    for attempt in 1..=TRIES {
+        if attempt > 1 {
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2);
+        }
+        match once(attempt).await {
+            Ok(answer) => {
                 count(channel, "sent");
-                return Ok(json!({"status": res.status().as_u16(), "tries": attempt}));
+                return Ok(answer);
             }
-            Ok(res) => last = format!("HTTP {}", res.status().as_u16()),
-            Err(e) if e.is_timeout() => {
-                last = format!("no answer within {} s", TIMEOUT.as_secs());
-            }
-            Err(e) => last = crate::probe::describe(e),
+            Err(error) => last = error,
         }
         count(channel, "failed");
         tracing::warn!(channel, receiver = %shown, key, attempt, error = %last, "notification not accepted");
@@ -424,8 +459,9 @@ pub async fn deliver(
     Err(format!("{channel} ({shown}): {last} ({TRIES} tries)"))
 }
 
-/// Tells `channel` of `event` ([`deliver`]) and notes the delivery, sent or failed,
-/// for `/api/notifications`; a delivery that cannot be noted is only logged.
+/// Tells `channel` of `event` ([`deliver`], or for email [`email`]'s SMTP) and notes
+/// the delivery, sent or failed, for `/api/notifications`; a delivery that cannot be
+/// noted is only logged.
 pub async fn send(
     client: &reqwest::Client,
     store: &dyn Store,
@@ -434,10 +470,31 @@ pub async fn send(
     key: &str,
     sender: &str,
 ) -> Result<Value, String> {
-    let outgoing = channel.request(event);
-    let sent = deliver(client, &channel.name, &outgoing, key, sender).await;
+    let id = job_id(&event.id, &channel.name);
+    let sent = match (channel.request(event), &channel.mail) {
+        (Some(outgoing), _) => deliver(client, &channel.name, &outgoing, key, sender).await,
+        (None, Some(mail)) => match email::message(mail, event, &id) {
+            Ok(message) => {
+                let shown = redact::origin(&channel.url);
+                retrying(&channel.name, &shown, key, |attempt| {
+                    let message = &message;
+                    async move {
+                        let mut answer = email::send_once(channel, mail, message).await?;
+                        answer["tries"] = attempt.into();
+                        Ok(answer)
+                    }
+                })
+                .await
+            }
+            Err(e) => Err(format!("{}: {e}", channel.name)),
+        },
+        (None, None) => Err(format!(
+            "{}: an email channel without addresses",
+            channel.name
+        )),
+    };
     let record = DeliveryRecord {
-        id: job_id(&event.id, &channel.name),
+        id,
         channel: channel.name.clone(),
         target: event.target.clone(),
         state: event.state.clone(),

@@ -4,18 +4,23 @@
 //! notify:
 //!   - name: oncall                      # default: the kind (kind-2, ... when taken)
 //!     kind: pagerduty                   # webhook (default), slack, discord, teams,
-//!                                       # pagerduty, opsgenie, ntfy
+//!                                       # pagerduty, opsgenie, ntfy, email
 //!     routing_key: ${PD_ROUTING_KEY}    # pagerduty; opsgenie takes api_key, ntfy token
 //!     url: https://events.pagerduty.com/v2/enqueue   # each kind's default, if it has one
 //!     on: [down, up]                    # the states it is told of; default all
 //!     send_on_resolved: true            # told of recoveries; default true
 //!     repeat: 1h                        # while down, a reminder each period (>= 10 s)
+//!   - name: mail
+//!     kind: email                       # url required: smtp:// (STARTTLS) or smtps://
+//!     url: smtp://svc:${SMTP_PASSWORD}@mail.internal:587
+//!     from: svc@example.com             # email only: from, to, subject, ca_file
+//!     to: [oncall@example.com]
 //! ```
 
 use serde::Deserialize;
 use url::Url;
 
-use super::{Channel, Kind};
+use super::{Channel, Kind, email};
 use crate::targets::value::ValueSpec;
 
 /// A channel as written.
@@ -29,6 +34,11 @@ pub(crate) struct ChannelSpec {
     routing_key: Option<ValueSpec>,
     api_key: Option<ValueSpec>,
     token: Option<ValueSpec>,
+    from: Option<ValueSpec>,
+    #[serde(default)]
+    to: Vec<ValueSpec>,
+    subject: Option<ValueSpec>,
+    ca_file: Option<ValueSpec>,
     #[serde(default)]
     on: Vec<String>,
     send_on_resolved: Option<bool>,
@@ -85,6 +95,7 @@ pub(crate) fn channels(specs: Vec<ChannelSpec>, read: Read<'_>) -> Result<Vec<Ch
         let Some(raw) = raw else { continue };
         // A receiver's URL is a credential as a whole: never quoted back.
         let url = match Url::parse(&raw) {
+            Ok(u) if spec.kind == Kind::Email => u,
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u,
             Ok(u) => {
                 return Err(format!(
@@ -124,6 +135,51 @@ pub(crate) fn channels(specs: Vec<ChannelSpec>, read: Read<'_>) -> Result<Vec<Ch
                 spec.kind.as_str()
             ));
         }
+        let mail = match spec.kind {
+            Kind::Email => {
+                let mut one = |field: &str, value: &Option<ValueSpec>| match value {
+                    Some(v) => read(v).map_err(|e| format!("{at}: {field}: {e}")),
+                    None => Ok(None),
+                };
+                let from = one("from", &spec.from)?;
+                let subject = one("subject", &spec.subject)?;
+                let ca_file = one("ca_file", &spec.ca_file)?;
+                let mut to = Vec::with_capacity(spec.to.len());
+                for value in &spec.to {
+                    to.push(read(value).map_err(|e| format!("{at}: to: {e}"))?);
+                }
+                // A value a reader without credentials could not read: left out, as
+                // an unreadable URL is.
+                let unread = |v: &Option<ValueSpec>, r: &Option<String>| v.is_some() && r.is_none();
+                if unread(&spec.from, &from)
+                    || unread(&spec.subject, &subject)
+                    || unread(&spec.ca_file, &ca_file)
+                    || to.iter().any(Option::is_none)
+                {
+                    continue;
+                }
+                let to = to.into_iter().flatten().collect();
+                Some(
+                    email::check(&url, from, to, subject, ca_file)
+                        .map_err(|e| format!("{at}: {e}"))?,
+                )
+            }
+            _ => {
+                let given = [
+                    ("from", spec.from.is_some()),
+                    ("to", !spec.to.is_empty()),
+                    ("subject", spec.subject.is_some()),
+                    ("ca_file", spec.ca_file.is_some()),
+                ];
+                if let Some((field, _)) = given.iter().find(|(_, given)| *given) {
+                    return Err(format!(
+                        "{at}: a {} channel takes no {field}",
+                        spec.kind.as_str()
+                    ));
+                }
+                None
+            }
+        };
         channels.push(Channel {
             name,
             kind: spec.kind,
@@ -136,6 +192,7 @@ pub(crate) fn channels(specs: Vec<ChannelSpec>, read: Read<'_>) -> Result<Vec<Ch
                 .map(|text| repeat(&text))
                 .transpose()
                 .map_err(|e| format!("{at}: {e}"))?,
+            mail,
         });
     }
     Ok(channels)

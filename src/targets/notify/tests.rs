@@ -59,6 +59,11 @@ fn channel(name: &str) -> Channel {
         .expect("channel")
 }
 
+/// The HTTP request of `channel` (of any kind but email) for `event`.
+fn render(channel: &Channel, event: &Event) -> Outgoing {
+    channel.request(event).expect("an HTTP kind")
+}
+
 fn json_of(outgoing: &Outgoing) -> Value {
     serde_json::from_slice(&outgoing.body).expect("json body")
 }
@@ -92,31 +97,31 @@ fn every_kind_has_its_default_name_and_url() {
 
 #[test]
 fn the_webhook_body_is_the_event() {
-    let body = json_of(&channel("hook").request(&event("down", "up")));
+    let body = json_of(&render(&channel("hook"), &event("down", "up")));
     assert_eq!(
         body,
         json!({"id": "web@1.000", "target": "web", "state": "down", "previous": "up",
                "since": 1_700_000_000.0, "reason": "HTTP 503",
                "url": "https://***@web.internal/health", "group": "shop"})
     );
-    let up = json_of(&channel("hook").request(&event("up", "down")));
+    let up = json_of(&render(&channel("hook"), &event("up", "down")));
     assert_eq!(up["duration_s"], 90.0);
 }
 
 #[test]
 fn slack_discord_and_teams_say_it_in_their_formats() {
-    let slack = json_of(&channel("slack").request(&event("down", "up")));
+    let slack = json_of(&render(&channel("slack"), &event("down", "up")));
     assert_eq!(slack, json!({"text": "*web* is down (was up): HTTP 503"}));
 
-    let discord = json_of(&channel("discord").request(&event("down", "up")));
+    let discord = json_of(&render(&channel("discord"), &event("down", "up")));
     let embed = &discord["embeds"][0];
     assert_eq!(embed["color"], 0xD32F2F);
     assert_eq!(embed["title"], "web is down");
     assert_eq!(embed["timestamp"], "2023-11-14T22:13:20Z");
-    let green = json_of(&channel("discord").request(&event("up", "down")));
+    let green = json_of(&render(&channel("discord"), &event("up", "down")));
     assert_eq!(green["embeds"][0]["color"], 0x2E7D32);
 
-    let teams = json_of(&channel("teams").request(&event("degraded", "up")));
+    let teams = json_of(&render(&channel("teams"), &event("degraded", "up")));
     assert_eq!(teams["type"], "message");
     let attachment = &teams["attachments"][0];
     assert_eq!(
@@ -131,7 +136,7 @@ fn slack_discord_and_teams_say_it_in_their_formats() {
 #[test]
 fn pagerduty_triggers_and_resolves_one_incident_per_target() {
     let oncall = channel("oncall");
-    let trigger = json_of(&oncall.request(&event("down", "up")));
+    let trigger = json_of(&render(&oncall, &event("down", "up")));
     assert_eq!(trigger["routing_key"], "pd-r0uting");
     assert_eq!(trigger["event_action"], "trigger");
     assert_eq!(trigger["dedup_key"], "web");
@@ -141,7 +146,7 @@ fn pagerduty_triggers_and_resolves_one_incident_per_target() {
         "https://***@web.internal/health"
     );
     assert!(trigger["payload"]["summary"].is_string());
-    let resolve = json_of(&oncall.request(&event("up", "down")));
+    let resolve = json_of(&render(&oncall, &event("up", "down")));
     assert_eq!(
         resolve,
         json!({"routing_key": "pd-r0uting", "event_action": "resolve", "dedup_key": "web"})
@@ -152,13 +157,13 @@ fn pagerduty_triggers_and_resolves_one_incident_per_target() {
 #[test]
 fn opsgenie_creates_by_alias_and_closes_it() {
     let genie = channel("opsgenie");
-    let create = genie.request(&event("down", "up"));
+    let create = render(&genie, &event("down", "up"));
     assert_eq!(create.url.as_str(), "http://127.0.0.1:9/v2/alerts");
     assert_eq!(header(&create, "authorization"), Some("GenieKey g3nie"));
     let body = json_of(&create);
     assert_eq!(body["alias"], "web");
     assert_eq!(body["priority"], "P1");
-    let close = genie.request(&event("up", "down"));
+    let close = render(&genie, &event("up", "down"));
     assert_eq!(
         close.url.as_str(),
         "http://127.0.0.1:9/v2/alerts/web/close?identifierType=alias"
@@ -169,7 +174,7 @@ fn opsgenie_creates_by_alias_and_closes_it() {
 #[test]
 fn ntfy_posts_text_with_a_priority_by_state() {
     let ntfy = channel("ntfy");
-    let down = ntfy.request(&event("down", "up"));
+    let down = render(&ntfy, &event("down", "up"));
     assert_eq!(down.content_type, "text/plain");
     assert_eq!(header(&down, "x-priority"), Some("5"));
     assert_eq!(header(&down, "x-title"), Some("web is down"));
@@ -309,5 +314,110 @@ fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
     assert!(
         parse("notify: [{url: 'http://x', repeat: 5s}]").is_err(),
         "under 10 s"
+    );
+}
+
+const MAIL: &str = r#"
+notify:
+  - name: mail
+    kind: email
+    url: "smtp://svc:p%40ss-w0rd@127.0.0.1:2525?tls=required"
+    from: "svc <svc@example.com>"
+    to: [oncall@example.com, ops@example.com]
+"#;
+
+#[test]
+fn an_email_channel_checks_its_addresses_and_hides_its_password() {
+    let parsed = parse(MAIL).expect("valid");
+    let mail = &parsed.notify[0];
+    let settings = mail.mail.as_ref().expect("email settings");
+    assert_eq!(settings.security, email::Security::Required);
+    assert_eq!(settings.to.len(), 2);
+    assert!(mail.request(&event("down", "up")).is_none(), "not HTTP");
+    let shown = format!("{mail:?}");
+    assert!(shown.contains("smtp://127.0.0.1:2525"), "{shown}");
+    assert!(!shown.contains("w0rd"), "{shown}");
+
+    let smtps = "notify: [{kind: email, url: 'smtps://u:w0rd@mx', from: a@b.c, to: [d@e.f]}]";
+    let settings = parse(smtps).expect("valid").notify[0].mail.clone();
+    assert_eq!(
+        settings.map(|m| m.security),
+        Some(email::Security::Implicit)
+    );
+
+    let cases = [
+        ("kind: email, from: a@b.c, to: [d@e.f]", "needs a url"),
+        (
+            "kind: email, url: 'smtp://u:w0rd@mx', to: [d@e.f]",
+            "needs from",
+        ),
+        (
+            "kind: email, url: 'smtp://u:w0rd@mx', from: a@b.c",
+            "needs to",
+        ),
+        (
+            "kind: email, url: 'smtp://u:w0rd@mx', from: not-an-address, to: [d@e.f]",
+            "from: \"not-an-address\" is not an email address",
+        ),
+        (
+            "kind: email, url: 'smtp://u:w0rd@mx', from: a@b.c, to: [d@e.f, 'x@']",
+            "to: \"x@\" is not an email address",
+        ),
+        (
+            "kind: email, url: 'http://u:w0rd@mx', from: a@b.c, to: [d@e.f]",
+            "smtp:// or smtps://",
+        ),
+        (
+            "kind: email, url: 'smtp://u:w0rd@mx?tls=maybe', from: a@b.c, to: [d@e.f]",
+            "tls=required",
+        ),
+        ("kind: slack, url: 'http://x', to: [d@e.f]", "takes no to"),
+    ];
+    for (entry, needle) in cases {
+        let text = format!("notify: [{{{entry}}}]");
+        let err = parse(&text).expect_err(&text);
+        assert!(err.contains(needle), "{text}: {err}");
+        assert!(!err.contains("w0rd"), "{text}: {err}");
+    }
+}
+
+#[test]
+fn an_email_has_both_parts_a_subject_and_one_message_id_per_job() {
+    let parsed = parse(MAIL).expect("valid");
+    let settings = parsed.notify[0].mail.clone().expect("email settings");
+    let down = event("down", "up");
+    let message = email::message(&settings, &down, "notify-web@1.000-mail").expect("message");
+    let text = String::from_utf8_lossy(&message.formatted()).into_owned();
+    assert!(text.contains("multipart/alternative"), "{text}");
+    assert!(
+        text.contains("text/plain") && text.contains("text/html"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Subject: web is down (was up): HTTP 503"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Message-ID: <notify-web.1.000-mail@svc>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("To: oncall@example.com, ops@example.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Target: web") && text.contains("State: down (was up)"),
+        "{text}"
+    );
+    assert!(!text.contains("w0rd"), "{text}");
+
+    let mut fixed = settings;
+    fixed.subject = Some("[shop] alert".into());
+    let again = email::message(&fixed, &down, "notify-web@1.000-mail").expect("message");
+    let again = String::from_utf8_lossy(&again.formatted()).into_owned();
+    assert!(again.contains("Subject: [shop] alert"), "{again}");
+    assert!(
+        again.contains("Message-ID: <notify-web.1.000-mail@svc>"),
+        "{again}"
     );
 }
