@@ -82,6 +82,9 @@ pub struct Event {
     /// On a reminder: how long the target has been down, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_for_s: Option<f64>,
+    /// At the end of a maintenance window the target is still down in: the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
 }
 
 impl Event {
@@ -102,6 +105,7 @@ impl Event {
             group: target.group.clone(),
             reminder: false,
             down_for_s: None,
+            maintenance: None,
         }
     }
 
@@ -369,6 +373,29 @@ pub fn reminders(
             event.id = format!("{}-r{n}", change.id);
             job(channel, &event, now)
         })
+        .collect()
+}
+
+/// The jobs that tell each of `channels` that accepts it that `target` is still down
+/// (its newest change `change`, the newest probe's `reason`) as window `ended` ends:
+/// one `down` per occurrence of the window, with an id made from it, so however many
+/// workers queue it, it is sent once.
+pub fn window_end(
+    target: &Target,
+    change: &Transition,
+    ended: &crate::targets::maintenance::Active,
+    reason: Option<String>,
+    channels: &[&Channel],
+    now: f64,
+) -> Vec<JobRecord> {
+    let mut event = Event::of(target, change);
+    event.id = format!("{}@{}", target.name, ended.occurrence());
+    event.reason = reason.or(event.reason);
+    event.maintenance = Some(ended.name.clone());
+    channels
+        .iter()
+        .filter(|c| c.accepts(&event))
+        .filter_map(|channel| job(channel, &event, now))
         .collect()
 }
 
