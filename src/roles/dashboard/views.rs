@@ -385,10 +385,10 @@ fn target_row(row: &TargetRow, now: f64) -> Markup {
                 @match (&row.maintenance, target_state(row)) {
                     (Some(w), _) => {
                         span.badge.maintenance title=(w.name) {
-                            span aria-hidden="true" { "⏸" } " maintenance"
+                            span aria-hidden="true" { "‖" } " maintenance"
                         }
                         " " span.muted.window {
-                            (w.name) " until " time datetime=(clock(w.end)) { (clock(w.end)) }
+                            (w.name) " until " time datetime=(clock(w.end)) { (clock(w.end)) " UTC" }
                         }
                         br; span.muted.verdict { "probes: " (verdict) }
                     }
