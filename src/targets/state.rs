@@ -62,6 +62,10 @@ pub struct Transition {
     /// The maintenance window the change happened in: nobody is told of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<String>,
+    /// For a change to down in a window: Unix seconds when the window ended with the
+    /// target still down, and it was told; its reminders count from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub told_at: Option<f64>,
 }
 
 impl Transition {
@@ -160,6 +164,7 @@ impl TargetState {
                 previous_since: self.since,
                 reason: sample.error.clone(),
                 maintenance: None,
+                told_at: None,
             });
             self.handed = false;
             self.status = Some(to);
@@ -183,9 +188,11 @@ impl TargetState {
     ) -> bool {
         let before = self.status;
         let change = self.change.as_ref().map(|c| c.id.clone());
-        // A change made in the window now in force: nobody was told of it.
+        // A down made in the window now in force: nobody was told of it.
         let unheard = match (&self.change, &self.window) {
-            (Some(c), Some(w)) => c.maintenance.as_ref() == Some(&w.name),
+            (Some(c), Some(w)) => {
+                c.to == ServiceState::Down && c.maintenance.as_ref() == Some(&w.name)
+            }
             _ => false,
         };
         if !self.apply(name, tick, sample, thresholds) {
@@ -207,6 +214,9 @@ impl TargetState {
             && before == Some(down)
             && self.status == Some(down)
         {
+            if let Some(c) = self.change.as_mut().filter(|c| c.maintenance.is_some()) {
+                c.told_at = Some(left.end);
+            }
             self.ended = Some(left);
         }
         self.window = window;
@@ -459,13 +469,19 @@ mod tests {
                 end: 100.0,
             })
         };
-        let mut state = TargetState::default();
-        let mut run = |tick: u64, status, w: Option<Active>| {
+        fn step(
+            state: &mut TargetState,
+            tick: u64,
+            status: ServiceState,
+            w: Option<Active>,
+        ) -> (Option<Transition>, Option<Active>) {
             assert!(state.apply_in("t", tick, sample(tick as f64, status), RULES, w));
             let change = state.unhanded().cloned();
             state.handed = true;
             (change, state.ended.take())
-        };
+        }
+        let mut state = TargetState::default();
+        let mut run = |tick: u64, status, w: Option<Active>| step(&mut state, tick, status, w);
         assert_eq!(run(1, Healthy, None).1, None);
         // Down and up again inside the window: marked, and nothing held at its end.
         run(2, Down, window("a"));
@@ -479,6 +495,13 @@ mod tests {
         run(7, Down, window("a"));
         assert_eq!(run(8, Down, window("b")).1, None);
         assert_eq!(run(9, Down, None).1, window("b"));
+        let told = |state: &TargetState| state.change.as_ref().and_then(|c| c.told_at);
+        assert_eq!(
+            told(&state),
+            Some(100.0),
+            "reminders count from the window's end"
+        );
+        let mut run = |tick: u64, status, w: Option<Active>| step(&mut state, tick, status, w);
         assert_eq!(run(10, Down, None).1, None);
         // Down when the window starts, back up at its first probe after: told (the
         // down was), nothing held.
@@ -491,6 +514,14 @@ mod tests {
         assert!(down.is_some_and(|c| !c.tells()));
         let (up, ended) = run(15, Healthy, None);
         assert_eq!(up.and_then(|c| c.maintenance), Some("d".to_owned()));
+        assert_eq!(ended, None);
+        // Down and up in a window, down again at its first probe after: that is told.
+        run(16, Down, window("e"));
+        run(17, Down, window("e"));
+        run(18, Healthy, window("e"));
+        run(19, Down, None);
+        let (down, ended) = run(20, Down, None);
+        assert!(down.is_some_and(|c| c.tells()), "a down after the window");
         assert_eq!(ended, None);
     }
 

@@ -221,9 +221,16 @@ async fn remind(
     }) else {
         return Ok(());
     };
+    // A down from a maintenance window is reminded of from the window's end, when it
+    // was told; one never told (the window is not over) is not reminded of.
+    let since = match (&change.maintenance, change.told_at) {
+        (None, _) => change.at,
+        (Some(_), Some(told)) => told,
+        (Some(_), None) => return Ok(()),
+    };
     let channels = notify::route(target, &targets.groups, &targets.notify);
     // Idempotent by id: every probe while down offers the same reminder again.
-    let jobs = notify::reminders(target, change, &channels, unix_now());
+    let jobs = notify::reminders_from(target, change, &channels, since, unix_now());
     queue(monitor, jobs, "reminder").await.map(|_| ())
 }
 

@@ -356,8 +356,21 @@ pub fn reminders(
     channels: &[&Channel],
     now: f64,
 ) -> Vec<JobRecord> {
+    reminders_from(target, change, channels, change.at, now)
+}
+
+/// [`reminders`], with the periods counted from `since` rather than from the change
+/// (the end of the maintenance window the change was made in, when it was told).
+pub fn reminders_from(
+    target: &Target,
+    change: &Transition,
+    channels: &[&Channel],
+    since: f64,
+    now: f64,
+) -> Vec<JobRecord> {
     let mut event = Event::of(target, change);
     let down_for = (now - change.at).max(0.0);
+    let counted = (now - since).max(0.0);
     event.reminder = true;
     event.down_for_s = Some(down_for);
     channels
@@ -365,7 +378,7 @@ pub fn reminders(
         .filter(|c| c.accepts(&event))
         .filter_map(|channel| {
             let period = target.repeat.or(channel.repeat)?.as_secs_f64();
-            let n = (down_for / period).floor() as u64;
+            let n = (counted / period).floor() as u64;
             if n == 0 {
                 return None;
             }

@@ -263,6 +263,7 @@ fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
         previous_since: Some(0.0),
         reason: Some("HTTP 503".into()),
         maintenance: None,
+        told_at: None,
     };
     let channels = route(web, &parsed.groups, &parsed.notify);
     let due = |now: f64| -> Vec<String> {
