@@ -19,13 +19,13 @@
 //! notify:
 //!   - url: http://alerts.internal/hook
 //!   - {url: "${SLACK_WEBHOOK_URL}", kind: slack}
-//! maintenance:                    # see [`maintenance`]
+//! maintenance:
 //!   - {name: db-upgrade, targets: [payments], start: "2026-12-01T02:00:00Z", duration: 2h}
 //!   - {name: weekly, groups: [shop], every: [sun], time: "03:00",
 //!      timezone: Europe/Berlin, duration: 30m}
 //! ```
 //!
-//! During a maintenance window its targets are still probed, but their state shows as
+//! During a maintenance window ([`maintenance`]) its targets are still probed, but their state shows as
 //! `maintenance` (with the window's name and end), nobody is told of their changes,
 //! their uptime leaves the window's probes out and an incident opened in it names the
 //! window. A target still down when the window ends is told as `down` then, once.
