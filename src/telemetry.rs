@@ -224,8 +224,8 @@ pub mod metric {
         "svc_target_up",
         "Whether the last probe this worker made of a target found it up (1) or not (0)",
     );
-    /// 1 when a target was in a maintenance window at its last probe, by `target`: its
-    /// `svc_target_up` is then expected to say anything, and nobody is told.
+    /// 1 when a target was in a maintenance window at its last probe, by `target`:
+    /// while it is, `svc_target_up` may read 0 and nobody is told.
     pub const TARGET_MAINTENANCE: Metric = gauge(
         "svc_target_maintenance",
         "Whether a target was in a maintenance window at this worker's last probe of it (1) or not (0)",
