@@ -224,6 +224,12 @@ pub mod metric {
         "svc_target_up",
         "Whether the last probe this worker made of a target found it up (1) or not (0)",
     );
+    /// 1 when a target was in a maintenance window at its last probe, by `target`:
+    /// while it is, `svc_target_up` may read 0 and nobody is told.
+    pub const TARGET_MAINTENANCE: Metric = gauge(
+        "svc_target_maintenance",
+        "Whether a target was in a maintenance window at this worker's last probe of it (1) or not (0)",
+    );
     /// Round trip of target probes, by `target`.
     pub const TARGET_RESPONSE_TIME: Metric = seconds(
         "svc_target_response_time_seconds",
@@ -294,6 +300,7 @@ pub mod metric {
         FAULTS_INJECTED,
         FAULTS_ACTIVE,
         TARGET_UP,
+        TARGET_MAINTENANCE,
         TARGET_RESPONSE_TIME,
         TARGET_CERT_EXPIRY,
         TARGET_LAST_PROBE,

@@ -66,6 +66,9 @@ pub struct Incident {
     pub ended_at: Option<f64>,
     /// What the probe said at the change.
     pub reason: Option<String>,
+    /// The maintenance window it opened in, by name: expected, and nobody was told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
 }
 
 impl Incident {

@@ -35,6 +35,9 @@ pub struct SampleRecord {
     pub timestamp: f64,
     /// Whether it found the target up.
     pub up: bool,
+    /// Whether it counts in the tallies: not in a maintenance window, whose minutes
+    /// uptime leaves out.
+    pub counts: bool,
     /// The sample, encoded.
     pub json: String,
 }
@@ -85,7 +88,8 @@ pub trait Targets: Send + Sync {
     async fn target_state(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Sets target `name`'s tracked state to `state` if it is still `seen` (`None`:
     /// absent) and, in the same step, adds `sample` (when given) to the target's
-    /// newest samples and its minute and hour tallies. `false`, with nothing written,
+    /// newest samples and (when it [counts](SampleRecord::counts)) its minute and hour
+    /// tallies. `false`, with nothing written,
     /// when the state changed meanwhile.
     async fn put_target_state(
         &self,

@@ -19,7 +19,16 @@
 //! notify:
 //!   - url: http://alerts.internal/hook
 //!   - {url: "${SLACK_WEBHOOK_URL}", kind: slack}
+//! maintenance:
+//!   - {name: db-upgrade, targets: [payments], start: "2026-12-01T02:00:00Z", duration: 2h}
+//!   - {name: weekly, groups: [shop], every: [sun], time: "03:00",
+//!      timezone: Europe/Berlin, duration: 30m}
 //! ```
+//!
+//! During a maintenance window ([`maintenance`]) its targets are still probed, but their state shows as
+//! `maintenance` (with the window's name and end), nobody is told of their changes,
+//! their uptime leaves the window's probes out and an incident opened in it names the
+//! window. A target still down when the window ends is told as `down` then, once.
 //!
 //! Unknown keys are errors (a typo must not silently drop a condition). [`watch`]
 //! reloads the file when it changes; a bad one is logged and the last good one stays.
@@ -30,6 +39,7 @@
 //! passwords are never shown, and a webhook is shown by its origin only.
 
 pub mod check;
+pub mod maintenance;
 pub mod notify;
 pub mod state;
 pub mod value;
@@ -48,6 +58,7 @@ use url::Url;
 use crate::config::Secret;
 use crate::redact;
 use crate::service::Service;
+use crate::targets::maintenance::{Window, WindowSpec};
 use crate::targets::notify::Channel;
 use crate::targets::notify::spec::ChannelSpec;
 use crate::targets::state::Thresholds;
@@ -78,6 +89,8 @@ pub struct Targets {
     /// The files credentials were read from: a change to one is a change of the
     /// targets.
     pub files: Vec<PathBuf>,
+    /// The maintenance windows, in file order.
+    pub maintenance: Vec<Window>,
 }
 
 /// One endpoint to watch.
@@ -180,6 +193,8 @@ struct FileSpec {
     notify: Vec<ChannelSpec>,
     #[serde(default)]
     groups: BTreeMap<String, GroupSpec>,
+    #[serde(default)]
+    maintenance: Vec<WindowSpec>,
 }
 
 /// What a group's targets share.
@@ -250,6 +265,7 @@ impl Targets {
                 targets: Vec::new(),
                 notify: Vec::new(),
                 groups: BTreeMap::new(),
+                maintenance: Vec::new(),
             }
         } else {
             serde_saphyr::from_str(text).map_err(|e| syntax(&e.to_string()))?
@@ -304,11 +320,20 @@ impl Targets {
                 }
             }
         }
+        let maintenance = maintenance::windows(
+            spec.maintenance,
+            &|name| targets.iter().any(|t| t.name == name),
+            &|group| {
+                groups.contains_key(group)
+                    || targets.iter().any(|t| t.group.as_deref() == Some(group))
+            },
+        )?;
         Ok(Targets {
             targets,
             notify,
             groups,
             files,
+            maintenance,
         })
     }
 

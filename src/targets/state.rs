@@ -2,11 +2,18 @@
 //! thresholds ([`TargetState::apply`]), and [`observe`], which runs it as a
 //! compare-and-set on the stored state so any number of workers may report, each
 //! change of state happens once, and a probe overtaken by a newer one is dropped.
+//!
+//! A probe made in a maintenance window ([`observe_in`]) is applied like any other,
+//! but a change it makes is marked with the window (nobody is told of it), it does not
+//! count in the uptime tallies, and when the window ends with the target still down
+//! the state holds the window as [`TargetState::ended`] until its one `down`
+//! notification is queued ([`end_handed`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::service::{ServiceState, Watched};
 use crate::store::{Incident, SampleRecord, Store, StoreError, Tally, TargetRecord, keys};
+use crate::targets::maintenance::Active;
 
 /// Compare-and-set rounds before [`observe`] gives up on a busy target. A round lost
 /// is a round another writer won, and a probe overtaken stops at its next round, so
@@ -52,6 +59,13 @@ pub struct Transition {
     pub previous_since: Option<f64>,
     /// What the probe said.
     pub reason: Option<String>,
+    /// The maintenance window the change happened in: nobody is told of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
+    /// For a change to down in a window: Unix seconds when the window ended with the
+    /// target still down, and it was told; its reminders count from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub told_at: Option<f64>,
 }
 
 impl Transition {
@@ -64,13 +78,20 @@ impl Transition {
             started_at: self.at,
             ended_at: None,
             reason: self.reason.clone(),
+            maintenance: self.maintenance.clone(),
         }
     }
 
-    /// Whether anyone is told: every change, except a target's first verdict when it is
-    /// healthy (nothing happened).
+    /// Whether it is recorded as an incident: every change, except a target's first
+    /// verdict when it is healthy (nothing happened).
     pub fn notifies(&self) -> bool {
         self.from.is_some() || self.to != ServiceState::Healthy
+    }
+
+    /// Whether anyone is told of it: [`Transition::notifies`], outside a maintenance
+    /// window.
+    pub fn tells(&self) -> bool {
+        self.notifies() && self.maintenance.is_none()
     }
 }
 
@@ -94,6 +115,13 @@ pub struct TargetState {
     /// Whether that change's incident and notifications are queued.
     #[serde(default)]
     pub handed: bool,
+    /// The maintenance window in force at the newest probe applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Active>,
+    /// A window that ended with the target down, while its `down` notification is not
+    /// queued yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Active>,
 }
 
 impl TargetState {
@@ -135,12 +163,63 @@ impl TargetState {
                 at: sample.timestamp,
                 previous_since: self.since,
                 reason: sample.error.clone(),
+                maintenance: None,
+                told_at: None,
             });
             self.handed = false;
             self.status = Some(to);
             self.since = Some(sample.timestamp);
         }
         self.last = Some(sample);
+        true
+    }
+
+    /// [`TargetState::apply`] for a probe made while `window` was in force (`None`:
+    /// none was): a change it makes is marked with the window; leaving a window (for
+    /// none) with the target down before and after this probe sets
+    /// [`TargetState::ended`].
+    pub fn apply_in(
+        &mut self,
+        name: &str,
+        tick: u64,
+        sample: TargetSample,
+        thresholds: Thresholds,
+        window: Option<Active>,
+    ) -> bool {
+        let before = self.status;
+        let change = self.change.as_ref().map(|c| c.id.clone());
+        // A down made in the window now in force: nobody was told of it.
+        let unheard = match (&self.change, &self.window) {
+            (Some(c), Some(w)) => {
+                c.to == ServiceState::Down && c.maintenance.as_ref() == Some(&w.name)
+            }
+            _ => false,
+        };
+        if !self.apply(name, tick, sample, thresholds) {
+            return false;
+        }
+        let changed = self.change.as_ref().map(|c| &c.id) != change.as_ref();
+        // The first probe after a window is of the window when it ends a change nobody
+        // was told of: a recovery from a down in the window says nothing.
+        let marked = window
+            .as_ref()
+            .or(self.window.as_ref().filter(|_| unheard))
+            .map(|w| w.name.clone());
+        if let (true, Some(w), Some(c)) = (changed, marked, self.change.as_mut()) {
+            c.maintenance = Some(w);
+        }
+        let down = ServiceState::Down;
+        if let Some(left) = self.window.take()
+            && window.is_none()
+            && before == Some(down)
+            && self.status == Some(down)
+        {
+            if let Some(c) = self.change.as_mut().filter(|c| c.maintenance.is_some()) {
+                c.told_at = Some(left.end);
+            }
+            self.ended = Some(left);
+        }
+        self.window = window;
         true
     }
 
@@ -233,23 +312,44 @@ pub async fn observe(
     sample: TargetSample,
     thresholds: Thresholds,
 ) -> Result<Option<Transition>, StoreError> {
-    observe_state(store, name, tick, sample, thresholds)
+    observe_in(store, name, tick, sample, thresholds, None)
         .await
         .map(|state| state.and_then(|s| s.unhanded().cloned()))
 }
 
-/// [`observe`], returning the state written (`None` when the probe was overtaken).
-pub async fn observe_state(
+/// [`observe`] of a probe made while `window` was in force ([`TargetState::apply_in`]),
+/// returning the state written (`None` when the probe was overtaken). A probe in a
+/// window is kept with the samples but not counted in the uptime tallies.
+pub async fn observe_in(
     store: &dyn Store,
     name: &str,
     tick: u64,
     sample: TargetSample,
     thresholds: Thresholds,
+    window: Option<Active>,
 ) -> Result<Option<TargetState>, StoreError> {
-    update(store, name, Some(&sample), |state| {
-        state.apply(name, tick, sample.clone(), thresholds)
+    let counts = window.is_none();
+    update(store, name, Some((&sample, counts)), |state| {
+        state.apply_in(name, tick, sample.clone(), thresholds, window.clone())
     })
     .await
+}
+
+/// Notes that the `down` notification of the end of window `ended` (its
+/// [`Active::occurrence`]) of target `name` is queued.
+pub async fn end_handed(store: &dyn Store, name: &str, ended: &str) -> Result<(), StoreError> {
+    update(store, name, None, |state| {
+        let ours = state
+            .ended
+            .as_ref()
+            .is_some_and(|e| e.occurrence() == ended);
+        if ours {
+            state.ended = None;
+        }
+        ours
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Notes that the incident and notifications of change `id` of target `name` are
@@ -265,20 +365,21 @@ pub async fn hand_off(store: &dyn Store, name: &str, id: &str) -> Result<(), Sto
 }
 
 /// Runs `change` on `name`'s stored state and writes the result (with `sample` when
-/// `change` says it applied) unless another writer came first; then tries again.
+/// `change` says it applied, counted in the tallies when its flag says so) unless another writer came first; then tries again.
 /// Returns the state written, or `None` when `change` left it alone (or a newer
 /// one stands).
 async fn update(
     store: &dyn Store,
     name: &str,
-    sample: Option<&TargetSample>,
+    sample: Option<(&TargetSample, bool)>,
     mut change: impl FnMut(&mut TargetState) -> bool,
 ) -> Result<Option<TargetState>, StoreError> {
     let record = sample
-        .map(|s| {
+        .map(|(s, counts)| {
             serde_json::to_string(s).map(|json| SampleRecord {
                 timestamp: s.timestamp,
                 up: s.status != ServiceState::Down,
+                counts,
                 json,
             })
         })
@@ -357,6 +458,71 @@ mod tests {
         let before = state.clone();
         assert!(!state.apply("t", 4, sample(4.0, ServiceState::Down), RULES));
         assert_eq!(state, before);
+    }
+
+    #[test]
+    fn a_window_marks_its_changes_and_ends_once_with_the_target_down() {
+        use ServiceState::{Down, Healthy};
+        let window = |name: &str| {
+            Some(Active {
+                name: name.into(),
+                end: 100.0,
+            })
+        };
+        fn step(
+            state: &mut TargetState,
+            tick: u64,
+            status: ServiceState,
+            w: Option<Active>,
+        ) -> (Option<Transition>, Option<Active>) {
+            assert!(state.apply_in("t", tick, sample(tick as f64, status), RULES, w));
+            let change = state.unhanded().cloned();
+            state.handed = true;
+            (change, state.ended.take())
+        }
+        let mut state = TargetState::default();
+        let mut run = |tick: u64, status, w: Option<Active>| step(&mut state, tick, status, w);
+        assert_eq!(run(1, Healthy, None).1, None);
+        // Down and up again inside the window: marked, and nothing held at its end.
+        run(2, Down, window("a"));
+        let (down, _) = run(3, Down, window("a"));
+        assert_eq!(down.and_then(|c| c.maintenance), Some("a".to_owned()));
+        let (up, _) = run(4, Healthy, window("a"));
+        assert!(up.is_some_and(|c| !c.tells()));
+        assert_eq!(run(5, Healthy, None), (None, None));
+        // Down through a window and on into the next: held at the last one's end only.
+        run(6, Down, window("a"));
+        run(7, Down, window("a"));
+        assert_eq!(run(8, Down, window("b")).1, None);
+        assert_eq!(run(9, Down, None).1, window("b"));
+        let told = |state: &TargetState| state.change.as_ref().and_then(|c| c.told_at);
+        assert_eq!(
+            told(&state),
+            Some(100.0),
+            "reminders count from the window's end"
+        );
+        let mut run = |tick: u64, status, w: Option<Active>| step(&mut state, tick, status, w);
+        assert_eq!(run(10, Down, None).1, None);
+        // Down when the window starts, back up at its first probe after: told (the
+        // down was), nothing held.
+        run(11, Down, window("c"));
+        let (up, ended) = run(12, Healthy, None);
+        assert!(up.is_some_and(|c| c.tells()) && ended.is_none());
+        // Down in a window, back up at its first probe after: nobody hears either.
+        run(13, Down, window("d"));
+        let (down, _) = run(14, Down, window("d"));
+        assert!(down.is_some_and(|c| !c.tells()));
+        let (up, ended) = run(15, Healthy, None);
+        assert_eq!(up.and_then(|c| c.maintenance), Some("d".to_owned()));
+        assert_eq!(ended, None);
+        // Down and up in a window, down again at its first probe after: that is told.
+        run(16, Down, window("e"));
+        run(17, Down, window("e"));
+        run(18, Healthy, window("e"));
+        run(19, Down, None);
+        let (down, ended) = run(20, Down, None);
+        assert!(down.is_some_and(|c| c.tells()), "a down after the window");
+        assert_eq!(ended, None);
     }
 
     #[test]

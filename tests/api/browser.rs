@@ -562,22 +562,8 @@ async fn chromium_screenshots_of_each_state_of_two_gateways_and_a_frozen_store()
     );
 }
 
-#[tokio::test]
-async fn chromium_shows_targets_grouped_with_their_states() {
-    let (up, down) = (
-        crate::targets::Target::start().await,
-        crate::targets::Target::start().await,
-    );
-    down.set(500);
-    let file = crate::targets::TargetsFile::new(&format!(
-        "targets:\n\
-         - {{name: checkout, group: shop, url: '{up}', interval: 1s}}\n\
-         - {{name: payments, group: shop, url: '{down}', interval: 1s, failure_threshold: 1}}\n\
-         - {{name: search, url: '{up}', interval: 1s, expect: {{json: {{'$.status': UP}}}}}}\n\
-         - {{name: nightly-report, url: '{up}', interval: 24h}}\n",
-        up = up.url,
-        down = down.url
-    ));
+/// `svc all` probing the targets of `file` every second, and Chromium on its page.
+async fn targets_page(file: &crate::targets::TargetsFile) -> (SvcProcess, Browser) {
     let refresh = format!("{}s", REFRESH.as_secs());
     let path = file.path();
     let svc = dashboard_process(
@@ -594,6 +580,26 @@ async fn chromium_shows_targets_grouped_with_their_states() {
     .await;
     let browser = Browser::start().await;
     browser.goto(&svc.url("/")).await;
+    (svc, browser)
+}
+
+#[tokio::test]
+async fn chromium_shows_targets_grouped_with_their_states() {
+    let (up, down) = (
+        crate::targets::Target::start().await,
+        crate::targets::Target::start().await,
+    );
+    down.set(500);
+    let file = crate::targets::TargetsFile::new(&format!(
+        "targets:\n\
+         - {{name: checkout, group: shop, url: '{up}', interval: 1s}}\n\
+         - {{name: payments, group: shop, url: '{down}', interval: 1s, failure_threshold: 1}}\n\
+         - {{name: search, url: '{up}', interval: 1s, expect: {{json: {{'$.status': UP}}}}}}\n\
+         - {{name: nightly-report, url: '{up}', interval: 24h}}\n",
+        up = up.url,
+        down = down.url
+    ));
+    let (_svc, browser) = targets_page(&file).await;
     let state = |name: &str| {
         format!("document.querySelector('#targets tr[data-target=\"{name}\"]')?.dataset.state")
     };
@@ -631,4 +637,84 @@ async fn chromium_shows_targets_grouped_with_their_states() {
         .await;
     let phone = browser.screenshot("targets-phone").await;
     eprintln!("screenshots: {}, {}", wide.display(), phone.display());
+}
+
+#[tokio::test]
+async fn chromium_shows_a_target_in_maintenance_in_a_colour_of_its_own() {
+    let (up, down) = (
+        crate::targets::Target::start().await,
+        crate::targets::Target::start().await,
+    );
+    down.set(500);
+    let start = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let file = crate::targets::TargetsFile::new(&format!(
+        "targets:\n\
+         - {{name: checkout, url: '{up}', interval: 1s}}\n\
+         - {{name: payments, url: '{down}', interval: 1s, failure_threshold: 1}}\n\
+         - {{name: orders, url: '{down}', interval: 1s, failure_threshold: 1}}\n\
+         maintenance:\n\
+         - {{name: db-upgrade, targets: [orders], start: '{start}', duration: 1h}}\n",
+        up = up.url,
+        down = down.url
+    ));
+    let (_svc, browser) = targets_page(&file).await;
+    let row = |name: &str| format!("document.querySelector('#targets tr[data-target=\"{name}\"]')");
+    browser
+        .wait_for(
+            Duration::from_secs(15),
+            "the window shown, its probes down",
+            &format!(
+                "{}?.dataset.state === 'healthy' && {}?.dataset.state === 'down' && \
+                 {}?.dataset.state === 'maintenance' && \
+                 {}.querySelector('.verdict')?.textContent === 'probes: down'",
+                row("checkout"),
+                row("payments"),
+                row("orders"),
+                row("orders")
+            ),
+        )
+        .await;
+    let window = browser
+        .eval(&format!(
+            "{}.querySelector('.window').textContent",
+            row("orders")
+        ))
+        .await;
+    assert!(
+        window
+            .as_str()
+            .is_some_and(|w| w.starts_with("db-upgrade until ")),
+        "{window}"
+    );
+    let colour = |name: &str| {
+        format!(
+            "getComputedStyle({}.querySelector('.badge')).backgroundColor + ' ' + \
+             getComputedStyle({}.querySelector('.badge')).color",
+            row(name),
+            row(name)
+        )
+    };
+    let mut shots = Vec::new();
+    for scheme in ["light", "dark"] {
+        browser
+            .devtools(
+                "Emulation.setEmulatedMedia",
+                json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            )
+            .await;
+        let maintenance = browser.eval(&colour("orders")).await;
+        for other in ["checkout", "payments"] {
+            assert_ne!(
+                browser.eval(&colour(other)).await,
+                maintenance,
+                "{scheme}: maintenance looks like {other}"
+            );
+        }
+        browser
+            .eval("document.getElementById('targets-title').scrollIntoView()")
+            .await;
+        shots.push(browser.screenshot(&format!("maintenance-{scheme}")).await);
+    }
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    eprintln!("screenshots: {shots:?}");
 }

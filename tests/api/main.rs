@@ -16,6 +16,7 @@ mod foreign;
 mod gateway;
 mod helpers;
 mod load;
+mod maintenance;
 mod metrics;
 mod queue;
 mod reminders;

@@ -22,7 +22,7 @@ use crate::helpers::{
 pub struct Target {
     pub url: String,
     status: Arc<AtomicU16>,
-    hits: Arc<AtomicUsize>,
+    pub hits: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -259,6 +259,27 @@ fn all_watching(path: &str, env: &[(&str, &str)]) -> (SvcProcess, String) {
     (svc, dashboard)
 }
 
+/// Three workers with `env`, and a dashboard refreshing every second, both reading the
+/// targets file at `path`.
+pub async fn cluster(
+    redis: &RedisServer,
+    path: &str,
+    env: &[(&str, &str)],
+) -> ([SvcProcess; 3], SvcProcess) {
+    let workers = [
+        role_process("worker", redis, env).await,
+        role_process("worker", redis, env).await,
+        role_process("worker", redis, env).await,
+    ];
+    let dashboard = role_process(
+        "dashboard",
+        redis,
+        &[("TARGETS_FILE", path), ("REFRESH_PERIOD", "1s")],
+    )
+    .await;
+    (workers, dashboard)
+}
+
 async fn wait_status(client: &reqwest::Client, dashboard: &str, name: &str, want: &str) {
     eventually(
         Duration::from_secs(20),
@@ -318,17 +339,7 @@ async fn three_workers_send_one_notification_per_change() {
         ("WORKER_INTERVAL", "1s"),
         ("VISIBILITY_TIMEOUT", visibility.as_str()),
     ];
-    let _workers = [
-        role_process("worker", &redis, &env).await,
-        role_process("worker", &redis, &env).await,
-        role_process("worker", &redis, &env).await,
-    ];
-    let dashboard = role_process(
-        "dashboard",
-        &redis,
-        &[("TARGETS_FILE", path.as_str()), ("REFRESH_PERIOD", "1s")],
-    )
-    .await;
+    let (_workers, dashboard) = cluster(&redis, &path, &env).await;
     let base = dashboard.url("");
     let base = base.trim_end_matches('/');
     let client = crate::helpers::client();

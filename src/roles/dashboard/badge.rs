@@ -49,6 +49,11 @@ pub fn svg(label: &str, state: Option<ServiceState>, uptime: Option<f64>) -> Str
         Some(ServiceState::Down) => "#c62828",
         None => "#6b7280",
     };
+    draw(label, &message, color)
+}
+
+/// A badge of `label` and `message` on `color`.
+fn draw(label: &str, message: &str, color: &str) -> String {
     let left = label.chars().count() * CHAR_WIDTH + 12;
     let right = message.chars().count() * CHAR_WIDTH + 12;
     let width = left + right;
@@ -75,6 +80,10 @@ pub(super) async fn serve(
         Ok(snapshot) => snapshot,
         Err(starting) => return starting,
     };
+    let in_window = snapshot
+        .targets
+        .iter()
+        .any(|t| t.name == *name && t.maintenance.is_some());
     match status(&snapshot, &name) {
         Some((state, uptime)) => HttpResponse::Ok()
             .content_type("image/svg+xml")
@@ -84,7 +93,11 @@ pub(super) async fn serve(
                 CacheDirective::MaxAge(0),
             ]))
             .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .body(svg(&name, state, uptime)),
+            .body(if in_window {
+                draw(&name, "maintenance", "#5b3cc4")
+            } else {
+                svg(&name, state, uptime)
+            }),
         None => error::body(
             actix_web::http::StatusCode::NOT_FOUND,
             &format!("no target or service named {:?}", name.as_str()),

@@ -325,12 +325,18 @@ enum Entry<'a> {
 }
 
 /// A target in `services`: `name`, `status` (`unknown` before its first verdict or
-/// with the store unreadable) and what the page shows of it.
+/// with the store unreadable, `maintenance` in a maintenance window) and what the page
+/// shows of it.
 #[derive(Serialize)]
 struct TargetEntry<'a> {
     name: &'a str,
     kind: &'static str,
     status: &'static str,
+    /// The state by the probes and thresholds alone: `status` but in a window.
+    verdict: &'static str,
+    /// The window it is in: `{name, end}` (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maintenance: Option<&'a crate::targets::maintenance::Active>,
     group: Option<&'a str>,
     url: &'a str,
     response_time_ms: Option<f64>,
@@ -345,12 +351,19 @@ fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
     let report = row.report.as_ref();
     let state = report.and_then(|r| r.state.as_ref());
     let last = state.and_then(|s| s.last.as_ref());
+    let verdict = state
+        .and_then(|s| s.status)
+        .map_or("unknown", system::state_name);
     TargetEntry {
         name: &row.name,
         kind: "target",
-        status: state
-            .and_then(|s| s.status)
-            .map_or("unknown", system::state_name),
+        status: if row.maintenance.is_some() {
+            "maintenance"
+        } else {
+            verdict
+        },
+        verdict,
+        maintenance: row.maintenance.as_ref(),
         group: row.group.as_deref(),
         url: &row.url,
         response_time_ms: last.and_then(|l| l.response_time_ms),
@@ -438,6 +451,7 @@ async fn incidents(dashboard: web::Data<Dashboard>) -> HttpResponse {
                     "ended_at": i.ended_at,
                     "duration_s": i.duration_s(now),
                     "reason": i.reason,
+                    "maintenance": i.maintenance,
                 })
             })
             .collect()

@@ -77,6 +77,7 @@ impl Recorder {
                     started_at: (now * 1e3).round() / 1e3,
                     ended_at: None,
                     reason: probe.error.clone(),
+                    maintenance: None,
                 });
             }
         }

@@ -33,6 +33,7 @@ use crate::store::{
     DELIVERIES_KEPT, DeliveryRecord, HealthSample, Incident, Instance, QueueStats, SharedStore,
     StoreError, keys, series,
 };
+use crate::targets::maintenance::{self, Active};
 use crate::targets::state::{self, TargetReport};
 use crate::targets::watch::Current;
 use crate::traces;
@@ -197,6 +198,8 @@ pub struct TargetRow {
     pub url: String,
     /// What the store knows of it; `None` when the store could not be read.
     pub report: Option<TargetReport>,
+    /// The maintenance window it is in, if any: its state is then `maintenance`.
+    pub maintenance: Option<Active>,
 }
 
 /// What the gatherer carries from one round to the next.
@@ -320,10 +323,14 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         .cloned()
         .collect();
     memory.recorder.observe(now, &observed);
-    let listed = sources.targets.as_ref().map(|t| t.borrow().clone());
-    let listed = listed
+    let file = sources.targets.as_ref().map(|t| t.borrow().clone());
+    let listed = file
         .as_deref()
         .map(|t| t.targets.as_slice())
+        .unwrap_or_default();
+    let windows = file
+        .as_deref()
+        .map(|t| t.maintenance.as_slice())
         .unwrap_or_default();
     let mut reports = if redis_connected && !listed.is_empty() {
         let names: Vec<String> = listed.iter().map(|t| t.name.clone()).collect();
@@ -339,6 +346,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
             group: t.group.clone(),
             url: t.endpoint.shown(),
             report: reports.as_mut().and_then(Iterator::next),
+            maintenance: maintenance::active(windows, &t.name, t.group.as_deref(), now),
         })
         .collect();
     let (history, instances, figures, incidents, deliveries) = if redis_connected {

@@ -307,14 +307,20 @@ fn targets(snap: &Snapshot, now: f64) -> Markup {
     let down = snap
         .targets
         .iter()
-        .filter(|r| target_state(r) == Some(ServiceState::Down))
+        .filter(|r| r.maintenance.is_none() && target_state(r) == Some(ServiceState::Down))
+        .count();
+    let maintenance = snap
+        .targets
+        .iter()
+        .filter(|r| r.maintenance.is_some())
         .count();
     html! {
         section.panel.wide.targets aria-labelledby="targets-title" {
             h2 #targets-title {
                 "Targets "
                 span.muted {
-                    "(" (snap.targets.len()) @if down > 0 { ", " (down) " down" } ")"
+                    "(" (snap.targets.len()) @if down > 0 { ", " (down) " down" }
+                    @if maintenance > 0 { ", " (maintenance) " in maintenance" } ")"
                 }
             }
             @if !snap.redis_connected {
@@ -359,10 +365,15 @@ fn target_row(row: &TargetRow, now: f64) -> Markup {
     let points: Vec<Option<f64>> = report
         .map(|r| r.samples.iter().rev().map(|s| s.response_time_ms).collect())
         .unwrap_or_default();
-    let word = match (report, target_state(row)) {
+    let verdict = match (report, target_state(row)) {
         (None, _) => "unknown",
         (Some(_), None) => "pending",
         (Some(_), Some(s)) => state_name(s),
+    };
+    let word = if row.maintenance.is_some() {
+        "maintenance"
+    } else {
+        verdict
     };
     html! {
         tr data-target=(row.name) data-state=(word) {
@@ -371,11 +382,20 @@ fn target_row(row: &TargetRow, now: f64) -> Markup {
                 span.muted.addr { (row.url) }
             }
             td {
-                @match target_state(row) {
-                    Some(s) => { (badge(s)) }
-                    None => { span.badge.unknown { (word) } }
+                @match (&row.maintenance, target_state(row)) {
+                    (Some(w), _) => {
+                        span.badge.maintenance title=(w.name) {
+                            span aria-hidden="true" { "‖" } " maintenance"
+                        }
+                        " " span.muted.window {
+                            (w.name) " until " time datetime=(clock(w.end)) { (clock(w.end)) " UTC" }
+                        }
+                        br; span.muted.verdict { "probes: " (verdict) }
+                    }
+                    (None, Some(s)) => { (badge(s)) }
+                    (None, None) => { span.badge.unknown { (word) } }
                 }
-                @if let Some(since) = state.and_then(|s| s.since) {
+                @if let Some(since) = state.and_then(|s| s.since).filter(|_| row.maintenance.is_none()) {
                     " " span.muted { "for " (ago(now - since)) }
                 }
             }
@@ -449,13 +469,17 @@ fn notifications(snap: &Snapshot) -> Markup {
 
 fn incident(i: &Incident, now: f64) -> Markup {
     html! {
-        li data-state=(state_name(i.to)) .open[i.ended_at.is_none()] {
+        li data-state=(if i.maintenance.is_some() { "maintenance" } else { state_name(i.to) })
+            .open[i.ended_at.is_none() && i.maintenance.is_none()] {
             time datetime=(clock(i.started_at)) { (clock(i.started_at)) }
             " " strong { (i.service.title()) } " "
             (i.from.map_or("unknown", state_name)) " → " (badge(i.to)) " "
             @match i.ended_at {
                 Some(_) => span.muted { "for " (duration(i.duration_s(now))) },
                 None => strong { "ongoing, " (duration(i.duration_s(now))) },
+            }
+            @if let Some(window) = &i.maintenance {
+                " " span.badge.maintenance { "in maintenance: " (window) }
             }
             @if let Some(reason) = &i.reason { br; span.muted.reason { (reason) } }
         }

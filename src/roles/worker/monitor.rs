@@ -9,6 +9,10 @@
 //! records the incident and queues one notification per webhook. A worker that dies
 //! between the change and the queueing leaves the change unhanded: the next probe of
 //! the target, by any worker, hands it on.
+//!
+//! In a maintenance window a change is recorded (its incident names the window) but
+//! nobody is told, and no reminder goes out; the first probe after the window, with
+//! the target still down, queues one `down` per channel, handed on the same way.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -23,7 +27,7 @@ use crate::service::ServiceState;
 use crate::store::{SharedStore, StoreError, keys};
 use crate::targets::state::{self, Transition};
 use crate::targets::watch::Current;
-use crate::targets::{Target, Targets, check, notify};
+use crate::targets::{Target, Targets, check, maintenance, notify};
 use crate::telemetry::metric;
 
 /// Probes one worker runs at once.
@@ -188,6 +192,14 @@ async fn record(
 ) {
     let name = target.name.as_str();
     let sample = &checked.sample;
+    let window = maintenance::active(
+        &targets.maintenance,
+        name,
+        target.group.as_deref(),
+        sample.timestamp,
+    );
+    metrics::gauge!(metric::TARGET_MAINTENANCE.name, "target" => name.to_owned())
+        .set(if window.is_some() { 1.0 } else { 0.0 });
     metrics::gauge!(metric::TARGET_UP.name, "target" => name.to_owned()).set(
         if sample.status == ServiceState::Down {
             0.0
@@ -204,19 +216,26 @@ async fn record(
     if let Some(at) = checked.cert_expires_at {
         metrics::gauge!(metric::TARGET_CERT_EXPIRY.name, "target" => name.to_owned()).set(at);
     }
-    let observed = state::observe_state(
+    let observed = state::observe_in(
         monitor.store.as_ref(),
         name,
         tick,
         checked.sample,
         target.thresholds,
+        window,
     )
     .await;
     let result = match observed {
-        Ok(Some(state)) => match state.unhanded() {
-            Some(change) => hand_on(monitor, targets, target, change).await,
-            None => remind(monitor, targets, target, &state).await,
-        },
+        Ok(Some(state)) => {
+            let handed = match state.unhanded() {
+                Some(change) => hand_on(monitor, targets, target, change).await,
+                None => remind(monitor, targets, target, &state).await,
+            };
+            match handed {
+                Ok(()) => window_end(monitor, targets, target, &state).await,
+                Err(e) => Err(e),
+            }
+        }
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
@@ -233,29 +252,69 @@ async fn remind(
     target: &Target,
     state: &state::TargetState,
 ) -> Result<(), StoreError> {
-    let Some(change) = state
-        .change
-        .as_ref()
-        .filter(|c| state.status == Some(ServiceState::Down) && c.to == ServiceState::Down)
-    else {
+    let Some(change) = state.change.as_ref().filter(|c| {
+        state.status == Some(ServiceState::Down)
+            && c.to == ServiceState::Down
+            && state.window.is_none()
+    }) else {
         monitor.reminded.set(&target.name, None);
         return Ok(());
     };
+    // A down from a maintenance window is reminded of from the window's end, when it
+    // was told; one never told (the window is not over) is not reminded of.
+    let since = match (&change.maintenance, change.told_at) {
+        (None, _) => change.at,
+        (Some(_), Some(told)) => told,
+        (Some(_), None) => return Ok(()),
+    };
     let channels = notify::route(target, &targets.groups, &targets.notify);
-    let due = notify::reminders(target, change, &channels, unix_now());
+    let due = notify::reminders_from(target, change, &channels, since, unix_now());
     let ids: Vec<String> = due.iter().map(|job| job.id.clone()).collect();
     if ids.is_empty() || monitor.reminded.queued(&target.name, &ids) {
         return Ok(());
     }
-    for job in &due {
-        // Idempotent by id: another worker may have queued the same reminder.
+    // Idempotent by id: another worker may have queued the same reminder.
+    queue(monitor, due, "reminder").await?;
+    monitor.reminded.set(&target.name, Some(ids));
+    Ok(())
+}
+
+/// Queues `jobs` (notifications of kind `what`), each idempotent by id; how many.
+async fn queue(
+    monitor: &Monitor,
+    jobs: Vec<crate::jobs::JobRecord>,
+    what: &str,
+) -> Result<usize, StoreError> {
+    for job in &jobs {
         if !monitor.store.enqueue(job).await? {
-            return Err(StoreError::Command(
-                "job queue full: reminder not queued".into(),
-            ));
+            return Err(StoreError::Command(format!(
+                "job queue full: {what} not queued"
+            )));
         }
     }
-    monitor.reminded.set(&target.name, Some(ids));
+    Ok(jobs.len())
+}
+
+/// When a maintenance window ended with `target` down ([`state::TargetState::ended`]),
+/// queues its one `down` notification per channel, then notes it queued.
+async fn window_end(
+    monitor: &Monitor,
+    targets: &Targets,
+    target: &Target,
+    state: &state::TargetState,
+) -> Result<(), StoreError> {
+    let Some(ended) = &state.ended else {
+        return Ok(());
+    };
+    if let Some(change) = &state.change {
+        let channels = notify::route(target, &targets.groups, &targets.notify);
+        let reason = state.last.as_ref().and_then(|l| l.error.clone());
+        // Idempotent by id: a worker that died before noting it queued it again.
+        let jobs = notify::window_end(target, change, ended, reason, &channels, unix_now());
+        queue(monitor, jobs, "notification").await?;
+    }
+    state::end_handed(monitor.store.as_ref(), &target.name, &ended.occurrence()).await?;
+    tracing::warn!(target = %target.name, window = %ended.name, "maintenance window ended with the target down");
     Ok(())
 }
 
@@ -270,15 +329,11 @@ async fn hand_on(
     let mut queued = 0;
     if change.notifies() {
         store.state_change(&change.incident(&target.name)).await?;
+    }
+    if change.tells() {
         let channels = notify::route(target, &targets.groups, &targets.notify);
-        for job in notify::jobs(target, change, &channels, unix_now()) {
-            if !store.enqueue(&job).await? {
-                return Err(StoreError::Command(
-                    "job queue full: notification not queued".into(),
-                ));
-            }
-            queued += 1;
-        }
+        let jobs = notify::jobs(target, change, &channels, unix_now());
+        queued = queue(monitor, jobs, "notification").await?;
     }
     state::hand_off(store.as_ref(), &target.name, &change.id).await?;
     let (from, to) = (notify::word(change.from), notify::word(Some(change.to)));

@@ -50,15 +50,17 @@ impl Targets for MemoryStore {
         if let Some(sample) = sample {
             target.samples.push_front(sample.json.clone());
             target.samples.truncate(SAMPLES_KEPT);
-            let up = i64::from(sample.up);
-            let minute = crate::clock::minute_of(sample.timestamp);
-            count(&mut target.minutes, minute, up, MINUTES_KEPT.as_secs() / 60);
-            count(
-                &mut target.hours,
-                minute.div_euclid(60),
-                up,
-                HOURS_KEPT.as_secs() / 3600,
-            );
+            if sample.counts {
+                let up = i64::from(sample.up);
+                let minute = crate::clock::minute_of(sample.timestamp);
+                count(&mut target.minutes, minute, up, MINUTES_KEPT.as_secs() / 60);
+                count(
+                    &mut target.hours,
+                    minute.div_euclid(60),
+                    up,
+                    HOURS_KEPT.as_secs() / 3600,
+                );
+            }
         }
         Ok(true)
     }

@@ -14,8 +14,9 @@ use crate::store::{
 };
 
 /// Sets a target's state (KEYS[1]) if it is still ARGV[1] (empty: absent) and, when
-/// ARGV[4] holds a sample, adds it to the newest samples (KEYS[2]) and counts it in
-/// its minute (KEYS[3], field prefix ARGV[6]) and hour (KEYS[4], prefix ARGV[7]).
+/// ARGV[4] holds a sample, adds it to the newest samples (KEYS[2]) and, unless ARGV[10]
+/// is 0 (a maintenance window), counts it in its minute (KEYS[3], field prefix ARGV[6])
+/// and hour (KEYS[4], prefix ARGV[7]).
 static PUT_TARGET: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
@@ -24,12 +25,14 @@ static PUT_TARGET: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new
             redis.call('LPUSH', KEYS[2], ARGV[4])
             redis.call('LTRIM', KEYS[2], 0, ARGV[5])
             redis.call('EXPIRE', KEYS[2], ARGV[3])
-            redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'c', 1)
-            redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'u', ARGV[8])
-            redis.call('EXPIRE', KEYS[3], ARGV[9])
-            redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'c', 1)
-            redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'u', ARGV[8])
-            redis.call('EXPIRE', KEYS[4], ARGV[3])
+            if ARGV[10] ~= '0' then
+              redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'c', 1)
+              redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'u', ARGV[8])
+              redis.call('EXPIRE', KEYS[3], ARGV[9])
+              redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'c', 1)
+              redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'u', ARGV[8])
+              redis.call('EXPIRE', KEYS[4], ARGV[3])
+            end
           end
           return 1",
     )
@@ -98,7 +101,8 @@ impl Targets for RedisStore {
             .arg(minute_field)
             .arg(hour_field)
             .arg(i64::from(sample.is_some_and(|s| s.up)))
-            .arg(MINUTES_KEPT.as_secs());
+            .arg(MINUTES_KEPT.as_secs())
+            .arg(i64::from(sample.is_none_or(|s| s.counts)));
         let invocation = &invocation;
         // A compare-and-set: run twice, the second finds the state changed and
         // writes nothing.

@@ -87,6 +87,9 @@ pub struct Event {
     /// On a reminder: how long the target has been down, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_for_s: Option<f64>,
+    /// At the end of a maintenance window the target is still down in: the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
 }
 
 impl Event {
@@ -107,6 +110,7 @@ impl Event {
             group: target.group.clone(),
             reminder: false,
             down_for_s: None,
+            maintenance: None,
         }
     }
 
@@ -372,8 +376,21 @@ pub fn reminders(
     channels: &[&Channel],
     now: f64,
 ) -> Vec<JobRecord> {
+    reminders_from(target, change, channels, change.at, now)
+}
+
+/// [`reminders`], with the periods counted from `since` rather than from the change
+/// (the end of the maintenance window the change was made in, when it was told).
+pub fn reminders_from(
+    target: &Target,
+    change: &Transition,
+    channels: &[&Channel],
+    since: f64,
+    now: f64,
+) -> Vec<JobRecord> {
     let mut event = Event::of(target, change);
     let down_for = (now - change.at).max(0.0);
+    let counted = (now - since).max(0.0);
     event.reminder = true;
     event.down_for_s = Some(down_for);
     channels
@@ -381,14 +398,37 @@ pub fn reminders(
         .filter(|c| c.accepts(&event))
         .filter_map(|channel| {
             let period = target.repeat.or(channel.repeat)?.as_secs_f64();
-            let n = (down_for / period).floor() as u64;
-            if n == 0 || down_for - n as f64 * period >= REMINDER_WINDOW.as_secs_f64() {
+            let n = (counted / period).floor() as u64;
+            if n == 0 || counted - n as f64 * period >= REMINDER_WINDOW.as_secs_f64() {
                 return None;
             }
             let mut event = event.clone();
             event.id = format!("{}-r{n}", change.id);
             job(channel, &event, now)
         })
+        .collect()
+}
+
+/// The jobs that tell each of `channels` that accepts it that `target` is still down
+/// (its newest change `change`, the newest probe's `reason`) as window `ended` ends:
+/// one `down` per occurrence of the window, with an id made from it, so however many
+/// workers queue it, it is sent once.
+pub fn window_end(
+    target: &Target,
+    change: &Transition,
+    ended: &crate::targets::maintenance::Active,
+    reason: Option<String>,
+    channels: &[&Channel],
+    now: f64,
+) -> Vec<JobRecord> {
+    let mut event = Event::of(target, change);
+    event.id = format!("{}@{}", target.name, ended.occurrence());
+    event.reason = reason.or(event.reason);
+    event.maintenance = Some(ended.name.clone());
+    channels
+        .iter()
+        .filter(|c| c.accepts(&event))
+        .filter_map(|channel| job(channel, &event, now))
         .collect()
 }
 

@@ -36,6 +36,7 @@ fn event(state: &str, previous: &str) -> Event {
         group: Some("shop".into()),
         reminder: false,
         down_for_s: None,
+        maintenance: None,
     }
 }
 
@@ -266,6 +267,8 @@ fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
         at: 1000.0,
         previous_since: Some(0.0),
         reason: Some("HTTP 503".into()),
+        maintenance: None,
+        told_at: None,
     };
     let channels = route(web, &parsed.groups, &parsed.notify);
     let due = |now: f64| -> Vec<String> {

@@ -43,6 +43,7 @@ async fn incidents(store: &SharedStore) {
         started_at: at,
         ended_at: None,
         reason: Some(format!("at {at}")),
+        maintenance: None,
     };
     // Whole seconds: JSON keeps them exactly.
     let now = svc::clock::unix_now().floor();

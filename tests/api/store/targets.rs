@@ -89,6 +89,138 @@ async fn contract(store: SharedStore) {
 
 crate::store::on_both_backends!(contract);
 
+/// Maintenance: uptime over a window equals uptime without it (the same probes, less
+/// those in the window); a change in the window is marked; leaving it down holds the
+/// window's end until it is handed on, once.
+mod maintenance {
+    use svc::service::ServiceState::{self, Down, Healthy};
+    use svc::store::SharedStore;
+    use svc::targets::maintenance::Active;
+    use svc::targets::state::{self, TargetSample, Thresholds};
+
+    async fn contract(store: SharedStore) {
+        let rules = Thresholds {
+            failure: 2,
+            success: 1,
+        };
+        let now = svc::clock::unix_now();
+        // Two hours of probes a minute apart, up but for minutes 40 to 69, which a
+        // window from 35 to 75 covers; "with" sees them all and the window, "without"
+        // the same probes less those in the window.
+        let start = now - 2.0 * 3600.0;
+        let window = Active {
+            name: "db-upgrade".into(),
+            end: start + 75.0 * 60.0,
+        };
+        let sample = |minute: u64, status: ServiceState| TargetSample {
+            timestamp: start + 60.0 * minute as f64,
+            status,
+            response_time_ms: None,
+            error: (status == Down).then(|| "HTTP 503".to_owned()),
+        };
+        let mut marked = None;
+        let mut ended = None;
+        for minute in 0..120 {
+            let status = if (40..70).contains(&minute) {
+                Down
+            } else {
+                Healthy
+            };
+            let at = sample(minute, status);
+            let inside = (35..75).contains(&minute);
+            let written = state::observe_in(
+                store.as_ref(),
+                "with",
+                minute + 1,
+                at.clone(),
+                rules,
+                inside.then(|| window.clone()),
+            )
+            .await
+            .expect("observe")
+            .expect("applied");
+            if let Some(change) = written.unhanded() {
+                if change.to == Down {
+                    marked = Some(change.clone());
+                }
+                state::hand_off(store.as_ref(), "with", &change.id)
+                    .await
+                    .expect("hand off");
+            }
+            if written.ended.is_some() {
+                ended = written.ended.clone();
+            }
+            if !inside {
+                state::observe(store.as_ref(), "without", minute + 1, at, rules)
+                    .await
+                    .expect("observe");
+            }
+        }
+        let down = marked.expect("a change to down in the window");
+        assert_eq!(down.maintenance.as_deref(), Some("db-upgrade"));
+        assert!(!down.tells(), "nobody is told of it");
+        assert_eq!(
+            down.incident("with").maintenance.as_deref(),
+            Some("db-upgrade")
+        );
+        assert_eq!(ended, None, "up when the window ended: nothing to tell");
+
+        let names = ["with".to_owned(), "without".to_owned()];
+        let reports = state::reports(store.as_ref(), &names, now)
+            .await
+            .expect("reports");
+        assert_eq!(reports[0].uptime_24h, Some(100.0));
+        assert_eq!(reports[0].uptime_1h, reports[1].uptime_1h);
+        assert_eq!(reports[0].uptime_24h, reports[1].uptime_24h);
+        assert_eq!(reports[0].samples.len(), svc::store::SAMPLES_KEPT);
+
+        // Down through the end of a window: the first probe after it holds the end
+        // until it is handed on; a second probe does not hold it again.
+        let tick = |n: u64| 1000 + n;
+        for n in 0..3 {
+            state::observe_in(
+                store.as_ref(),
+                "late",
+                tick(n),
+                sample(n, Down),
+                rules,
+                Some(window.clone()),
+            )
+            .await
+            .expect("observe");
+        }
+        let after = state::observe_in(
+            store.as_ref(),
+            "late",
+            tick(3),
+            sample(3, Down),
+            rules,
+            None,
+        )
+        .await
+        .expect("observe")
+        .expect("applied");
+        assert_eq!(after.ended.as_ref(), Some(&window));
+        state::end_handed(store.as_ref(), "late", &window.occurrence())
+            .await
+            .expect("noted");
+        let next = state::observe_in(
+            store.as_ref(),
+            "late",
+            tick(4),
+            sample(4, Down),
+            rules,
+            None,
+        )
+        .await
+        .expect("observe")
+        .expect("applied");
+        assert_eq!(next.ended, None);
+    }
+
+    crate::store::on_both_backends!(contract);
+}
+
 /// Deliveries: newest first, the newest hundred kept.
 mod deliveries {
     use svc::store::{DELIVERIES_KEPT, DeliveryRecord, SharedStore};
