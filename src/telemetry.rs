@@ -258,10 +258,10 @@ pub mod metric {
         LATENCY_BUCKETS,
         "Delay of a target probe's start after its planned time",
     );
-    /// Notification attempts, by `result` (`sent`, `failed`).
+    /// Notification attempts, by `result` (`sent`, `failed`) and `channel`.
     pub const NOTIFICATIONS: Metric = counter(
         "svc_notifications_total",
-        "Webhook notification attempts, by result",
+        "Notification attempts, by result and channel",
     );
     /// Targets-file loads, by `result` (`ok`, `error`).
     pub const TARGETS_RELOADS: Metric = counter(
