@@ -616,12 +616,17 @@ async fn chromium_shows_targets_grouped_with_their_states() {
             ),
         )
         .await;
+    // Few targets: every group open, with full rows; those of no group first.
     let groups = browser
         .eval(
-            "[...document.querySelectorAll('#targets tr.group')].map(r => r.textContent).join(',')",
+            "[...document.querySelectorAll('#groups details.group')]\
+             .map(d => d.open + ' ' + d.querySelector('summary').textContent).join(',')",
         )
         .await;
-    assert_eq!(groups, "shop");
+    assert_eq!(
+        groups,
+        "true no group: 1 up, 1 unknown,true shop: 1 up, 1 down"
+    );
     let reason = browser
         .eval("document.querySelector('#targets tr[data-target=\"payments\"] .reason').textContent")
         .await;
@@ -717,4 +722,163 @@ async fn chromium_shows_a_target_in_maintenance_in_a_colour_of_its_own() {
     }
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     eprintln!("screenshots: {shots:?}");
+}
+
+/// A dashboard (1 s refresh) on Redis showing 1,000 targets in 20 groups, 11 of them
+/// down (written as a worker would), and Chromium on its page.
+async fn fleet_page() -> (
+    RedisServer,
+    crate::targets::TargetsFile,
+    SvcProcess,
+    Browser,
+) {
+    use crate::dashboard::{fleet_down, fleet_yaml, judge};
+    let redis = RedisServer::start();
+    let store = svc::store::open(&StoreSettings::Redis(redis.settings()), "svc:").expect("store");
+    for i in 0..1000 {
+        let (status, samples) = if fleet_down(i) {
+            (svc::service::ServiceState::Down, 60)
+        } else {
+            (svc::service::ServiceState::Healthy, 2)
+        };
+        judge(store.as_ref(), &format!("t{i:04}"), status, samples).await;
+    }
+    let file = crate::targets::TargetsFile::new(&fleet_yaml(1000));
+    let path = file.path();
+    let mut dashboard = crate::helpers::role_process(
+        "dashboard",
+        &redis,
+        &[("REFRESH_PERIOD", "1s"), ("TARGETS_FILE", &path)],
+    )
+    .await;
+    dashboard.address = dashboard.address_of("dashboard");
+    let browser = Browser::start().await;
+    browser.goto(&dashboard.url("/")).await;
+    browser
+        .wait_for(
+            Duration::from_secs(15),
+            "the problems listed",
+            "document.querySelectorAll('[data-rows=\"problems\"] tr[data-target]').length === 11",
+        )
+        .await;
+    (redis, file, dashboard, browser)
+}
+
+#[tokio::test]
+async fn chromium_shows_a_thousand_targets_problems_first_groups_collapsed_and_filters() {
+    let (_redis, _file, dashboard, browser) = fleet_page().await;
+    let headline = browser.eval(&text_of("headline")).await;
+    assert!(
+        headline
+            .as_str()
+            .is_some_and(|h| h.contains("11 of 1000 targets down: t0005, ")),
+        "{headline}"
+    );
+    // Problems above the groups; every group collapsed.
+    let order = browser
+        .eval(
+            "document.getElementById('problems-title').compareDocumentPosition(\
+             document.getElementById('groups')) & Node.DOCUMENT_POSITION_FOLLOWING",
+        )
+        .await;
+    assert_eq!(order, json!(4));
+    let open = "[...document.querySelectorAll('details.group')].filter(d => d.open).length";
+    assert_eq!(browser.eval(open).await, json!(0));
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('details.group').length")
+            .await,
+        json!(20)
+    );
+    let light = browser.screenshot("fleet-light").await;
+
+    // A group opened by hand stays open across refreshes.
+    open_group(&browser, "g01").await;
+    let checked_at = "document.querySelector('#live .checked time').textContent";
+    let checked = browser.eval(checked_at).await;
+    browser
+        .wait_for(
+            Duration::from_secs(10),
+            "a refresh",
+            &format!(
+                "{checked_at} !== {checked} && \
+                 document.querySelector('details.group[data-group=\"g01\"]').open"
+            ),
+        )
+        .await;
+    let members = browser
+        .eval("document.querySelectorAll('details.group[data-group=\"g01\"] .members li').length")
+        .await;
+    assert_eq!(members, json!(50));
+    let expanded = browser.screenshot("fleet-group-expanded").await;
+
+    // The filter narrows the list as one types, and the address keeps it.
+    let filtered_rows = "[...document.querySelectorAll('[data-rows=\"filtered\"] tr[data-target]')]\
+                         .map(r => r.dataset.target).join()";
+    let typed = [
+        (
+            "filter-q",
+            "t018",
+            "?q=t018",
+            "t0180,t0181,t0182,t0183,t0184,t0185,t0186,t0187,t0188,t0189",
+        ),
+        ("filter-state", "down", "?q=t018&state=down", "t0187"),
+    ];
+    for (field, value, search, rows) in typed {
+        browser
+            .eval(&format!(
+                "(e => {{ e.value = '{value}'; \
+                 e.dispatchEvent(new Event('input', {{bubbles: true}})); }})\
+                 (document.getElementById('{field}'))"
+            ))
+            .await;
+        browser
+            .wait_for(
+                Duration::from_secs(10),
+                rows,
+                &format!("{filtered_rows} === '{rows}'"),
+            )
+            .await;
+        assert_eq!(browser.eval("location.search").await, json!(search));
+    }
+    let filtered = browser.screenshot("fleet-filtered").await;
+
+    browser
+        .devtools(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+        )
+        .await;
+    browser.goto(&dashboard.url("/")).await;
+    browser
+        .wait_for(
+            Duration::from_secs(10),
+            "the page again",
+            "document.getElementById('groups') !== null",
+        )
+        .await;
+    browser.fits_a_phone().await;
+    let phone = browser.screenshot("fleet-phone-dark").await;
+    open_group(&browser, "g00").await;
+    browser.fits_a_phone().await;
+    let phone_groups = browser.screenshot("fleet-phone-dark-groups").await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    eprintln!(
+        "screenshots: {}, {}, {}, {}, {}",
+        light.display(),
+        expanded.display(),
+        filtered.display(),
+        phone.display(),
+        phone_groups.display()
+    );
+}
+
+/// Opens the `<details>` of `group` as a click would, and scrolls to it.
+async fn open_group(browser: &Browser, group: &str) {
+    browser
+        .eval(&format!(
+            "(d => {{ d.open = true; d.scrollIntoView(); }})\
+             (document.querySelector('details.group[data-group=\"{group}\"]'))"
+        ))
+        .await;
 }

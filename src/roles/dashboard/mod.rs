@@ -15,9 +15,11 @@
 
 mod assets;
 mod badge;
+pub mod filter;
 pub mod record;
 pub mod replicas;
 pub mod snapshot;
+pub mod summary;
 pub mod system;
 pub mod views;
 
@@ -49,8 +51,9 @@ use views::View;
 pub const DEFAULT_PORT: u16 = 3000;
 
 /// Scripts and styles from this origin only, no framing: nothing injected can run.
+/// Forms submit to this origin only (the target filter is a plain GET form).
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                   connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The interval the dashboard assumes of targets that name none (it only shows them:
 /// the worker's own setting is what counts).
@@ -264,20 +267,36 @@ async fn render(
     rendered: &Rendered,
     markup: fn(&View) -> maud::Markup,
 ) -> HttpResponse {
+    // A query that does not parse is ignored: the page as everyone sees it.
+    let query = web::Query::<filter::Query>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default();
     match latest(dashboard).await {
         Ok(snapshot) => {
             // Ages are shown in whole seconds: one rendering serves this second.
             let now = unix_now();
             let key = (snapshot.taken_at.to_bits(), now as u64);
-            let rendering = rendered.get_or_render(key, || {
+            let draw = || {
                 markup(&View {
                     snapshot: &snapshot,
                     now,
                     environment: dashboard.environment,
                     refresh: dashboard.config.refresh,
+                    query: &query,
                 })
                 .into_string()
-            });
+            };
+            // Only the plain page is cached: a filter or a replica page is one
+            // person's view, rendered for them.
+            let rendering = if query.is_plain() {
+                rendered.get_or_render(key, draw)
+            } else {
+                Arc::new(Rendering {
+                    key,
+                    html: web::Bytes::from(draw()),
+                    gzip: std::sync::OnceLock::new(),
+                })
+            };
             html(&rendering, accepts_gzip(req))
         }
         Err(starting) => starting,
@@ -292,11 +311,16 @@ async fn partial(req: HttpRequest, dashboard: web::Data<Dashboard>) -> HttpRespo
     render(&req, &dashboard, &dashboard.partial, views::live).await
 }
 
-/// Body of `GET /api/health-check`, the original's fields plus the reason.
+/// Body of `GET /api/health-check`, the original's fields plus the reason, the
+/// page's headline and the targets counted by state.
 #[derive(Serialize)]
 struct HealthCheck<'a> {
     system_status: crate::service::ServiceState,
     reason: &'a str,
+    /// svc's own state and the targets' in one line, as the page opens with.
+    headline: String,
+    /// `{total, up, degraded, down, maintenance, unknown}`.
+    targets: summary::Tally,
     timestamp: f64,
     checked_at: f64,
     services: Vec<Entry<'a>>,
@@ -407,6 +431,12 @@ async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
         .json(HealthCheck {
             system_status: snapshot.system.status,
             reason: &snapshot.system.reason,
+            headline: summary::headline(
+                &snapshot.system,
+                &snapshot.targets,
+                snapshot.redis_connected,
+            ),
+            targets: summary::Tally::of(&snapshot.targets),
             timestamp: unix_now(),
             checked_at: snapshot.taken_at,
             services: service_entries(&snapshot),

@@ -11,8 +11,10 @@ use std::time::Duration;
 use maud::{DOCTYPE, Markup, html};
 
 use super::assets;
+use super::filter::{Query, STATES};
 use super::replicas::{Count, Replica};
 use super::snapshot::{History, Snapshot, TargetRow};
+use super::summary::{self, Tally};
 use super::system::state_name;
 use crate::config::Environment;
 use crate::probe::Probe;
@@ -22,6 +24,14 @@ use crate::store::{Incident, QueueStats};
 
 /// Deliveries of notifications the page lists.
 const DELIVERIES_SHOWN: usize = 20;
+/// Replicas per page of the replica table.
+pub const REPLICAS_PER_PAGE: usize = 20;
+/// Up to this many targets every group is open with full rows; past it groups are
+/// collapsed and list their targets by name only, so a page of 1,000 targets stays
+/// small (the full rows of a group are a link away: `?group=`).
+pub const FULL_ROWS_UP_TO: usize = 60;
+/// Full rows listed at most for problems, and for a filter.
+pub const ROWS_SHOWN: usize = 100;
 
 /// What one rendering needs.
 pub struct View<'a> {
@@ -33,6 +43,8 @@ pub struct View<'a> {
     pub environment: Environment,
     /// How often the page refreshes.
     pub refresh: Duration,
+    /// What the page is asked to show.
+    pub query: &'a Query,
 }
 
 /// The document around `body`: the same head on every page.
@@ -66,8 +78,11 @@ pub fn page(view: &View) -> Markup {
             header.top {
                 h1 { "svc " span.muted { "system health" } }
                 p #conn .conn role="status" hidden { "Connection lost, retrying…" }
+                @if !view.snapshot.targets.is_empty() { (filter_form(view.query)) }
             }
-            main #live data-src="/partials/status" data-refresh=(millis) { (live(view)) }
+            main #live data-src={ "/partials/status" (view.query) } data-refresh=(millis) {
+                (live(view))
+            }
             footer.muted {
                 "Refreshes every " (view.refresh.as_secs_f64()) " s · "
                 // Not links: behind the Ingress every /api path goes to the gateway.
@@ -84,8 +99,12 @@ pub fn live(view: &View) -> Markup {
     let snap = view.snapshot;
     let stale = snap.history_stale(view.now);
     html! {
-        section.system data-state=(state_name(snap.system.status)) {
-            h2 { "System " (badge(snap.system.status)) }
+        @let overall = summary::overall(&snap.system, &Tally::of(&snap.targets));
+        section.system data-state=(state_name(overall)) {
+            h2 {
+                (badge(overall)) " "
+                span #headline { (summary::headline(&snap.system, &snap.targets, snap.redis_connected)) }
+            }
             p #reason { (snap.system.reason) }
         }
         (fault_banner(snap))
@@ -120,10 +139,10 @@ pub fn live(view: &View) -> Markup {
             }
         }
         @if !snap.targets.is_empty() {
-            (targets(snap, view.now))
+            (targets(snap, view.query, view.now))
         }
         div.panels {
-            (replicas(snap, view.now))
+            (replicas(snap, view.query, view.now))
             (incidents(snap, view.now))
             @if !snap.targets.is_empty() {
                 (notifications(snap))
@@ -225,7 +244,36 @@ fn doing(view: &View) -> String {
     text
 }
 
-fn replicas(snap: &Snapshot, now: f64) -> Markup {
+/// The filter box: a plain GET form, so it works without the script; the script
+/// refreshes the live part as it changes.
+fn filter_form(query: &Query) -> Markup {
+    html! {
+        form #filter .filter method="get" action="/" role="search" {
+            label for="filter-q" .sr-only { "Target name" }
+            input #filter-q type="search" name="q" value=(query.q) placeholder="Filter targets"
+                autocomplete="off";
+            label for="filter-state" .sr-only { "State" }
+            select #filter-state name="state" {
+                @for (value, label) in STATES {
+                    option value=(value) selected[query.state == value] { (label) }
+                }
+            }
+            @if !query.group.is_empty() {
+                input type="hidden" name="group" value=(query.group);
+            }
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
+fn replicas(snap: &Snapshot, query: &Query, now: f64) -> Markup {
+    let pages = snap.replicas.len().div_ceil(REPLICAS_PER_PAGE).max(1);
+    let page = query.replicas.unwrap_or(1).clamp(1, pages);
+    let shown = snap
+        .replicas
+        .iter()
+        .skip((page - 1) * REPLICAS_PER_PAGE)
+        .take(REPLICAS_PER_PAGE);
     html! {
         section.panel.wide aria-labelledby="replicas-title" {
             h2 #replicas-title {
@@ -256,9 +304,20 @@ fn replicas(snap: &Snapshot, now: f64) -> Markup {
                             }
                         }
                         tbody {
-                            @for r in &snap.replicas {
+                            @for r in shown {
                                 (replica_row(r, now))
                             }
+                        }
+                    }
+                }
+                @if pages > 1 {
+                    nav.pager #replica-pages aria-label="Replica pages" {
+                        @if page > 1 {
+                            a rel="prev" href={ "/" (query.with_replicas(page - 1)) } { "← previous" }
+                        }
+                        span { "page " (page) " of " (pages) }
+                        @if page < pages {
+                            a rel="next" href={ "/" (query.with_replicas(page + 1)) } { "next →" }
                         }
                     }
                 }
@@ -292,9 +351,75 @@ fn replica_row(r: &Replica, now: f64) -> Markup {
     }
 }
 
-/// The user's targets: those of no group first, then by group (in the order groups
-/// first appear), each in file order.
-fn targets(snap: &Snapshot, now: f64) -> Markup {
+/// The user's targets. Problems first (down, degraded, in maintenance) with their full
+/// rows; then one `<details>` per group (targets of no group first, then groups in the
+/// order they first appear) whose summary counts its states. Up to [`FULL_ROWS_UP_TO`]
+/// targets the groups are open with full rows; past it they are collapsed and list
+/// names only. A filter (`?q=`, `?state=`, `?group=`) lists the matching full rows.
+fn targets(snap: &Snapshot, query: &Query, now: f64) -> Markup {
+    let tally = Tally::of(&snap.targets);
+    html! {
+        section.panel.wide.targets #targets aria-labelledby="targets-title" {
+            h2 #targets-title {
+                "Targets " span.muted { "(" (tally.total) ": " (tally.counts()) ")" }
+            }
+            @if !snap.redis_connected {
+                p.muted { "The store is unreachable: the targets' states are unknown." }
+            }
+            @if query.filters() {
+                (filtered(snap, query, now))
+            } @else {
+                (problems(snap, now))
+                (groups(snap, now))
+            }
+        }
+    }
+}
+
+/// The targets a filter selects, with their full rows.
+fn filtered(snap: &Snapshot, query: &Query, now: f64) -> Markup {
+    let selected: Vec<&TargetRow> = snap.targets.iter().filter(|r| query.selects(r)).collect();
+    html! {
+        p #matches {
+            (selected.len()) " of " (snap.targets.len()) " targets match"
+            @if !query.group.is_empty() { " in group " strong { (query.group) } }
+            @if selected.len() > ROWS_SHOWN { "; the first " (ROWS_SHOWN) " are listed" }
+            " · " a href="/" { "show all" }
+        }
+        @if !selected.is_empty() {
+            (target_table("filtered", selected.into_iter().take(ROWS_SHOWN), now))
+        }
+    }
+}
+
+/// Down, degraded and in-maintenance targets, in that order, with their full rows.
+fn problems(snap: &Snapshot, now: f64) -> Markup {
+    let mut problems: Vec<&TargetRow> = snap
+        .targets
+        .iter()
+        .filter(|r| summary::is_problem(r))
+        .collect();
+    let rank = |r: &TargetRow| match summary::word(r) {
+        "down" => 0,
+        "degraded" => 1,
+        _ => 2,
+    };
+    problems.sort_by_key(|r| rank(r));
+    html! {
+        h3 #problems-title { "Problems " span.muted { "(" (problems.len()) ")" } }
+        @if problems.is_empty() {
+            p.muted #no-problems { "No target is down, degraded or in maintenance." }
+        } @else {
+            (target_table("problems", problems.iter().copied().take(ROWS_SHOWN), now))
+            @if problems.len() > ROWS_SHOWN {
+                p { a href="/?state=problems" { "All " (problems.len()) " problems" } }
+            }
+        }
+    }
+}
+
+/// One `<details>` per group, summarised by its counts.
+fn groups(snap: &Snapshot, now: f64) -> Markup {
     let mut groups: Vec<(Option<&str>, Vec<&TargetRow>)> = Vec::new();
     for row in &snap.targets {
         let group = row.group.as_deref();
@@ -304,46 +429,53 @@ fn targets(snap: &Snapshot, now: f64) -> Markup {
         }
     }
     groups.sort_by_key(|(group, _)| group.is_some());
-    let down = snap
-        .targets
-        .iter()
-        .filter(|r| r.maintenance.is_none() && target_state(r) == Some(ServiceState::Down))
-        .count();
-    let maintenance = snap
-        .targets
-        .iter()
-        .filter(|r| r.maintenance.is_some())
-        .count();
+    let full = snap.targets.len() <= FULL_ROWS_UP_TO;
     html! {
-        section.panel.wide.targets aria-labelledby="targets-title" {
-            h2 #targets-title {
-                "Targets "
-                span.muted {
-                    "(" (snap.targets.len()) @if down > 0 { ", " (down) " down" }
-                    @if maintenance > 0 { ", " (maintenance) " in maintenance" } ")"
-                }
-            }
-            @if !snap.redis_connected {
-                p.muted { "The store is unreachable: the targets' states are unknown." }
-            }
-            div.scroll {
-                table #targets {
-                    thead {
-                        tr {
-                            th { "Target" } th { "State" } th.num { "Response" }
-                            th.num { "Uptime 1 h" } th.num { "Uptime 24 h" } th { "Response time" }
-                            th { "Last change" }
-                        }
-                    }
-                    @for (group, rows) in &groups {
-                        tbody {
-                            @if let Some(group) = group {
-                                tr.group { th colspan="7" scope="rowgroup" { (group) } }
+        h3 #groups-title { "By group" }
+        div #groups {
+            @for (group, rows) in &groups {
+                @let tally = Tally::of(rows.iter().copied());
+                @let name = group.unwrap_or("no group");
+                details.group data-group=(name) data-state=(state_name(tally.worst())) open[full] {
+                    summary { span.name { (name) } ": " span.counts { (tally.counts()) } }
+                    @if full {
+                        (target_table(name, rows.iter().copied(), now))
+                    } @else {
+                        ul.members {
+                            @for row in rows {
+                                @let word = summary::word(row);
+                                @if word == "healthy" {
+                                    li { (row.name) }
+                                } @else {
+                                    li class=(word) { (row.name) }
+                                }
                             }
-                            @for row in rows { (target_row(row, now)) }
+                        }
+                        @if let Some(group) = group {
+                            a.rows href={ "/?group=" (url::form_urlencoded::byte_serialize(group.as_bytes()).collect::<String>()) } {
+                                "Full rows of " (group)
+                            }
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A table of full target rows.
+fn target_table<'a>(label: &str, rows: impl Iterator<Item = &'a TargetRow>, now: f64) -> Markup {
+    html! {
+        div.scroll {
+            table.target-rows data-rows=(label) {
+                thead {
+                    tr {
+                        th { "Target" } th { "State" } th.num { "Response" }
+                        th.num { "Uptime 1 h" } th.num { "Uptime 24 h" } th { "Response time" }
+                        th { "Last change" }
+                    }
+                }
+                tbody { @for row in rows { (target_row(row, now)) } }
             }
         }
     }
