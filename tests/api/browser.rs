@@ -625,7 +625,7 @@ async fn chromium_shows_targets_grouped_with_their_states() {
         .await;
     assert_eq!(
         groups,
-        "true no group: 1 up, 1 unknown,true shop: 1 up, 1 down"
+        "true no group: 1 up, 1 not judged,true shop: 1 up, 1 down"
     );
     let reason = browser
         .eval("document.querySelector('#targets tr[data-target=\"payments\"] .reason').textContent")

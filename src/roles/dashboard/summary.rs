@@ -90,7 +90,7 @@ impl Tally {
             (self.down, "down"),
             (self.degraded, "degraded"),
             (self.maintenance, "in maintenance"),
-            (self.unknown, "unknown"),
+            (self.unknown, "not judged"),
         ];
         let mut text = format!("{} up", self.up);
         for (n, what) in parts.into_iter().filter(|(n, _)| *n > 0) {
@@ -269,7 +269,7 @@ mod tests {
         assert_eq!((tally.maintenance, tally.unknown), (1, 1));
         assert_eq!(
             tally.counts(),
-            "0 up, 20 down, 1 degraded, 1 in maintenance, 1 unknown"
+            "0 up, 20 down, 1 degraded, 1 in maintenance, 1 not judged"
         );
     }
 
