@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need when missing, builds the release binary, then
 # runs tests/bench.py (gateway), tests/bench_worker.py, tests/bench_dashboard.py,
+# tests/bench_page.py (the page at 1,000 targets in 20 groups: weight and render time),
 # tests/bench_load.py (svc load against wrk), tests/bench_targets.py (1,000 targets on
 # 3 workers; its Redis fill is examples/fill_targets.rs) and tests/bench_notify.py (probe
 # to webhook latency, 1,000 targets on 3 workers). Extra arguments go to each.
@@ -11,6 +12,7 @@ cargo build --release --locked --bins --example fill_targets
 python3 tests/bench.py "$@"
 python3 tests/bench_worker.py "$@"
 python3 tests/bench_dashboard.py "$@"
+python3 tests/bench_page.py "$@"
 python3 tests/bench_load.py "$@"
 python3 tests/bench_targets.py "$@"
 python3 tests/bench_notify.py "$@"

@@ -84,12 +84,12 @@ def arguments():
     return args
 
 
-def targets_file(tmp, count, port):
+def targets_file(tmp, count, port, groups=GROUPS):
     path = os.path.join(tmp, "targets.yaml")
     with open(path, "w") as f:
         f.write("targets:\n")
         for i in range(count):
-            group = GROUPS[i * len(GROUPS) // count]
+            group = groups[i * len(groups) // count]
             f.write(f"  - {{name: t{i:04d}, url: 'http://127.0.0.1:{port}/t/{i}', "
                     f"group: {group}, interval: {INTERVAL}s, timeout: 2s}}\n")
     return path
@@ -247,13 +247,29 @@ def month_of_hours(redis_url, count):
 
 
 def timed_get(conn, path):
+    """(milliseconds, body) of one GET on `conn`."""
     started = time.perf_counter()
     conn.request("GET", path)
     res = conn.getresponse()
     body = res.read()
     if res.status != 200:
         raise RuntimeError(f"GET {path}: {res.status}")
-    return (time.perf_counter() - started) * 1000, len(body)
+    return (time.perf_counter() - started) * 1000, body
+
+
+def judged(port, count, within=30):
+    """The dashboard's `/api/health-check` entries of targets, once all `count` have a
+    state (within `within` seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        entries = json.loads(fetch(port, "/api/health-check"))["services"]
+        known = [e for e in entries if e.get("kind") == "target" and e["status"] != "unknown"]
+        if len(known) == count:
+            return known
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"/api/health-check lists {len(known)} of {count} "
+                               f"targets with a state after {within} s")
+        time.sleep(0.2)
 
 
 def dashboard(redis_url, file, args):
@@ -262,16 +278,7 @@ def dashboard(redis_url, file, args):
     proc, port = start("dashboard", env(redis_url, REFRESH_PERIOD=f"{refresh}s",
                                         LOG_LEVEL="warn"), "--targets", file)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            entries = json.loads(fetch(port, "/api/health-check"))["services"]
-            known = [e for e in entries if e.get("kind") == "target" and e["status"] != "unknown"]
-            if len(known) == args.targets:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"/api/health-check lists {len(known)} of {args.targets} "
-                                   "targets with a state after 30 s")
-            time.sleep(0.2)
+        known = judged(port, args.targets)
         down = sum(e["status"] == "down" for e in known)
         cpu, wall = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(4 * refresh)
@@ -289,7 +296,7 @@ def dashboard(redis_url, file, args):
                 cold.append(timed_get(conn, path)[0])
             rps, p50, p99 = wrk(f"http://127.0.0.1:{port}{path}", args.duration,
                                 args.connections)
-            result[path] = {"kb": runs[-1][1] / 1000, "median": statistics.median(ms),
+            result[path] = {"kb": len(runs[-1][1]) / 1000, "median": statistics.median(ms),
                             "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
                             "cold": statistics.median(cold), "cold_max": max(cold),
                             "rps": rps, "wrk_p50": p50, "wrk_p99": p99}

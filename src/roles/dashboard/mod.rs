@@ -3,6 +3,7 @@
 //! Routes (besides the shared health and metrics surface of [`crate::http`]):
 //! - `GET /`: the page; `GET /partials/status`: its live part, which the script fetches
 //!   again every refresh period (never under `/api`: the Ingress sends that to the gateway);
+//!   both take the query of [`filter::Query`] (`?q=&state=&group=&replicas=`);
 //! - `GET /static/{file}`: the stylesheet and script, cached for a year by content hash;
 //! - `GET /api/health-check`, `GET /api/system-info`, `GET /api/incidents`,
 //!   `GET /api/notifications`: the same
