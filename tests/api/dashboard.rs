@@ -849,13 +849,22 @@ async fn the_replica_table_is_paged_by_a_query() {
         )
         .await;
     }
+    // The youngest, listed last of its role: shown first all the same, being down.
+    announce(
+        &store,
+        (Role::Gateway, &closed()),
+        "gw-gone",
+        "1",
+        now + 1.0,
+    )
+    .await;
     let app = start(&gateway.url, &worker.url, Duration::from_secs(1), store).await;
     let replicas_of = |page: &str| page.matches(r#"<td class="id">"#).count();
-    let listed = eventually(Duration::from_secs(10), "45 gateways listed", || async {
+    let listed = eventually(Duration::from_secs(10), "46 gateways listed", || async {
         let (_, check) = app.get_json("/api/health-check").await;
         let gateways = service(&check, "api-gateway")["replicas"]["total"].as_u64()?;
         let dashboards = service(&check, "dashboard")["replicas"]["total"].as_u64()?;
-        (gateways == 45).then_some(gateways + dashboards)
+        (gateways == 46).then_some(gateways + dashboards)
     })
     .await;
     let mut seen = 0_u64;
@@ -866,10 +875,15 @@ async fn the_replica_table_is_paged_by_a_query() {
         assert!(shown <= 20 && shown > 0, "page {page}: {shown}");
         seen += shown as u64;
     }
-    // Every replica on one of the pages: 45 gateways and this dashboard.
+    // Every replica on one of the pages: 46 gateways and this dashboard.
     assert_eq!(seen, listed);
     let (_, first) = app.get("/").await;
     assert_eq!(replicas_of(&first), 20);
+    let rows = first
+        .split(r#"<td class="id">"#)
+        .nth(1)
+        .expect("a replica row");
+    assert!(rows.starts_with("gw-gone<"), "{first}");
     assert!(
         first.contains(r#"<a rel="next" href="/?replicas=2">"#),
         "{first}"

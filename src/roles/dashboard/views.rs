@@ -269,9 +269,11 @@ fn filter_form(query: &Query) -> Markup {
 fn replicas(snap: &Snapshot, query: &Query, now: f64) -> Markup {
     let pages = snap.replicas.len().div_ceil(REPLICAS_PER_PAGE).max(1);
     let page = query.replicas.unwrap_or(1).clamp(1, pages);
-    let shown = snap
-        .replicas
-        .iter()
+    // Those that are not well first, so none hides on a later page; the rest by role.
+    let mut ordered: Vec<&Replica> = snap.replicas.iter().collect();
+    ordered.sort_by_key(|r| !matches!(r.state_word(), "lost" | "down" | "not ready"));
+    let shown = ordered
+        .into_iter()
         .skip((page - 1) * REPLICAS_PER_PAGE)
         .take(REPLICAS_PER_PAGE);
     html! {
