@@ -857,6 +857,7 @@ async fn chromium_shows_a_thousand_targets_problems_first_groups_collapsed_and_f
             "document.getElementById('groups') !== null",
         )
         .await;
+    let dark = browser.screenshot("fleet-dark").await;
     browser.fits_a_phone().await;
     let phone = browser.screenshot("fleet-phone-dark").await;
     open_group(&browser, "g00").await;
@@ -864,10 +865,11 @@ async fn chromium_shows_a_thousand_targets_problems_first_groups_collapsed_and_f
     let phone_groups = browser.screenshot("fleet-phone-dark-groups").await;
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     eprintln!(
-        "screenshots: {}, {}, {}, {}, {}",
+        "screenshots: {}, {}, {}, {}, {}, {}",
         light.display(),
         expanded.display(),
         filtered.display(),
+        dark.display(),
         phone.display(),
         phone_groups.display()
     );
