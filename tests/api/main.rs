@@ -12,6 +12,7 @@ mod delivery_faults;
 mod detection;
 mod email;
 mod faults;
+mod fleet;
 mod foreign;
 mod gateway;
 mod helpers;
