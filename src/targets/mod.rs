@@ -39,6 +39,7 @@
 //! passwords are never shown, and a webhook is shown by its origin only.
 
 pub mod check;
+pub mod history;
 pub mod maintenance;
 pub mod notify;
 pub mod state;

@@ -380,6 +380,7 @@ async fn update(
                 timestamp: s.timestamp,
                 up: s.status != ServiceState::Down,
                 counts,
+                response_time_ms: s.response_time_ms,
                 json,
             })
         })
