@@ -15,6 +15,7 @@ mod faults;
 mod foreign;
 mod gateway;
 mod helpers;
+mod history;
 mod load;
 mod maintenance;
 mod metrics;

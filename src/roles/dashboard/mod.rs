@@ -6,7 +6,9 @@
 //! - `GET /static/{file}`: the stylesheet and script, cached for a year by content hash;
 //! - `GET /api/health-check`, `GET /api/system-info`, `GET /api/incidents`,
 //!   `GET /api/notifications`: the same
-//!   data as JSON, for direct clients.
+//!   data as JSON, for direct clients;
+//! - `GET /api/targets/{name}/history`: a target's long history, as JSON or CSV
+//!   ([`history`]).
 //!
 //! Every answer comes from the newest [`snapshot::Snapshot`], gathered once per refresh
 //! period in the background, so no request waits on a probe. Readiness depends only on
@@ -15,6 +17,7 @@
 
 mod assets;
 mod badge;
+mod history;
 pub mod record;
 pub mod replicas;
 pub mod snapshot;
@@ -100,6 +103,8 @@ impl Config {
 
 struct Dashboard {
     latest: Latest,
+    /// For what a snapshot does not carry: a target's long history.
+    store: SharedStore,
     environment: Environment,
     config: Config,
     page: Rendered,
@@ -192,13 +197,14 @@ pub async fn run(
         client: probe::client().map_err(std::io::Error::other)?,
         gateway: readiness(&config.gateway_url)?,
         worker: readiness(&config.worker_url)?,
-        store,
+        store: store.clone(),
         health: server.health().clone(),
         own_id: server.instance().id.clone(),
     };
     let latest = snapshot::spawn(sources, config.refresh, stop.clone());
     let state = web::Data::new(Dashboard {
         latest,
+        store,
         environment: settings.environment,
         config: config.clone(),
         page: Rendered::default(),
@@ -221,7 +227,8 @@ pub async fn run(
                 .service(http::get("/api/health-check", health_check))
                 .service(http::get("/api/system-info", system_info))
                 .service(http::get("/api/incidents", incidents))
-                .service(http::get("/api/notifications", notifications)),
+                .service(http::get("/api/notifications", notifications))
+                .service(http::get("/api/targets/{name}/history", history::serve)),
         );
     };
     server.serve(routes, shutdown).await
