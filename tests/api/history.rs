@@ -49,7 +49,10 @@ async fn history_is_exported_as_json_and_csv_and_bad_input_says_why() {
     let closed = format!("http://127.0.0.1:{}", free_port());
     std::fs::write(
         &file,
-        format!("targets:\n  - name: shop-api\n    url: {closed}/healthz\n"),
+        format!(
+            "targets:\n  - name: shop-api\n    url: {closed}/healthz\n    group: shop\n\
+             groups:\n  shop: {{slo: {{objective: 99%, window: 30d}}}}\n"
+        ),
     )
     .expect("write");
     let url = Url::parse(&closed).expect("url");
@@ -130,4 +133,17 @@ async fn history_is_exported_as_json_and_csv_and_bad_input_says_why() {
     }
     let (status, json) = app.get_json("/api/targets/nobody/history").await;
     assert_eq!(status, 404, "{json}");
+
+    // The group's objective on the target's entry: 1 of 8 probes failed where 1 %
+    // may, so 12.5 times the budget is spent.
+    let (_, health) = app.get_json("/api/health-check").await;
+    let entry = health["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|e| e["name"] == "shop-api"))
+        .expect("entry");
+    assert_eq!(entry["slo"]["objective"], 99.0, "{entry}");
+    assert_eq!(entry["slo"]["window_days"], 30);
+    assert_eq!(entry["slo"]["uptime"], 87.5);
+    let left = entry["slo"]["budget_left"].as_f64().expect("budget");
+    assert!((left - -1150.0).abs() < 1e-6, "{left}");
 }

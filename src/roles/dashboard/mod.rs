@@ -352,6 +352,10 @@ struct TargetEntry<'a> {
     since: Option<f64>,
     uptime_1h: Option<f64>,
     uptime_24h: Option<f64>,
+    /// Its objective and where it stands: `{objective, window_days, uptime,
+    /// budget_left, burn_5m, burn_1h, burn_6h}`; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slo: Option<&'a crate::targets::slo::SloReport>,
 }
 
 fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
@@ -378,6 +382,7 @@ fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
         since: state.and_then(|s| s.since),
         uptime_1h: report.and_then(|r| r.uptime_1h),
         uptime_24h: report.and_then(|r| r.uptime_24h),
+        slo: row.slo.as_ref(),
     }
 }
 

@@ -405,3 +405,68 @@ mod long_history {
 
     crate::store::on_both_backends!(contract);
 }
+
+/// SLO: probes in a maintenance window are left out of the budget and the burn rates,
+/// which count the same probes outside one.
+mod slo {
+    use svc::store::{SampleRecord, SharedStore};
+    use svc::targets::slo::{self, Slo};
+
+    async fn contract(store: SharedStore) {
+        let now = svc::clock::unix_now();
+        // An hour of probes a minute apart, down for the last ten minutes: in a window
+        // for "kept-out", counted for "counted".
+        for (name, counts_downs) in [("kept-out", false), ("counted", true)] {
+            let mut seen: Option<&str> = None;
+            for k in (0..60).rev() {
+                let down = k < 10;
+                let probe = SampleRecord {
+                    timestamp: now - 60.0 * f64::from(k),
+                    up: !down,
+                    counts: !down || counts_downs,
+                    response_time_ms: Some(40.0),
+                    json: "{}".to_owned(),
+                };
+                let written = store
+                    .put_target_state(name, seen, "s", Some(&probe))
+                    .await
+                    .expect("put");
+                assert!(written, "no other writer");
+                seen = Some("s");
+            }
+        }
+        let objective = Slo {
+            objective: 99.0,
+            window_days: 30,
+        };
+        let reports = slo::reports(
+            store.as_ref(),
+            &[
+                ("kept-out".to_owned(), objective),
+                ("counted".to_owned(), objective),
+            ],
+            now,
+        )
+        .await
+        .expect("reports");
+        let kept_out = &reports[0];
+        assert_eq!(
+            (kept_out.budget_left, kept_out.burn_1h, kept_out.burn_6h),
+            (Some(100.0), Some(0.0), Some(0.0)),
+            "{kept_out:?}"
+        );
+        assert_eq!(
+            kept_out.burn_5m, None,
+            "only window probes in the last 5 minutes"
+        );
+        assert!(!kept_out.fast_burn());
+        let counted = &reports[1];
+        let burn_1h = counted.burn_1h.expect("burn");
+        assert!((burn_1h - 100.0 * 10.0 / 60.0).abs() < 1e-9, "{counted:?}");
+        assert_eq!(counted.burn_5m.map(f64::round), Some(100.0));
+        assert!(counted.fast_burn());
+        assert!(counted.budget_left.is_some_and(|b| b < 0.0), "overspent");
+    }
+
+    crate::store::on_both_backends!(contract);
+}
