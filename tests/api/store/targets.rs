@@ -411,6 +411,7 @@ mod long_history {
 mod slo {
     use svc::store::{SampleRecord, SharedStore};
     use svc::targets::slo::{self, Slo};
+    use svc::targets::state;
 
     async fn contract(store: SharedStore) {
         let now = svc::clock::unix_now();
@@ -466,6 +467,21 @@ mod slo {
         assert_eq!(counted.burn_5m.map(f64::round), Some(100.0));
         assert!(counted.fast_burn());
         assert!(counted.budget_left.is_some_and(|b| b < 0.0), "overspent");
+
+        // Episodes: opened by a fast burn, offered until handed on, then quiet while
+        // the burn lasts; closed when the hour calms down; a new one after.
+        let burning = |fast, calm, at| state::burning(store.as_ref(), "episodes", fast, calm, at);
+        let first = burning(true, false, 1.0).await.expect("open").expect("new");
+        assert_eq!(first.since, 1.0);
+        assert_eq!(burning(true, false, 2.0).await.expect("again"), Some(first));
+        state::burn_handed(store.as_ref(), "episodes", 1.0)
+            .await
+            .expect("handed");
+        assert_eq!(burning(true, false, 3.0).await.expect("quiet"), None);
+        assert_eq!(burning(false, false, 4.0).await.expect("slowing"), None);
+        assert_eq!(burning(false, true, 5.0).await.expect("closed"), None);
+        let second = burning(true, false, 6.0).await.expect("open").expect("new");
+        assert_eq!(second.since, 6.0, "a new episode");
     }
 
     crate::store::on_both_backends!(contract);
