@@ -592,6 +592,39 @@ notify:
     }
 
     #[test]
+    fn an_objective_is_a_targets_own_else_its_groups() {
+        let text = r#"
+targets:
+  - {name: own, url: http://a, group: shop, slo: {objective: 99.99%, window: 7d}}
+  - {name: shared, url: http://b, group: shop}
+  - {name: none, url: http://c}
+groups:
+  shop: {slo: {objective: 99.5, window: 30d}}
+"#;
+        let parsed = Targets::parse(text, TEN).expect("valid");
+        let slo = |name: &str| parsed.get(name).and_then(|t| t.slo);
+        let of = |objective, window_days| {
+            Some(slo::Slo {
+                objective,
+                window_days,
+            })
+        };
+        assert_eq!(slo("own"), of(99.99, 7));
+        assert_eq!(slo("shared"), of(99.5, 30));
+        assert_eq!(slo("none"), None);
+        assert!(
+            parsed.groups.is_empty(),
+            "a group without notify names no channels"
+        );
+        let bad = "targets: [{name: a, url: http://x, slo: {objective: 99%, window: 1h}}]";
+        let error = Targets::parse(bad, TEN).expect_err("a window under a day");
+        assert!(error.contains("targets[0] (a): slo.window"), "{error}");
+        let bad = "targets: []\ngroups: {shop: {slo: {objective: 120%, window: 30d}}}";
+        let error = Targets::parse(bad, TEN).expect_err("above 100 %");
+        assert!(error.contains("groups.shop: slo.objective"), "{error}");
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let cases = [
             ("targets: [{name: a, url: ftp://x}]", "scheme"),

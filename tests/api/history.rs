@@ -146,4 +146,9 @@ async fn history_is_exported_as_json_and_csv_and_bad_input_says_why() {
     assert_eq!(entry["slo"]["uptime"], 87.5);
     let left = entry["slo"]["budget_left"].as_f64().expect("budget");
     assert!((left - -1150.0).abs() < 1e-6, "{left}");
+    let (_, page) = app.get("/").await;
+    assert!(
+        page.contains("budget -1150 % left, burn 1 h"),
+        "the page shows it too"
+    );
 }
