@@ -4,9 +4,12 @@
 //! per day), each with a TTL. The state is written by one script that compares and
 //! sets and counts the sample in the same step: no round trip of its own for history.
 //!
-//! Every hash stays small enough for Redis' compact encoding (under 128 fields of
-//! under 64 bytes): a minute hash holds 120 fields, a day hash 72 (`<h>c`, `<h>u` and
-//! `<h>l`, the histogram as `bucket:count` pairs), a block of days 64.
+//! The hashes are sized for Redis' compact encoding (listpack: at most 128 fields of
+//! at most 64 bytes): a minute hash holds 120 fields, a day hash 72 (`<h>c`, `<h>u` and
+//! `<h>l`, the histogram as `bucket:count` pairs, a few buckets for most targets), a
+//! block of days 64. An hour whose response times spread over ten or more buckets
+//! makes a histogram longer than 64 bytes, and Redis keeps that day's hash in its
+//! larger encoding: a few kilobytes more for that target-day.
 
 use async_trait::async_trait;
 use deadpool_redis::redis;
