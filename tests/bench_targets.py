@@ -28,8 +28,9 @@ later ones in that second get its bytes: median and worst of 10) and wrk for
 --duration seconds (mostly served from that per-second rendering).
 
 Goals: probe start lag p99 < 100 ms; worker CPU < 10% of a core each; Redis memory for
-24 h of history of 1,000 targets < 50 MB, for a year of it < 150 MB. The rest is reported without a goal. Exits 0
-when a goal is missed (it prints numbers; it is no test), non-zero when the setup fails.
+24 h of history of 1,000 targets < 50 MB, for a year of it < 150 MB. The rest is
+reported without a goal. Exits 0 when a goal is missed (it prints numbers; it is no
+test), non-zero when the setup fails.
 
 It takes about 4 minutes.
 
