@@ -680,12 +680,18 @@ async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
 async fn three_workers_send_one_burn_notification_per_episode() {
     let redis = RedisServer::start();
     let target = Target::start().await;
+    // Down as well, but in a maintenance window: left out of its objective.
+    let resting = Target::start().await;
+    resting.set(500);
     let receiver = Receiver::start(0, false).await;
+    let start = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let text = format!(
         "targets:\n  - name: burner\n    url: {}\n    interval: 1s\n    timeout: 500ms\n    \
-         expect: {{status: [200]}}\n    slo: {{objective: 99.9%, window: 30d}}\n\
-         notify:\n  - url: {}\n",
-        target.url, receiver.url
+         expect: {{status: [200]}}\n    slo: {{objective: 99.9%, window: 30d}}\n  \
+         - {{name: resting, url: '{}', interval: 1s, slo: {{objective: 99.9%, window: 30d}}}}\n\
+         notify:\n  - url: {}\n\
+         maintenance:\n  - {{name: deploy, targets: [resting], start: '{start}', duration: 1h}}\n",
+        target.url, resting.url, receiver.url
     );
     let file = TargetsFile::new(&text);
     let path = file.path();
@@ -725,10 +731,25 @@ async fn three_workers_send_one_burn_notification_per_episode() {
         1,
         "{posts:#?}"
     );
-    assert_eq!(states.len(), 2, "down and burn only: {posts:#?}");
+    assert_eq!(
+        states.len(),
+        2,
+        "down and burn of burner only, nothing of resting: {posts:#?}"
+    );
     let entry = entry_of(&client, base, "burner").await.expect("entry");
     assert!(
         entry["slo"]["burn_1h"].as_f64().is_some_and(|b| b >= 14.4),
         "{entry}"
+    );
+    let resting = entry_of(&client, base, "resting").await.expect("entry");
+    assert_eq!(resting["status"], "maintenance", "{resting}");
+    assert_eq!(
+        resting["verdict"], "down",
+        "probed down all along: {resting}"
+    );
+    assert_eq!(
+        (&resting["slo"]["burn_1h"], &resting["slo"]["budget_left"]),
+        (&Value::Null, &Value::Null),
+        "no probe of the window counted: {resting}"
     );
 }
