@@ -120,9 +120,17 @@ impl Event {
         self.state == "up" && self.previous != "unknown"
     }
 
-    /// One line a person reads: `payments is down (was up): HTTP 503`, or on a
-    /// reminder `payments is still down (for 1h): HTTP 503`.
+    /// One line a person reads: `payments is down (was up): HTTP 503`, on a
+    /// reminder `payments is still down (for 1h): HTTP 503`, on a burn `payments is
+    /// burning its error budget fast (is down): error budget of ...`.
     pub fn headline(&self) -> String {
+        if self.state == "burn" {
+            let reason = self.reason.as_deref().unwrap_or("");
+            return format!(
+                "{} is burning its error budget fast (is {}): {reason}",
+                self.target, self.previous
+            );
+        }
         if let Some(down_for) = self.down_for_s.filter(|_| self.reminder) {
             let reason = self
                 .reason
