@@ -5,7 +5,8 @@
 //! then one every 10 s for the last 10 minutes, each applied with
 //! [`state::observe`], the worker's own compare-and-set. So the keys and encodings
 //! are the live system's: the state, the newest 60 samples, the minute tallies of
-//! each hour of the day and the hour tallies of each day. A change of state is
+//! each hour of the day, the hour tallies (with their response-time histograms) of
+//! each day and the day tallies. A change of state is
 //! recorded as an incident and handed off as the worker does it (no notifications:
 //! no webhooks are configured). Most probes are healthy; one target in 100 is down
 //! for the last 30 minutes, one in 20 had a 15 minute outage earlier in the day and

@@ -69,10 +69,20 @@ pub fn target_minutes(name: &str, hour: i64) -> String {
     format!("target:{name}:m:{hour}")
 }
 
-/// A target's per-hour tallies of day `day` (days since the epoch).
+/// A target's per-hour tallies and response-time histograms of day `day` (days since
+/// the epoch).
 pub fn target_hours(name: &str, day: i64) -> String {
     format!("target:{name}:h:{day}")
 }
+
+/// A target's per-day tallies of block `block` of days (days since the epoch,
+/// divided by [`DAYS_PER_KEY`]).
+pub fn target_days(name: &str, block: i64) -> String {
+    format!("target:{name}:d:{block}")
+}
+
+/// Days per key of [`target_days`]: a year in a dozen small hashes.
+pub const DAYS_PER_KEY: i64 = 32;
 
 /// The claim on scheduler tick `tick` of periodic task `task`: who enqueues it.
 pub fn task_tick(task: &str, tick: u64) -> String {

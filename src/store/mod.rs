@@ -30,8 +30,9 @@ pub use history::{HealthSample, History, INCIDENTS_KEPT, INCIDENTS_KEPT_DAYS, In
 pub use presence::{Instance, LOST_KEPT, Presence};
 pub use queue::{Delivery, MAX_QUEUE, Queue, QueueStats, RECLAIM_START, Reclaimed};
 pub use targets::{
-    DELIVERIES_KEPT, DeliveryRecord, HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord, Tally,
-    TargetRecord, Targets,
+    DAYS_KEPT, DELIVERIES_KEPT, DeliveryRecord, HOURS_KEPT, HourTally, LATENCY_BOUNDS_MS,
+    LATENCY_BUCKETS, Latency, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord, Tally, TargetRecord,
+    Targets, latency_bucket,
 };
 
 /// Why a store operation failed. Callers degrade and retry later; they never crash.

@@ -1,6 +1,7 @@
 //! What is kept of each target the user listed: its tracked state as the domain
 //! encodes it ([`crate::targets::state`]), its newest samples, and tallies per minute
-//! (kept a day) and per hour (kept a month), so history does not grow with probes.
+//! (kept a day), per hour with a response-time histogram (kept a month) and per day
+//! (kept 400 days), so history does not grow with probes.
 //! The state is written by compare-and-set, so any number of workers may report.
 //! Beside them, the newest deliveries of notifications.
 
@@ -18,7 +19,76 @@ pub const MINUTES_KEPT: Duration = Duration::from_secs(25 * 3600);
 /// How long per-hour tallies (and a target's state) are kept.
 pub const HOURS_KEPT: Duration = Duration::from_secs(31 * 86400);
 
-/// Probes and probes that found a target up: one minute's or one hour's tally.
+/// How long per-day tallies are kept: uptime over a year, and a margin.
+pub const DAYS_KEPT: Duration = Duration::from_secs(400 * 86400);
+
+/// Upper bounds (milliseconds) of the response-time buckets of a [`Latency`]; a last
+/// bucket holds what took longer. Roughly log-spaced, in round numbers, so an exported
+/// percentile reads as it is: "p95 under 150 ms".
+pub const LATENCY_BOUNDS_MS: [f64; 20] = [
+    2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 500.0, 750.0, 1000.0,
+    1500.0, 2000.0, 3000.0, 5000.0, 10000.0,
+];
+
+/// Buckets of a [`Latency`]: one per bound and one above the last.
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// The bucket a response time of `ms` counts in.
+pub fn latency_bucket(ms: f64) -> usize {
+    LATENCY_BOUNDS_MS.partition_point(|bound| *bound < ms)
+}
+
+/// Probes by response time: counts per bucket of [`LATENCY_BOUNDS_MS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency(pub [i64; LATENCY_BUCKETS]);
+
+impl Latency {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Latency) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
+
+    /// Probes counted.
+    pub fn total(&self) -> i64 {
+        self.0.iter().sum()
+    }
+
+    /// The `q`-quantile (`0.95` for p95) as the upper bound of the bucket it falls in,
+    /// so the true figure is at most this; in the last bucket, the last bound (the
+    /// figure is at least that). `None` with nothing counted.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total <= 0 {
+            return None;
+        }
+        // Rank of the q-th probe, 1-based: the smallest count that reaches q.
+        let rank = ((q * total as f64).ceil() as i64).clamp(1, total);
+        let mut seen = 0;
+        let bucket = self.0.iter().position(|n| {
+            seen += n;
+            seen >= rank
+        })?;
+        LATENCY_BOUNDS_MS
+            .get(bucket)
+            .or(LATENCY_BOUNDS_MS.last())
+            .copied()
+    }
+}
+
+/// One hour of a target's history: its tally, and its response times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HourTally {
+    /// Hours since the epoch.
+    pub hour: i64,
+    /// Probes, and probes that found it up.
+    pub tally: Tally,
+    /// Response times of the probes that found it up.
+    pub latency: Latency,
+}
+
+/// Probes and probes that found a target up: one minute's, hour's or day's tally.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
     /// Probes.
@@ -38,6 +108,8 @@ pub struct SampleRecord {
     /// Whether it counts in the tallies: not in a maintenance window, whose minutes
     /// uptime leaves out.
     pub counts: bool,
+    /// Its response time, counted in the hour's [`Latency`] when it found the target up.
+    pub response_time_ms: Option<f64>,
     /// The sample, encoded.
     pub json: String,
 }
@@ -88,8 +160,8 @@ pub trait Targets: Send + Sync {
     async fn target_state(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Sets target `name`'s tracked state to `state` if it is still `seen` (`None`:
     /// absent) and, in the same step, adds `sample` (when given) to the target's
-    /// newest samples and (when it [counts](SampleRecord::counts)) its minute and hour
-    /// tallies. `false`, with nothing written,
+    /// newest samples and (when it [counts](SampleRecord::counts)) its minute, hour
+    /// and day tallies and its hour's [`Latency`]. `false`, with nothing written,
     /// when the state changed meanwhile.
     async fn put_target_state(
         &self,
@@ -104,6 +176,20 @@ pub trait Targets: Send + Sync {
         names: &[String],
         now: f64,
     ) -> Result<Vec<TargetRecord>, StoreError>;
+    /// Target `name`'s day tallies of `days` (days since the epoch), oldest first;
+    /// days with no probe counted are left out.
+    async fn target_days(
+        &self,
+        name: &str,
+        days: std::ops::RangeInclusive<i64>,
+    ) -> Result<Vec<(i64, Tally)>, StoreError>;
+    /// Target `name`'s hours of `hours` (hours since the epoch), oldest first; hours
+    /// with no probe counted are left out.
+    async fn target_hours(
+        &self,
+        name: &str,
+        hours: std::ops::RangeInclusive<i64>,
+    ) -> Result<Vec<HourTally>, StoreError>;
     /// Notes one delivery; the newest [`DELIVERIES_KEPT`] are kept.
     async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError>;
     /// The newest `limit` deliveries, newest first.

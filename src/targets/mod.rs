@@ -19,6 +19,9 @@
 //! notify:
 //!   - url: http://alerts.internal/hook
 //!   - {url: "${SLACK_WEBHOOK_URL}", kind: slack}
+//!     slo: {objective: 99.9%, window: 30d}   # or on its group
+//! groups:
+//!   shop: {notify: [slack], slo: {objective: 99.5%, window: 30d}}
 //! maintenance:
 //!   - {name: db-upgrade, targets: [payments], start: "2026-12-01T02:00:00Z", duration: 2h}
 //!   - {name: weekly, groups: [shop], every: [sun], time: "03:00",
@@ -39,8 +42,10 @@
 //! passwords are never shown, and a webhook is shown by its origin only.
 
 pub mod check;
+pub mod history;
 pub mod maintenance;
 pub mod notify;
+pub mod slo;
 pub mod state;
 pub mod value;
 pub mod watch;
@@ -116,6 +121,8 @@ pub struct Target {
     pub notify: Option<Vec<String>>,
     /// While it is down, a reminder each period, to every channel it uses.
     pub repeat: Option<Duration>,
+    /// Its service level objective ([`slo`]): its own, else its group's.
+    pub slo: Option<slo::Slo>,
 }
 
 /// Credentials an HTTP target is probed with (besides any in its URL).
@@ -202,7 +209,9 @@ struct FileSpec {
 #[serde(deny_unknown_fields)]
 struct GroupSpec {
     /// The channels its targets use (unless a target names its own).
-    notify: Vec<String>,
+    notify: Option<Vec<String>>,
+    /// Its targets' objective (unless a target states its own).
+    slo: Option<slo::SloSpec>,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +231,7 @@ struct TargetSpec {
     basic_auth: Option<BasicAuthSpec>,
     notify: Option<Vec<String>>,
     repeat: Option<String>,
+    slo: Option<slo::SloSpec>,
 }
 
 #[derive(Deserialize)]
@@ -276,12 +286,19 @@ impl Targets {
                 spec.targets.len()
             ));
         }
+        let mut group_slos = BTreeMap::new();
+        for (group, spec) in &spec.groups {
+            if let Some(slo) = &spec.slo {
+                let slo = slo.check().map_err(|e| format!("groups.{group}: {e}"))?;
+                group_slos.insert(group.clone(), slo);
+            }
+        }
         let mut names = HashSet::new();
         let mut files = Vec::new();
         let mut targets = Vec::with_capacity(spec.targets.len());
         for (i, t) in spec.targets.into_iter().enumerate() {
             let at = format!("targets[{i}] ({})", t.name);
-            let target = Target::check(t, interval, &mut |spec| {
+            let mut target = Target::check(t, interval, &mut |spec| {
                 let resolved = spec.resolve(env, need)?;
                 files.extend(resolved.file);
                 Ok(resolved.value)
@@ -289,6 +306,13 @@ impl Targets {
             .map_err(|e| format!("{at}: {e}"))?;
             if !names.insert(target.name.clone()) {
                 return Err(format!("{at}: name used twice"));
+            }
+            if target.slo.is_none() {
+                target.slo = target
+                    .group
+                    .as_ref()
+                    .and_then(|g| group_slos.get(g))
+                    .copied();
             }
             targets.push(target);
         }
@@ -300,7 +324,7 @@ impl Targets {
         let groups: BTreeMap<String, Vec<String>> = spec
             .groups
             .into_iter()
-            .map(|(g, spec)| (g, spec.notify))
+            .filter_map(|(g, spec)| spec.notify.map(|notify| (g, notify)))
             .collect();
         // A reader without credentials may have left channels out: the workers check.
         if need == Credentials::Required {
@@ -427,6 +451,7 @@ impl Target {
             auth,
             notify: spec.notify,
             repeat: spec.repeat.map(|t| notify::spec::repeat(&t)).transpose()?,
+            slo: spec.slo.map(|s| s.check()).transpose()?,
         })
     }
 }
@@ -564,6 +589,39 @@ notify:
         assert_eq!(db.thresholds.failure, 2);
         assert!(matches!(&db.endpoint, Endpoint::Tcp { port: 5432, .. }));
         assert_eq!(parsed.notify[1].kind, notify::Kind::Slack);
+    }
+
+    #[test]
+    fn an_objective_is_a_targets_own_else_its_groups() {
+        let text = r#"
+targets:
+  - {name: own, url: http://a, group: shop, slo: {objective: 99.99%, window: 7d}}
+  - {name: shared, url: http://b, group: shop}
+  - {name: none, url: http://c}
+groups:
+  shop: {slo: {objective: 99.5, window: 30d}}
+"#;
+        let parsed = Targets::parse(text, TEN).expect("valid");
+        let slo = |name: &str| parsed.get(name).and_then(|t| t.slo);
+        let of = |objective, window_days| {
+            Some(slo::Slo {
+                objective,
+                window_days,
+            })
+        };
+        assert_eq!(slo("own"), of(99.99, 7));
+        assert_eq!(slo("shared"), of(99.5, 30));
+        assert_eq!(slo("none"), None);
+        assert!(
+            parsed.groups.is_empty(),
+            "a group without notify names no channels"
+        );
+        let bad = "targets: [{name: a, url: http://x, slo: {objective: 99%, window: 1h}}]";
+        let error = Targets::parse(bad, TEN).expect_err("a window under a day");
+        assert!(error.contains("targets[0] (a): slo.window"), "{error}");
+        let bad = "targets: []\ngroups: {shop: {slo: {objective: 120%, window: 30d}}}";
+        let error = Targets::parse(bad, TEN).expect_err("above 100 %");
+        assert!(error.contains("groups.shop: slo.objective"), "{error}");
     }
 
     #[test]

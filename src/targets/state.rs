@@ -122,6 +122,20 @@ pub struct TargetState {
     /// queued yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended: Option<Active>,
+    /// The fast burn of its error budget going on, if one is ([`burning`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn: Option<Burn>,
+}
+
+/// An episode of fast burn of a target's error budget
+/// ([`crate::targets::slo::FAST_BURN`]): from the probe that found it until the burn
+/// over the last hour falls below the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Burn {
+    /// Unix seconds when it began: it names the episode, and so its notifications.
+    pub since: f64,
+    /// Whether its notifications are queued.
+    pub handed: bool,
 }
 
 impl TargetState {
@@ -352,6 +366,56 @@ pub async fn end_handed(store: &dyn Store, name: &str, ended: &str) -> Result<()
     .map(|_| ())
 }
 
+/// Notes where target `name`'s burn stands at `now`: `fast` opens an episode unless
+/// one is open, `calm` (the burn over the last hour is below the threshold) closes it.
+/// Returns the open episode whose notifications are not queued yet, if any: the
+/// caller queues them (idempotent by the episode) and then calls [`burn_handed`]. Of
+/// many workers at once, one opens the episode.
+pub async fn burning(
+    store: &dyn Store,
+    name: &str,
+    fast: bool,
+    calm: bool,
+    now: f64,
+) -> Result<Option<Burn>, StoreError> {
+    let mut open = None;
+    update(store, name, None, |state| {
+        open = None;
+        match state.burn {
+            Some(_) if calm => state.burn = None,
+            Some(burn) => {
+                open = Some(burn).filter(|b| !b.handed);
+                return false;
+            }
+            None if fast && !calm => {
+                let burn = Burn {
+                    since: now,
+                    handed: false,
+                };
+                state.burn = Some(burn);
+                open = Some(burn);
+            }
+            None => return false,
+        }
+        true
+    })
+    .await?;
+    Ok(open)
+}
+
+/// Notes that the notifications of burn episode `since` of target `name` are queued.
+pub async fn burn_handed(store: &dyn Store, name: &str, since: f64) -> Result<(), StoreError> {
+    update(store, name, None, |state| match &mut state.burn {
+        Some(burn) if burn.since == since && !burn.handed => {
+            burn.handed = true;
+            true
+        }
+        _ => false,
+    })
+    .await
+    .map(|_| ())
+}
+
 /// Notes that the incident and notifications of change `id` of target `name` are
 /// queued.
 pub async fn hand_off(store: &dyn Store, name: &str, id: &str) -> Result<(), StoreError> {
@@ -380,6 +444,7 @@ async fn update(
                 timestamp: s.timestamp,
                 up: s.status != ServiceState::Down,
                 counts,
+                response_time_ms: s.response_time_ms,
                 json,
             })
         })

@@ -16,6 +16,7 @@ mod fleet;
 mod foreign;
 mod gateway;
 mod helpers;
+mod history;
 mod load;
 mod maintenance;
 mod metrics;

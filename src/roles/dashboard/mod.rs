@@ -7,7 +7,9 @@
 //! - `GET /static/{file}`: the stylesheet and script, cached for a year by content hash;
 //! - `GET /api/health-check`, `GET /api/system-info`, `GET /api/incidents`,
 //!   `GET /api/notifications`: the same
-//!   data as JSON, for direct clients.
+//!   data as JSON, for direct clients;
+//! - `GET /api/targets/{name}/history`: a target's long history, as JSON or CSV
+//!   ([`history`]).
 //!
 //! Every answer comes from the newest [`snapshot::Snapshot`], gathered once per refresh
 //! period in the background, so no request waits on a probe. Readiness depends only on
@@ -17,6 +19,7 @@
 mod assets;
 mod badge;
 pub mod filter;
+mod history;
 pub mod record;
 pub mod replicas;
 pub mod snapshot;
@@ -104,6 +107,8 @@ impl Config {
 
 struct Dashboard {
     latest: Latest,
+    /// For what a snapshot does not carry: a target's long history.
+    store: SharedStore,
     environment: Environment,
     config: Config,
     page: Rendered,
@@ -196,13 +201,14 @@ pub async fn run(
         client: probe::client().map_err(std::io::Error::other)?,
         gateway: readiness(&config.gateway_url)?,
         worker: readiness(&config.worker_url)?,
-        store,
+        store: store.clone(),
         health: server.health().clone(),
         own_id: server.instance().id.clone(),
     };
     let latest = snapshot::spawn(sources, config.refresh, stop.clone());
     let state = web::Data::new(Dashboard {
         latest,
+        store,
         environment: settings.environment,
         config: config.clone(),
         page: Rendered::default(),
@@ -225,7 +231,8 @@ pub async fn run(
                 .service(http::get("/api/health-check", health_check))
                 .service(http::get("/api/system-info", system_info))
                 .service(http::get("/api/incidents", incidents))
-                .service(http::get("/api/notifications", notifications)),
+                .service(http::get("/api/notifications", notifications))
+                .service(http::get("/api/targets/{name}/history", history::serve)),
         );
     };
     server.serve(routes, shutdown).await
@@ -370,6 +377,10 @@ struct TargetEntry<'a> {
     since: Option<f64>,
     uptime_1h: Option<f64>,
     uptime_24h: Option<f64>,
+    /// Its objective and where it stands: `{objective, window_days, uptime,
+    /// budget_left, burn_5m, burn_1h, burn_6h}`; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slo: Option<&'a crate::targets::slo::SloReport>,
 }
 
 fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
@@ -396,6 +407,7 @@ fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
         since: state.and_then(|s| s.since),
         uptime_1h: report.and_then(|r| r.uptime_1h),
         uptime_24h: report.and_then(|r| r.uptime_24h),
+        slo: row.slo.as_ref(),
     }
 }
 

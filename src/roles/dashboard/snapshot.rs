@@ -34,6 +34,7 @@ use crate::store::{
     StoreError, keys, series,
 };
 use crate::targets::maintenance::{self, Active};
+use crate::targets::slo::{self, Slo, SloReport};
 use crate::targets::state::{self, TargetReport};
 use crate::targets::watch::Current;
 use crate::traces;
@@ -200,6 +201,8 @@ pub struct TargetRow {
     pub report: Option<TargetReport>,
     /// The maintenance window it is in, if any: its state is then `maintenance`.
     pub maintenance: Option<Active>,
+    /// Where it stands against its objective, when it has one and the store answered.
+    pub slo: Option<SloReport>,
 }
 
 /// What the gatherer carries from one round to the next.
@@ -339,6 +342,16 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         None
     }
     .map(Vec::into_iter);
+    let objectives: Vec<(String, Slo)> = listed
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.slo?)))
+        .collect();
+    let mut slos = if redis_connected && !objectives.is_empty() {
+        read.ok(slo::reports(store.as_ref(), &objectives, now).await)
+    } else {
+        None
+    }
+    .map(Vec::into_iter);
     let targets = listed
         .iter()
         .map(|t| TargetRow {
@@ -347,6 +360,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
             url: t.endpoint.shown(),
             report: reports.as_mut().and_then(Iterator::next),
             maintenance: maintenance::active(windows, &t.name, t.group.as_deref(), now),
+            slo: t.slo.and_then(|_| slos.as_mut().and_then(Iterator::next)),
         })
         .collect();
     let (history, instances, figures, incidents, deliveries) = if redis_connected {

@@ -217,6 +217,7 @@ mod tests {
                 error: None,
             }),
             maintenance: None,
+            slo: None,
         }
     }
 

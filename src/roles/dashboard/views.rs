@@ -488,6 +488,21 @@ fn target_state(row: &TargetRow) -> Option<ServiceState> {
     row.report.as_ref()?.state.as_ref()?.status
 }
 
+/// A target's objective in one line: what is left of its budget, and the burn rates
+/// over 1 h and 6 h (1x spends the budget exactly over the window).
+fn slo_note(slo: &crate::targets::slo::SloReport) -> Markup {
+    let rate = |b: Option<f64>| b.map_or("no data".to_owned(), |b| format!("{b:.1}x"));
+    let left = slo
+        .budget_left
+        .map_or("no data".to_owned(), |b| format!("{b:.0} %"));
+    html! {
+        span.muted.slo title={ "SLO " (slo.slo.objective) " % over " (slo.slo.window_days) " d" } {
+            "budget " (left) " left, burn 1 h " (rate(slo.burn_1h)) ", 6 h " (rate(slo.burn_6h))
+            @if slo.fast_burn() { " " span.error { "burning fast" } }
+        }
+    }
+}
+
 fn target_row(row: &TargetRow, now: f64) -> Markup {
     let report = row.report.as_ref();
     let state = report.and_then(|r| r.state.as_ref());
@@ -535,7 +550,10 @@ fn target_row(row: &TargetRow, now: f64) -> Markup {
             }
             td.num { (millis(state.and_then(|s| s.last.as_ref()).and_then(|l| l.response_time_ms))) }
             td.num { (percent(report.and_then(|r| r.uptime_1h))) }
-            td.num { (percent(report.and_then(|r| r.uptime_24h))) }
+            td.num {
+                (percent(report.and_then(|r| r.uptime_24h)))
+                @if let Some(slo) = &row.slo { br; (slo_note(slo)) }
+            }
             td.trend {
                 @if points.iter().flatten().count() > 1 { (sparkline(&points)) }
             }

@@ -27,7 +27,7 @@ use crate::service::ServiceState;
 use crate::store::{SharedStore, StoreError, keys};
 use crate::targets::state::{self, Transition};
 use crate::targets::watch::Current;
-use crate::targets::{Target, Targets, check, maintenance, notify};
+use crate::targets::{Target, Targets, check, maintenance, notify, slo};
 use crate::telemetry::metric;
 
 /// Probes one worker runs at once.
@@ -232,7 +232,10 @@ async fn record(
                 None => remind(monitor, targets, target, &state).await,
             };
             match handed {
-                Ok(()) => window_end(monitor, targets, target, &state).await,
+                Ok(()) => match window_end(monitor, targets, target, &state).await {
+                    Ok(()) => burn(monitor, targets, target, &state).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             }
         }
@@ -315,6 +318,41 @@ async fn window_end(
     }
     state::end_handed(monitor.store.as_ref(), &target.name, &ended.occurrence()).await?;
     tracing::warn!(target = %target.name, window = %ended.name, "maintenance window ended with the target down");
+    Ok(())
+}
+
+/// For a target with an objective, out of maintenance: opens a burn episode when its
+/// budget burns fast and queues its one notification per channel, or closes the
+/// episode once the burn over the last hour is below the threshold. One read of its
+/// recent tallies per probe, for targets with an objective only.
+async fn burn(
+    monitor: &Monitor,
+    targets: &Targets,
+    target: &Target,
+    state: &state::TargetState,
+) -> Result<(), StoreError> {
+    let Some(objective) = target.slo.filter(|_| state.window.is_none()) else {
+        return Ok(());
+    };
+    let store = monitor.store.as_ref();
+    let now = unix_now();
+    let record = store
+        .target_records(std::slice::from_ref(&target.name), now)
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let report = objective.report(&record.minutes, &record.hours, &[], now);
+    let calm = report.burn_1h.is_none_or(|b| b < slo::FAST_BURN);
+    let Some(episode) = state::burning(store, &target.name, report.fast_burn(), calm, now).await?
+    else {
+        return Ok(());
+    };
+    let channels = notify::route(target, &targets.groups, &targets.notify);
+    let jobs = notify::burn(target, state.status, &report, episode.since, &channels, now);
+    let queued = queue(monitor, jobs, "burn notification").await?;
+    state::burn_handed(store, &target.name, episode.since).await?;
+    tracing::warn!(target = %target.name, burn_1h = report.burn_1h, burn_5m = report.burn_5m, notifications = queued, "error budget burning fast");
     Ok(())
 }
 

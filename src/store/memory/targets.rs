@@ -1,23 +1,26 @@
 //! Targets' state, samples and tallies in memory.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::RangeInclusive;
 
 use async_trait::async_trait;
 
 use super::MemoryStore;
 use crate::store::{
-    DELIVERIES_KEPT, DeliveryRecord, HOURS_KEPT, MINUTES_KEPT, SAMPLES_KEPT, SampleRecord,
-    StoreError, Tally, TargetRecord, Targets,
+    DAYS_KEPT, DELIVERIES_KEPT, DeliveryRecord, HOURS_KEPT, HourTally, Latency, MINUTES_KEPT,
+    SAMPLES_KEPT, SampleRecord, StoreError, Tally, TargetRecord, Targets, latency_bucket,
 };
 
 /// What is kept of one target: its state and newest samples as stored (JSON), and
-/// its tallies by absolute minute and hour.
+/// its tallies by absolute minute, hour (with response times) and day.
 #[derive(Debug, Default)]
 pub(super) struct TargetData {
     state: Option<String>,
     samples: VecDeque<String>,
     minutes: BTreeMap<i64, Tally>,
     hours: BTreeMap<i64, Tally>,
+    latency: BTreeMap<i64, Latency>,
+    days: BTreeMap<i64, Tally>,
 }
 
 /// Counts one probe in slot `at` of `tallies`, keeping the newest `kept` slots.
@@ -54,12 +57,23 @@ impl Targets for MemoryStore {
                 let up = i64::from(sample.up);
                 let minute = crate::clock::minute_of(sample.timestamp);
                 count(&mut target.minutes, minute, up, MINUTES_KEPT.as_secs() / 60);
+                let hour = minute.div_euclid(60);
+                let hours_kept = HOURS_KEPT.as_secs() / 3600;
+                count(&mut target.hours, hour, up, hours_kept);
                 count(
-                    &mut target.hours,
-                    minute.div_euclid(60),
+                    &mut target.days,
+                    hour.div_euclid(24),
                     up,
-                    HOURS_KEPT.as_secs() / 3600,
+                    DAYS_KEPT.as_secs() / 86400,
                 );
+                if let Some(ms) = sample.response_time_ms.filter(|_| sample.up) {
+                    let latency = target.latency.entry(hour).or_default();
+                    if let Some(n) = latency.0.get_mut(latency_bucket(ms)) {
+                        *n += 1;
+                    }
+                    let oldest = hour - i64::try_from(hours_kept).unwrap_or(i64::MAX);
+                    target.latency = target.latency.split_off(&oldest);
+                }
             }
         }
         Ok(true)
@@ -90,6 +104,39 @@ impl Targets for MemoryStore {
                     error: None,
                 },
                 None => TargetRecord::default(),
+            })
+            .collect())
+    }
+
+    async fn target_days(
+        &self,
+        name: &str,
+        days: RangeInclusive<i64>,
+    ) -> Result<Vec<(i64, Tally)>, StoreError> {
+        Ok(self
+            .state()
+            .targets
+            .get(name)
+            .map(|t| t.days.range(days).map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default())
+    }
+
+    async fn target_hours(
+        &self,
+        name: &str,
+        hours: RangeInclusive<i64>,
+    ) -> Result<Vec<HourTally>, StoreError> {
+        let all = self.state();
+        let Some(target) = all.targets.get(name) else {
+            return Ok(Vec::new());
+        };
+        Ok(target
+            .hours
+            .range(hours)
+            .map(|(hour, tally)| HourTally {
+                hour: *hour,
+                tally: *tally,
+                latency: target.latency.get(hour).copied().unwrap_or_default(),
             })
             .collect())
     }

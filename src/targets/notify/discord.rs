@@ -13,7 +13,8 @@ const GREEN: u32 = 0x2E7D32;
 pub(super) fn render(channel: &Channel, event: &Event) -> Outgoing {
     let color = match event.state.as_str() {
         "down" => RED,
-        "degraded" => AMBER,
+        // A fast burn warns, as a degraded target does.
+        "degraded" | "burn" => AMBER,
         _ => GREEN,
     };
     let mut fields = vec![json!({"name": "URL", "value": event.url})];

@@ -65,7 +65,8 @@ pub struct Event {
     pub id: String,
     /// The target's name.
     pub target: String,
-    /// `up`, `degraded` or `down`.
+    /// `up`, `degraded` or `down`; `burn` for a fast burn of the target's error
+    /// budget ([`burn`]).
     pub state: String,
     /// The state before; `unknown` on a target's first verdict.
     pub previous: String,
@@ -119,9 +120,17 @@ impl Event {
         self.state == "up" && self.previous != "unknown"
     }
 
-    /// One line a person reads: `payments is down (was up): HTTP 503`, or on a
-    /// reminder `payments is still down (for 1h): HTTP 503`.
+    /// One line a person reads: `payments is down (was up): HTTP 503`, on a
+    /// reminder `payments is still down (for 1h): HTTP 503`, on a burn `payments is
+    /// burning its error budget fast (is down): error budget of ...`.
     pub fn headline(&self) -> String {
+        if self.state == "burn" {
+            let reason = self.reason.as_deref().unwrap_or("");
+            return format!(
+                "{} is burning its error budget fast (is {}): {reason}",
+                self.target, self.previous
+            );
+        }
         if let Some(down_for) = self.down_for_s.filter(|_| self.reminder) {
             let reason = self
                 .reason
@@ -335,6 +344,46 @@ pub fn jobs(
     now: f64,
 ) -> Vec<JobRecord> {
     let event = Event::of(target, change);
+    channels
+        .iter()
+        .filter(|c| c.accepts(&event))
+        .filter_map(|channel| job(channel, &event, now))
+        .collect()
+}
+
+/// The jobs that tell each of `channels` that accepts it that `target` burns its
+/// error budget fast (`state: burn`, its current state as `previous`), as `report`
+/// finds; one per episode (begun at `since`), with an id made from it, so however
+/// many workers queue it, it is sent once.
+pub fn burn(
+    target: &Target,
+    current: Option<ServiceState>,
+    report: &crate::targets::slo::SloReport,
+    since: f64,
+    channels: &[&Channel],
+    now: f64,
+) -> Vec<JobRecord> {
+    let rate = |b: Option<f64>| b.map_or("no data".to_owned(), |b| format!("{b:.1}x"));
+    let event = Event {
+        id: format!("{}-burn-{}", target.name, (since * 1e3) as u64),
+        target: target.name.clone(),
+        state: "burn".to_owned(),
+        previous: word(current).to_owned(),
+        since,
+        reason: Some(format!(
+            "error budget of {} % over {} d burning {} over 1 h, {} over 5 min",
+            report.slo.objective,
+            report.slo.window_days,
+            rate(report.burn_1h),
+            rate(report.burn_5m)
+        )),
+        url: target.endpoint.shown(),
+        duration_s: None,
+        group: target.group.clone(),
+        reminder: false,
+        down_for_s: None,
+        maintenance: None,
+    };
     channels
         .iter()
         .filter(|c| c.accepts(&event))

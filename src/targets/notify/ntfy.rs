@@ -9,7 +9,8 @@ use super::{Channel, Event, Outgoing};
 pub(super) fn render(channel: &Channel, event: &Event) -> Outgoing {
     let (priority, tag) = match event.state.as_str() {
         "down" => ("5", "rotating_light"),
-        "degraded" => ("4", "warning"),
+        // A fast burn warns, as a degraded target does.
+        "degraded" | "burn" => ("4", "warning"),
         _ => ("3", "white_check_mark"),
     };
     let title = format!("{} is {}", event.target, event.state);

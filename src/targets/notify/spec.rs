@@ -78,8 +78,10 @@ pub(crate) fn channels(specs: Vec<ChannelSpec>, read: Read<'_>) -> Result<Vec<Ch
         };
         let at = format!("{at} ({name})");
         for state in &spec.on {
-            if !matches!(state.as_str(), "up" | "down" | "degraded") {
-                return Err(format!("{at}: on: {state:?} is not up, down or degraded"));
+            if !matches!(state.as_str(), "up" | "down" | "degraded" | "burn") {
+                return Err(format!(
+                    "{at}: on: {state:?} is not up, down, degraded or burn"
+                ));
             }
         }
         let raw = match (&spec.url, spec.kind.default_url()) {

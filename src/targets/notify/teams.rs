@@ -16,7 +16,8 @@ pub(super) fn render(channel: &Channel, event: &Event) -> Outgoing {
     }
     let color = match event.state.as_str() {
         "down" => "Attention",
-        "degraded" => "Warning",
+        // A fast burn warns, as a degraded target does.
+        "degraded" | "burn" => "Warning",
         _ => "Good",
     };
     let card = json!({

@@ -424,3 +424,57 @@ fn an_email_has_both_parts_a_subject_and_one_message_id_per_job() {
         "{again}"
     );
 }
+
+#[test]
+fn a_burn_is_one_job_per_channel_that_takes_it_with_the_episode_as_id() {
+    let text = format!(
+        "{FILE}targets:\n  - {{name: web, url: 'http://x', notify: [hook, oncall], \
+         slo: {{objective: 99.9%, window: 30d}}}}\n"
+    );
+    let parsed = parse(&text).expect("valid");
+    let web = parsed.get("web").expect("web");
+    let report = crate::targets::slo::SloReport {
+        slo: web.slo.expect("an objective"),
+        uptime: Some(99.0),
+        budget_left: Some(-900.0),
+        burn_5m: Some(1000.0),
+        burn_1h: Some(20.0),
+        burn_6h: Some(3.5),
+    };
+    let channels = route(web, &parsed.groups, &parsed.notify);
+    let jobs = burn(
+        web,
+        Some(ServiceState::Down),
+        &report,
+        1000.0,
+        &channels,
+        1001.0,
+    );
+    // `oncall` takes down and up only.
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["notify-web-burn-1000000-hook"]);
+    let JobSpec::Notify { body, .. } = &jobs[0].spec else {
+        panic!("not a notification: {:?}", jobs[0]);
+    };
+    let event: Event = serde_json::from_value(body.clone()).expect("event");
+    assert_eq!(
+        (event.state.as_str(), event.previous.as_str()),
+        ("burn", "down")
+    );
+    assert_eq!(
+        event.headline(),
+        "web is burning its error budget fast (is down): error budget of 99.9 % over 30 d \
+         burning 20.0x over 1 h, 1000.0x over 5 min"
+    );
+    let again = burn(
+        web,
+        Some(ServiceState::Down),
+        &report,
+        1000.0,
+        &channels,
+        1005.0,
+    );
+    assert_eq!(again[0].id, jobs[0].id, "the same episode, the same job");
+    let ntfy = render(&channel("ntfy"), &event);
+    assert_eq!(header(&ntfy, "x-priority"), Some("4"), "a burn warns");
+}

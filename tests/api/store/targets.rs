@@ -292,3 +292,197 @@ async fn a_foreign_value_under_a_target_key_is_named_and_left_alone() {
         .expect("TYPE");
     assert_eq!(kind, "hash", "left as it was");
 }
+
+/// Long history: a generated year of probes, written the way a worker writes them,
+/// reads back as the right uptime over 7, 30, 90 and 365 days (a maintenance window's
+/// probes left out), and as hourly and daily steps with their percentiles.
+mod long_history {
+    use svc::store::{SampleRecord, SharedStore};
+    use svc::targets::history::{self, Point, Step};
+
+    /// Probes of one day, `back` days before today (hours 1, 7, 13 and 19): up, but
+    /// for the first on every tenth day from the third, and all of them on days 45 to
+    /// 49 (an outage); 40 ms, or 120 ms at 13:00 of the last two days.
+    fn day(today: i64, back: i64) -> Vec<SampleRecord> {
+        [1, 7, 13, 19]
+            .into_iter()
+            .map(|hour| {
+                let up = !((back % 10 == 3 && hour == 1) || (45..=49).contains(&back));
+                let ms = if back <= 1 && hour == 13 { 120.0 } else { 40.0 };
+                SampleRecord {
+                    timestamp: ((today - back) * 86400 + hour * 3600) as f64,
+                    up,
+                    counts: true,
+                    response_time_ms: Some(ms),
+                    json: "{}".to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    async fn contract(store: SharedStore) {
+        let now = svc::clock::unix_now();
+        let today = (now / 86400.0).floor() as i64;
+        let mut probes: Vec<SampleRecord> = (0..365).rev().flat_map(|b| day(today, b)).collect();
+        // Down twice in a maintenance window 20 days ago: not counted.
+        for hour in [2, 3] {
+            probes.push(SampleRecord {
+                timestamp: ((today - 20) * 86400 + hour * 3600) as f64,
+                up: false,
+                counts: false,
+                response_time_ms: None,
+                json: "{}".to_owned(),
+            });
+        }
+        let mut seen: Option<&str> = None;
+        for probe in &probes {
+            let written = store
+                .put_target_state("shop", seen, "s", Some(probe))
+                .await
+                .expect("put");
+            assert!(written, "no other writer");
+            seen = Some("s");
+        }
+
+        let uptimes = history::uptimes(store.as_ref(), "shop", now)
+            .await
+            .expect("uptimes");
+        let percent = |up: f64, checks: f64| Some(100.0 * up / checks);
+        assert_eq!(uptimes.d7, percent(27.0, 28.0));
+        assert_eq!(uptimes.d30, percent(117.0, 120.0));
+        // Nine tenth days and the five-day outage.
+        assert_eq!(uptimes.d90, percent(331.0, 360.0));
+        assert_eq!(uptimes.d365, percent(1403.0, 1460.0));
+        let none = history::uptimes(store.as_ref(), "never-probed", now)
+            .await
+            .expect("uptimes");
+        assert_eq!(none, history::Uptimes::default());
+
+        // Today by the hour: the four probes in their hours, the rest empty.
+        let range = history::steps(today * 86400, (today + 1) * 86400, Step::Hour).expect("24 h");
+        let hours = history::export(store.as_ref(), "shop", Step::Hour, range)
+            .await
+            .expect("hours");
+        assert_eq!(hours.len(), 24);
+        let at = |hour: usize| (hours[hour].checks, hours[hour].uptime, hours[hour].p50_ms);
+        assert_eq!(at(0), (0, None, None));
+        assert_eq!(
+            at(1),
+            (1, Some(100.0), Some(50.0)),
+            "40 ms is in the 50 ms bucket"
+        );
+        assert_eq!(at(13), (1, Some(100.0), Some(150.0)));
+
+        // The last 50 days by the day: percentiles from the hours kept, uptime from the
+        // days; the outage has no response times, the window's day only its own probes.
+        let range =
+            history::steps((today - 49) * 86400, (today + 1) * 86400, Step::Day).expect("50 days");
+        let days = history::export(store.as_ref(), "shop", Step::Day, range)
+            .await
+            .expect("days");
+        assert_eq!(days.len(), 50);
+        let last = |back: usize| &days[49 - back];
+        assert_eq!(
+            last(0),
+            &Point {
+                start: today * 86400,
+                checks: 4,
+                up: 4,
+                uptime: Some(100.0),
+                p50_ms: Some(50.0),
+                p95_ms: Some(150.0),
+                p99_ms: Some(150.0),
+            }
+        );
+        assert_eq!((last(3).checks, last(3).uptime), (4, Some(75.0)));
+        assert_eq!(
+            (last(20).checks, last(20).up),
+            (4, 4),
+            "the window left out"
+        );
+        assert_eq!((last(47).uptime, last(47).p50_ms), (Some(0.0), None));
+    }
+
+    crate::store::on_both_backends!(contract);
+}
+
+/// SLO: probes in a maintenance window are left out of the budget and the burn rates,
+/// which count the same probes outside one.
+mod slo {
+    use svc::store::{SampleRecord, SharedStore};
+    use svc::targets::slo::{self, Slo};
+    use svc::targets::state;
+
+    async fn contract(store: SharedStore) {
+        let now = svc::clock::unix_now();
+        // An hour of probes a minute apart, down for the last ten minutes: in a window
+        // for "kept-out", counted for "counted".
+        for (name, counts_downs) in [("kept-out", false), ("counted", true)] {
+            let mut seen: Option<&str> = None;
+            for k in (0..60).rev() {
+                let down = k < 10;
+                let probe = SampleRecord {
+                    timestamp: now - 60.0 * f64::from(k),
+                    up: !down,
+                    counts: !down || counts_downs,
+                    response_time_ms: Some(40.0),
+                    json: "{}".to_owned(),
+                };
+                let written = store
+                    .put_target_state(name, seen, "s", Some(&probe))
+                    .await
+                    .expect("put");
+                assert!(written, "no other writer");
+                seen = Some("s");
+            }
+        }
+        let objective = Slo {
+            objective: 99.0,
+            window_days: 30,
+        };
+        let reports = slo::reports(
+            store.as_ref(),
+            &[
+                ("kept-out".to_owned(), objective),
+                ("counted".to_owned(), objective),
+            ],
+            now,
+        )
+        .await
+        .expect("reports");
+        let kept_out = &reports[0];
+        assert_eq!(
+            (kept_out.budget_left, kept_out.burn_1h, kept_out.burn_6h),
+            (Some(100.0), Some(0.0), Some(0.0)),
+            "{kept_out:?}"
+        );
+        assert_eq!(
+            kept_out.burn_5m, None,
+            "only window probes in the last 5 minutes"
+        );
+        assert!(!kept_out.fast_burn());
+        let counted = &reports[1];
+        let burn_1h = counted.burn_1h.expect("burn");
+        assert!((burn_1h - 100.0 * 10.0 / 60.0).abs() < 1e-9, "{counted:?}");
+        assert_eq!(counted.burn_5m.map(f64::round), Some(100.0));
+        assert!(counted.fast_burn());
+        assert!(counted.budget_left.is_some_and(|b| b < 0.0), "overspent");
+
+        // Episodes: opened by a fast burn, offered until handed on, then quiet while
+        // the burn lasts; closed when the hour calms down; a new one after.
+        let burning = |fast, calm, at| state::burning(store.as_ref(), "episodes", fast, calm, at);
+        let first = burning(true, false, 1.0).await.expect("open").expect("new");
+        assert_eq!(first.since, 1.0);
+        assert_eq!(burning(true, false, 2.0).await.expect("again"), Some(first));
+        state::burn_handed(store.as_ref(), "episodes", 1.0)
+            .await
+            .expect("handed");
+        assert_eq!(burning(true, false, 3.0).await.expect("quiet"), None);
+        assert_eq!(burning(false, false, 4.0).await.expect("slowing"), None);
+        assert_eq!(burning(false, true, 5.0).await.expect("closed"), None);
+        let second = burning(true, false, 6.0).await.expect("open").expect("new");
+        assert_eq!(second.since, 6.0, "a new episode");
+    }
+
+    crate::store::on_both_backends!(contract);
+}
