@@ -26,6 +26,7 @@ mod resilience;
 mod secrets;
 mod sentinel;
 mod shutdown;
+mod slo;
 mod store;
 mod targets;
 mod traces;

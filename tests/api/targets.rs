@@ -1,6 +1,5 @@
 //! The user's own targets: probed once per interval for the whole cluster, one
-//! notification per change of state (and per episode of fast burn of an objective's
-//! error budget) however many workers run, retried when the
+//! notification per change of state however many workers run, retried when the
 //! receiver fails, never duplicated when a worker dies mid-send, and the targets file
 //! reloaded without a restart.
 
@@ -78,24 +77,24 @@ impl Drop for Target {
 
 /// One POST the receiver got.
 #[derive(Debug, Clone)]
-struct Post {
+pub(crate) struct Post {
     key: String,
     sender: String,
-    body: Value,
+    pub(crate) body: Value,
     /// Answered 2xx.
     accepted: bool,
 }
 
 /// A webhook receiver: records every POST; fails the first `fail` with 500, and
 /// holds the first one unanswered when `hang` is set.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     posts: Arc<Mutex<Vec<Post>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    async fn start(fail: usize, hang: bool) -> Self {
+    pub(crate) async fn start(fail: usize, hang: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let posts = Arc::new(Mutex::new(Vec::new()));
@@ -152,7 +151,7 @@ impl Receiver {
         Receiver { url, posts, task }
     }
 
-    fn posts(&self) -> Vec<Post> {
+    pub(crate) fn posts(&self) -> Vec<Post> {
         self.posts.lock().expect("log").clone()
     }
 
@@ -235,7 +234,11 @@ fn one_target(name: &str, url: &str, hook: &str) -> String {
 }
 
 /// The entry of target `name` in the dashboard's `/api/health-check`.
-async fn entry_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Option<Value> {
+pub(crate) async fn entry_of(
+    client: &reqwest::Client,
+    dashboard: &str,
+    name: &str,
+) -> Option<Value> {
     let answer = try_json(client, &format!("{dashboard}/api/health-check")).await?;
     answer["services"]
         .as_array()?
@@ -245,7 +248,11 @@ async fn entry_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Opti
 }
 
 /// The `status` of target `name` in the dashboard's `/api/health-check`.
-async fn status_of(client: &reqwest::Client, dashboard: &str, name: &str) -> Option<String> {
+pub(crate) async fn status_of(
+    client: &reqwest::Client,
+    dashboard: &str,
+    name: &str,
+) -> Option<String> {
     let entry = entry_of(client, dashboard, name).await?;
     entry["status"].as_str().map(str::to_owned)
 }
@@ -283,7 +290,10 @@ pub async fn cluster(
 
 /// [`cluster`] as the notification tests run it: workers probing every second, with
 /// their [`VISIBILITY`] timeout.
-async fn notifying_cluster(redis: &RedisServer, path: &str) -> ([SvcProcess; 3], SvcProcess) {
+pub(crate) async fn notifying_cluster(
+    redis: &RedisServer,
+    path: &str,
+) -> ([SvcProcess; 3], SvcProcess) {
     let visibility = humantime::format_duration(VISIBILITY).to_string();
     let env = [
         ("TARGETS_FILE", path),
@@ -293,7 +303,7 @@ async fn notifying_cluster(redis: &RedisServer, path: &str) -> ([SvcProcess; 3],
     cluster(redis, path, &env).await
 }
 
-async fn wait_status(client: &reqwest::Client, dashboard: &str, name: &str, want: &str) {
+pub(crate) async fn wait_status(client: &reqwest::Client, dashboard: &str, name: &str, want: &str) {
     eventually(
         Duration::from_secs(20),
         &format!("{name} {want}"),
@@ -304,7 +314,7 @@ async fn wait_status(client: &reqwest::Client, dashboard: &str, name: &str, want
     .await;
 }
 
-async fn wait_posts(receiver: &Receiver, accepted: usize) -> Vec<Post> {
+pub(crate) async fn wait_posts(receiver: &Receiver, accepted: usize) -> Vec<Post> {
     eventually(
         Duration::from_secs(30),
         &format!("{accepted} accepted notifications"),
@@ -331,7 +341,7 @@ const VISIBILITY: Duration = Duration::from_secs(3);
 /// - the change handed on again comes with the target's next probe (every 1 s).
 ///
 /// The longest of these, plus a second for the repeat to be sent and seen: 4.75 s.
-fn quiet_period() -> Duration {
+pub(crate) fn quiet_period() -> Duration {
     use svc::targets::notify::{BACKOFF, TRIES};
     let last_backoff = BACKOFF * 2u32.pow(TRIES.saturating_sub(2));
     let rerun = VISIBILITY + VISIBILITY / 4;
@@ -674,82 +684,4 @@ async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
     .unwrap_or_else(|| panic!("no expiry metric:\n{metrics}"));
     let left = expiry - svc::clock::unix_now();
     assert!((0.0..=2.0 * 86400.0).contains(&left), "{left} s left");
-}
-
-#[tokio::test]
-async fn three_workers_send_one_burn_notification_per_episode() {
-    let redis = RedisServer::start();
-    let target = Target::start().await;
-    // Down as well, but in a maintenance window: left out of its objective.
-    let resting = Target::start().await;
-    resting.set(500);
-    let receiver = Receiver::start(0, false).await;
-    let start = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let text = format!(
-        "targets:\n  - name: burner\n    url: {}\n    interval: 1s\n    timeout: 500ms\n    \
-         expect: {{status: [200]}}\n    slo: {{objective: 99.9%, window: 30d}}\n  \
-         - {{name: resting, url: '{}', interval: 1s, slo: {{objective: 99.9%, window: 30d}}}}\n\
-         notify:\n  - url: {}\n\
-         maintenance:\n  - {{name: deploy, targets: [resting], start: '{start}', duration: 1h}}\n",
-        target.url, resting.url, receiver.url
-    );
-    let file = TargetsFile::new(&text);
-    let path = file.path();
-    let (_workers, dashboard) = notifying_cluster(&redis, &path).await;
-    let base = dashboard.url("");
-    let base = base.trim_end_matches('/');
-    let client = crate::helpers::client();
-    wait_status(&client, base, "burner", "healthy").await;
-
-    // Down: every probe fails, far above 14.4 times the 0.1 % allowed over the last
-    // hour and 5 minutes. Told once as down and once as a burn, however many probes
-    // and workers see it.
-    target.set(500);
-    let posts = wait_posts(&receiver, 2).await;
-    let burn = posts
-        .iter()
-        .find(|p| p.body["state"] == "burn")
-        .map(|p| p.body.clone())
-        .unwrap_or_else(|| panic!("a burn notification: {posts:#?}"));
-    assert_eq!(burn["target"], "burner");
-    assert!(
-        burn["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("99.9 % over 30 d")),
-        "{burn}"
-    );
-    wait_status(&client, base, "burner", "down").await;
-    // Still burning, probed every second by the cluster: no second notification.
-    tokio::time::sleep(quiet_period()).await;
-    let posts = receiver.posts();
-    let states: Vec<&str> = posts
-        .iter()
-        .filter_map(|p| p.body["state"].as_str())
-        .collect();
-    assert_eq!(
-        states.iter().filter(|s| **s == "burn").count(),
-        1,
-        "{posts:#?}"
-    );
-    assert_eq!(
-        states.len(),
-        2,
-        "down and burn of burner only, nothing of resting: {posts:#?}"
-    );
-    let entry = entry_of(&client, base, "burner").await.expect("entry");
-    assert!(
-        entry["slo"]["burn_1h"].as_f64().is_some_and(|b| b >= 14.4),
-        "{entry}"
-    );
-    let resting = entry_of(&client, base, "resting").await.expect("entry");
-    assert_eq!(resting["status"], "maintenance", "{resting}");
-    assert_eq!(
-        resting["verdict"], "down",
-        "probed down all along: {resting}"
-    );
-    assert_eq!(
-        (&resting["slo"]["burn_1h"], &resting["slo"]["budget_left"]),
-        (&Value::Null, &Value::Null),
-        "no probe of the window counted: {resting}"
-    );
 }
