@@ -192,7 +192,8 @@ fn plain(event: &Event) -> String {
 fn html(event: &Event) -> maud::Markup {
     let colour = match event.state.as_str() {
         "down" => "#d32f2f",
-        "degraded" => "#f9a825",
+        // A fast burn warns, as a degraded target does.
+        "degraded" | "burn" => "#f9a825",
         _ => "#2e7d32",
     };
     html! {

@@ -426,6 +426,24 @@ fn an_email_has_both_parts_a_subject_and_one_message_id_per_job() {
 }
 
 #[test]
+fn an_email_colours_a_burn_as_a_warning_not_as_a_recovery() {
+    let settings = parse(MAIL).expect("valid").notify[0]
+        .mail
+        .clone()
+        .expect("email settings");
+    let html = |state: &str| {
+        let message = email::message(&settings, &event(state, "down"), "notify-web@1.000-mail")
+            .expect("message");
+        String::from_utf8_lossy(&message.formatted()).into_owned()
+    };
+    let (burn, degraded, up) = (html("burn"), html("degraded"), html("up"));
+    let colour = |text: &str| ["#d32f2f", "#f9a825", "#2e7d32"].map(|c| text.contains(c));
+    assert_eq!(colour(&degraded), [false, true, false], "{degraded}");
+    assert_eq!(colour(&burn), colour(&degraded), "{burn}");
+    assert_eq!(colour(&up), [false, false, true], "{up}");
+}
+
+#[test]
 fn a_burn_is_one_job_per_channel_that_takes_it_with_the_episode_as_id() {
     let text = format!(
         "{FILE}targets:\n  - {{name: web, url: 'http://x', notify: [hook, oncall], \
