@@ -125,9 +125,9 @@ async fn a_flip_inside_a_window_tells_nobody_and_its_end_tells_down_once() {
         "sent before the window's end"
     );
     wait_for(base, "web", "status", "down").await;
-    // No other POST: a repeat would come by another probe (1 s), a rerun of the job
-    // (visibility 3 s and a quarter) or a retry (1.5 s).
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // No other POST: the watch outlasts every path a repeat could take (another probe,
+    // a retry, a rerun of the job after its visibility timeout).
+    tokio::time::sleep(crate::targets::quiet_period()).await;
     let posts = receiver.to("/hook");
     assert_eq!(posts.len(), 1, "{posts:?}");
 }

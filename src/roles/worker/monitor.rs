@@ -271,7 +271,7 @@ async fn remind(
         (Some(_), None) => return Ok(()),
     };
     let channels = notify::route(target, &targets.groups, &targets.notify);
-    let due = notify::reminders_from(target, change, &channels, since, unix_now());
+    let due = notify::reminders(target, change, &channels, since, unix_now());
     let ids: Vec<String> = due.iter().map(|job| job.id.clone()).collect();
     if ids.is_empty() || monitor.reminded.queued(&target.name, &ids) {
         return Ok(());

@@ -415,22 +415,12 @@ pub const REMINDER_WINDOW: Duration = Duration::from_secs(RECORD_TTL.as_secs() /
 
 /// The reminders due for `change` of `target` (still down) at `now`: for each channel of
 /// `channels` that accepts it, with a period (the target's, else the channel's), one
-/// job per period elapsed, with an id made from the change, the channel and the
+/// job per period elapsed since `since` (the change, or the end of the maintenance
+/// window it was made in, when that told it), with an id made from the change, the channel and the
 /// period's number, so however many workers queue it, and however often, it is sent
 /// once. Only the newest period's is made, and only in its first [`REMINDER_WINDOW`]:
 /// one that was missed is not sent late.
 pub fn reminders(
-    target: &Target,
-    change: &Transition,
-    channels: &[&Channel],
-    now: f64,
-) -> Vec<JobRecord> {
-    reminders_from(target, change, channels, change.at, now)
-}
-
-/// [`reminders`], with the periods counted from `since` rather than from the change
-/// (the end of the maintenance window the change was made in, when it was told).
-pub fn reminders_from(
     target: &Target,
     change: &Transition,
     channels: &[&Channel],

@@ -272,7 +272,7 @@ fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
     };
     let channels = route(web, &parsed.groups, &parsed.notify);
     let due = |now: f64| -> Vec<String> {
-        reminders(web, &change, &channels, now)
+        reminders(web, &change, &channels, change.at, now)
             .into_iter()
             .map(|j| j.id)
             .collect()
@@ -290,7 +290,7 @@ fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
         ]
     );
     assert_eq!(due(1000.0 + 1250.0)[0], "notify-web@1000.000-r2-hook");
-    let job = reminders(web, &change, &channels, 1000.0 + 600.0).remove(0);
+    let job = reminders(web, &change, &channels, change.at, 1000.0 + 600.0).remove(0);
     let JobSpec::Notify { body, .. } = &job.spec else {
         panic!("not a notification: {job:?}");
     };
@@ -308,7 +308,7 @@ fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
     let mut web = web.clone();
     web.repeat = None;
     let channels = route(&web, &parsed.groups, &long);
-    let due = |now: f64| reminders(&web, &change, &channels, now).len();
+    let due = |now: f64| reminders(&web, &change, &channels, change.at, now).len();
     assert_eq!(due(days(3.0)), 2);
     assert_eq!(due(days(3.4)), 2);
     assert_eq!(due(days(3.6)), 0, "half a record's life into the period");
