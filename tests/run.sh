@@ -4,13 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/need.sh redis-server=redis-server promtool=prometheus prometheus=prometheus chromium=chromium chromedriver=chromium-driver script=bsdutils openssl=openssl python3=python3 pip3=python3-pip
-# The email channel's tests run a real SMTP server: aiosmtpd from PyPI.
-if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+# Real peers from PyPI, as MODULE=PACKAGE: an SMTP server for the email channel.
+python_peers=(aiosmtpd=aiosmtpd)
+missing=()
+for pair in "${python_peers[@]}"; do
+  python3 -c "import ${pair%%=*}" 2>/dev/null || missing+=("${pair#*=}")
+done
+if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]]; then
-    echo "installing: aiosmtpd"
-    python3 -m pip install -q aiosmtpd || python3 -m pip install -q --break-system-packages aiosmtpd
+    echo "installing: ${missing[*]}"
+    python3 -m pip install -q "${missing[@]}" || python3 -m pip install -q --break-system-packages "${missing[@]}"
   else
-    echo "missing: aiosmtpd; install with: python3 -m pip install aiosmtpd" >&2
+    echo "missing: ${missing[*]}; install with: python3 -m pip install ${missing[*]}" >&2
     exit 1
   fi
 fi
