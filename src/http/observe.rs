@@ -9,9 +9,11 @@
 //!
 //! A feature that is off costs one branch: the in-flight bound and the API fault are
 //! `None` unless configured. Health probes and scrapes are logged at DEBUG, everything
-//! else at INFO, so probes every few seconds do not drown the log; they also get no
-//! span unless a trace is being recorded (traces on and a `traceparent` sent), since a
-//! span per kubelet probe costs more than answering it.
+//! else at INFO, so probes every few seconds do not drown the log. A request gets a
+//! span only when traces are on (a probe only when it carries a `traceparent`): the
+//! access line carries the request id itself, and a span per request (a slab entry,
+//! its fields formatted, entered at every poll) cost more than a tenth of serving
+//! `/api/status`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -74,8 +76,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// The id of the request being served: the client's `X-Request-ID` when it is a sane
 /// token (1 to 128 of `A-Z a-z 0-9 . _ : -`), else a new one ([`RequestId::fresh`]).
-/// Every log line of the request carries it, the response echoes it, and a job
-/// submitted with it keeps it.
+/// The access line and every line a handler logs about the request carry it, the
+/// response echoes it, and a job submitted with it keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
@@ -112,6 +114,13 @@ fn push_hex(out: &mut String, n: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for shift in (0..16).rev() {
         out.push(char::from(DIGITS[((n >> (shift * 4)) & 0xf) as usize]));
+    }
+}
+
+impl RequestId {
+    /// The id of `req`, for a line logged while serving it outside a span.
+    pub fn of_request(req: &actix_web::HttpRequest) -> Option<String> {
+        req.extensions().get::<RequestId>().map(|id| id.0.clone())
     }
 }
 
@@ -240,9 +249,10 @@ where
                 let route = route.unwrap_or_else(|| UNMATCHED.to_owned());
                 let duration_ms = elapsed.as_secs_f64() * 1e3;
                 let status_code = status.as_u16();
+                let request_id = echo.as_ref().and_then(|v| v.to_str().ok());
                 if probe {
                     tracing::debug!(
-                        request_id = echo.as_ref().and_then(|v| v.to_str().ok()),
+                        request_id,
                         method,
                         route,
                         status = status_code,
@@ -250,7 +260,14 @@ where
                         "request"
                     );
                 } else {
-                    tracing::info!(method, route, status = status_code, duration_ms, "request");
+                    tracing::info!(
+                        request_id,
+                        method,
+                        route,
+                        status = status_code,
+                        duration_ms,
+                        "request"
+                    );
                 }
                 if let Some(h) = &shared.handles {
                     h.in_progress.decrement(1.0);
@@ -264,34 +281,34 @@ where
 }
 
 impl Shared {
-    /// The request's span: it carries the request id to every log line and, with
-    /// traces on, is `role`'s server span, continuing the client's `traceparent`. None
-    /// for a probe unless it is part of a trace being recorded.
+    /// The request's span when traces are on: `role`'s server span, continuing the
+    /// client's `traceparent`, carrying the request id to the lines logged under it.
+    /// None with traces off, and for a probe that is not part of a trace.
     fn span(&self, req: &ServiceRequest, id: &RequestId, probe: bool) -> tracing::Span {
-        let traceparent = traces::enabled()
-            .then(|| req.headers().get(traces::TRACEPARENT))
-            .flatten()
+        if !traces::enabled() {
+            return tracing::Span::none();
+        }
+        let traceparent = req
+            .headers()
+            .get(traces::TRACEPARENT)
             .and_then(|v| v.to_str().ok());
         if probe && traceparent.is_none() {
             return tracing::Span::none();
         }
+        // Named by route pattern, like the metrics: a span name is a category.
+        let route = req.match_pattern();
+        let name = format!(
+            "{} {}",
+            method_label(req.method()),
+            route.as_deref().unwrap_or(UNMATCHED)
+        );
         let span = tracing::info_span!(
             "request",
             request_id = %id.0,
-            otel.name = tracing::field::Empty,
-            otel.kind = tracing::field::Empty,
+            otel.name = name,
+            otel.kind = "server",
         );
-        if traces::enabled() {
-            // Named by route pattern, like the metrics: a span name is a category.
-            let route = req.match_pattern();
-            let name = format!(
-                "{} {}",
-                method_label(req.method()),
-                route.as_deref().unwrap_or(UNMATCHED)
-            );
-            span.record("otel.name", name).record("otel.kind", "server");
-            traces::open(&span, self.role, traceparent);
-        }
+        traces::open(&span, self.role, traceparent);
         span
     }
 

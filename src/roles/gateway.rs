@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::TcpListener;
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -121,13 +121,16 @@ struct Status {
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
-async fn status(gateway: web::Data<Gateway>) -> HttpResponse {
+async fn status(gateway: web::Data<Gateway>, req: HttpRequest) -> HttpResponse {
     let counted = gateway.store.incr(keys::TOTAL_REQUESTS).await;
-    match &counted {
+    if let Err(e) = &counted {
+        let request_id = RequestId::of_request(&req);
         // The store check logs an outage once; per request it is only a debug line.
-        Err(e) if e.is_connection() => tracing::debug!(error = %e, "not counted"),
-        Err(e) => tracing::warn!(error = %e, "not counted"),
-        Ok(_) => {}
+        if e.is_connection() {
+            tracing::debug!(request_id, error = %e, "not counted");
+        } else {
+            tracing::warn!(request_id, error = %e, "not counted");
+        }
     }
     HttpResponse::Ok().json(Status {
         service: SERVICE,

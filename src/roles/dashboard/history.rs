@@ -15,6 +15,7 @@ use serde_json::json;
 use super::{Dashboard, latest};
 use crate::clock::unix_now;
 use crate::http;
+use crate::http::observe::RequestId;
 use crate::targets::history::{self, Step};
 
 /// What the query asks for: the step and the range of steps, or why it cannot be
@@ -74,7 +75,12 @@ pub(super) async fn serve(
     let (points, uptime) = match read.await {
         Ok(read) => read,
         Err(e) => {
-            tracing::warn!(target_name = %name, error = %e, "history unreadable");
+            tracing::warn!(
+                request_id = RequestId::of_request(&req),
+                target_name = %name,
+                error = %e,
+                "history unreadable"
+            );
             return http::error::body(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("history unreadable: {e}"),
