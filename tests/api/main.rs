@@ -20,6 +20,7 @@ mod history;
 mod load;
 mod maintenance;
 mod metrics;
+mod probe;
 mod queue;
 mod reminders;
 mod resilience;
