@@ -394,6 +394,14 @@ pub fn write_gauge<L: AsRef<str>>(out: &mut String, name: &str, help: &str, samp
     }
 }
 
+/// `value` as a label value of the text format: backslash, quote and newline escaped.
+pub fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Log lines queued for the writer thread at most.
 const LOG_QUEUE_LINES: usize = 8_192;
 

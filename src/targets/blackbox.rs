@@ -160,6 +160,7 @@ mod tests {
                 status,
                 response_time_ms: Some(3.0),
                 error: None,
+                cert_expires_at: None,
             },
             cert_expires_at: Some(1_900_000_000.0),
             http,

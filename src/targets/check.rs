@@ -88,6 +88,7 @@ pub async fn check(client: &reqwest::Client, target: &Target) -> Checked {
             status,
             response_time_ms,
             error,
+            cert_expires_at,
         },
         cert_expires_at,
         http,

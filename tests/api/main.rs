@@ -29,6 +29,7 @@ mod sentinel;
 mod shutdown;
 mod slo;
 mod store;
+mod target_alerts;
 mod targets;
 mod traces;
 mod traffic;
