@@ -52,12 +52,16 @@ pub struct HttpFacts {
 /// probe (so each one sees the certificate, and a connection the target closed while
 /// idle never fails a probe), no redirects followed (a redirect is an answer).
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    client_builder().build()
+}
+
+/// [`client`], before it is built (to pin a name to addresses, say).
+pub fn client_builder() -> reqwest::ClientBuilder {
     crate::tls::http_client()
         .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .tls_info(true)
         .user_agent(concat!("svc/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// Probes `target` once.

@@ -21,7 +21,8 @@
 //! `a.example.com`, not `example.com`), or is an address inside a CIDR listed. A name
 //! admitted by no name pattern is resolved and admitted only when every address it
 //! resolves to is inside a CIDR listed, so a DNS name cannot lead the probe to an
-//! address the module does not allow. An empty list admits nothing.
+//! address the module does not allow; the worker then probes those addresses (see
+//! `roles::worker::probe`). An empty list admits nothing.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -83,6 +84,16 @@ pub enum Allow {
     Suffix(String),
     /// A network: any address inside it.
     Net(IpNet),
+}
+
+/// How a target was admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Its host is a name `allow:` lists (or an address it lists as a name).
+    ByName,
+    /// Every address it stands for is inside a network `allow:` lists: the probe must
+    /// go to those addresses, not to what the name resolves to later.
+    ByNetwork,
 }
 
 /// Why a `/probe` request is not probed.
@@ -191,8 +202,8 @@ impl Module {
     }
 
     /// Whether the module may probe `host`, which resolved to `addresses` (empty when
-    /// it did not resolve; an address resolves to itself): `Err` says why not.
-    pub fn admits(&self, host: &Host<String>, addresses: &[IpAddr]) -> Result<(), Refusal> {
+    /// it did not resolve; an address resolves to itself), and how; `Err` says why not.
+    pub fn admits(&self, host: &Host<String>, addresses: &[IpAddr]) -> Result<Admitted, Refusal> {
         let name = match host {
             Host::Domain(d) => d.trim_end_matches('.').to_ascii_lowercase(),
             Host::Ipv4(ip) => ip.to_string(),
@@ -204,7 +215,7 @@ impl Module {
             Allow::Net(_) => false,
         });
         if by_name {
-            return Ok(());
+            return Ok(Admitted::ByName);
         }
         let inside = |ip: &IpAddr| {
             self.allow
@@ -224,7 +235,7 @@ impl Module {
             return refuse("it matches no name allowed and does not resolve".into());
         }
         match addresses.iter().find(|ip| !inside(ip)) {
-            None => Ok(()),
+            None => Ok(Admitted::ByNetwork),
             Some(ip) if matches!(host, Host::Domain(_)) => refuse(format!(
                 "it resolves to {ip}, outside every network allowed"
             )),
@@ -327,14 +338,15 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         let host = |s: &str| Host::parse(s).expect("host");
         let loopback = [ip("127.0.0.1")];
-        assert!(m.admits(&host("127.0.0.5"), &[ip("127.0.0.5")]).is_ok());
-        assert!(m.admits(&host("api.ns.svc.cluster.local"), &[]).is_ok());
-        assert!(m.admits(&host("status.example.com."), &[]).is_ok());
+        let by = |h: &str, ips: &[IpAddr]| m.admits(&host(h), ips);
+        assert_eq!(by("127.0.0.5", &[ip("127.0.0.5")]), Ok(Admitted::ByNetwork));
+        assert_eq!(by("api.ns.svc.cluster.local", &[]), Ok(Admitted::ByName));
+        assert_eq!(by("status.example.com.", &[]), Ok(Admitted::ByName));
         assert!(
             m.admits(&host("svc.cluster.local"), &[ip("10.0.0.1")])
                 .is_err()
         );
-        assert!(m.admits(&host("localhost"), &loopback).is_ok());
+        assert_eq!(by("localhost", &loopback), Ok(Admitted::ByNetwork));
         let e = m
             .admits(
                 &host("evil.example"),

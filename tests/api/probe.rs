@@ -65,8 +65,8 @@ impl Peers {
     }
 }
 
-const MODULES: &str = "  http_2xx: {type: http, timeout: 3s, allow: ['127.0.0.0/8']}\n  \
-     tcp_connect: {type: tcp, allow: ['127.0.0.0/8']}\n  \
+const MODULES: &str = "  http_2xx: {type: http, timeout: 3s, allow: ['127.0.0.0/8', '::1']}\n  \
+     tcp_connect: {type: tcp, allow: ['127.0.0.0/8', '::1']}\n  \
      elsewhere: {type: http, allow: ['10.0.0.0/8', 'status.example.com']}\n";
 
 #[tokio::test]
@@ -119,6 +119,18 @@ async fn probe_answers_blackbox_gauges_for_up_failing_and_closed_targets() {
     promtool_reads(&text);
     assert_eq!(sample(&text, "probe_success"), Some(1.0), "{text}");
     assert!(!text.contains("probe_http_"), "{text}");
+
+    // A name admitted by the networks its addresses lie in is probed at those
+    // addresses, by name (Host header and all), over http and tcp alike.
+    let port = host_port.rsplit_once(':').map(|(_, p)| p).expect("port");
+    for query in [
+        format!("module=http_2xx&target=http://localhost:{port}/health"),
+        format!("module=tcp_connect&target=localhost:{port}"),
+    ] {
+        let (status, text) = probe(worker, &query, None).await;
+        assert_eq!(status, 200, "{query}: {text}");
+        assert_eq!(sample(&text, "probe_success"), Some(1.0), "{query}: {text}");
+    }
 
     // debug=true says why, in words.
     let query = format!("module=http_2xx&target={}&debug=true", failing.url);

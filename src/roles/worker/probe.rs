@@ -14,7 +14,7 @@
 //! blackbox does, so an answer comes before Prometheus gives up.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -23,8 +23,9 @@ use url::Host;
 
 use crate::targets::blackbox::Probe;
 use crate::targets::check;
-use crate::targets::modules::Refusal;
+use crate::targets::modules::{Admitted, Refusal};
 use crate::targets::watch::Current;
+use crate::targets::{Endpoint, Target};
 
 /// Left of Prometheus's scrape timeout for the answer to travel back.
 pub const SCRAPE_MARGIN: Duration = Duration::from_millis(500);
@@ -89,12 +90,28 @@ pub async fn probe(
         );
     }
     let (addresses, lookup) = resolve(&host, timeout).await;
-    if let Err(refusal) = module.admits(&host, &addresses) {
-        tracing::info!(reason = %refusal, "probe refused");
-        return refused(&refusal);
-    }
+    let admitted = match module.admits(&host, &addresses) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            tracing::info!(reason = %refusal, "probe refused");
+            return refused(&refusal);
+        }
+    };
     target.timeout = timeout.saturating_sub(lookup).max(Duration::from_millis(1));
-    let checked = check::check(&prober.client, &target).await;
+    let pinned = match (admitted, &host) {
+        (Admitted::ByNetwork, Host::Domain(name)) => match pin(&mut target, name, &addresses) {
+            Ok(pinned) => pinned,
+            Err(e) => {
+                tracing::warn!(error = %e, "no pinned client for a probe");
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "no HTTP client for the probe",
+                );
+            }
+        },
+        _ => None,
+    };
+    let checked = check::check(pinned.as_ref().unwrap_or(&prober.client), &target).await;
     let found = Probe {
         kind: module.kind,
         checked: &checked,
@@ -124,6 +141,34 @@ pub async fn probe(
             .body(body);
     }
     HttpResponse::Ok().content_type(TEXT_FORMAT).body(body)
+}
+
+/// Points a probe of `name`, admitted by the networks its `addresses` lie in, at those
+/// addresses, so a name whose records change after the check cannot lead it elsewhere:
+/// a tcp target gets the first address for its host; an http one a client of its own
+/// that resolves `name` to them (the URL, Host header and TLS name stay the name's).
+/// Other check types resolve the name again when they connect.
+fn pin(
+    target: &mut Target,
+    name: &str,
+    addresses: &[IpAddr],
+) -> Result<Option<reqwest::Client>, reqwest::Error> {
+    if let Endpoint::Tcp { host, .. } = &mut target.endpoint {
+        // Admitted by network: there is at least one address.
+        if let Some(first) = addresses.first() {
+            *host = first.to_string();
+        }
+        return Ok(None);
+    }
+    if !matches!(target.endpoint, Endpoint::Http(_)) {
+        return Ok(None);
+    }
+    // Port 0: the URL's own port is used.
+    let to: Vec<SocketAddr> = addresses.iter().map(|ip| SocketAddr::new(*ip, 0)).collect();
+    check::client_builder()
+        .resolve_to_addrs(name, &to)
+        .build()
+        .map(Some)
 }
 
 /// Prometheus's scrape timeout, when the request states one.
