@@ -45,7 +45,8 @@ INGRESS_HOST = "microservices-demo.local"
 ROLES = ("gateway", "worker", "dashboard")
 DEFAULT_PORTS = {"gateway": 8080, "worker": 8081, "dashboard": 3000}
 # Which role exports a metric, by name prefix.
-METRIC_OWNERS = {"api_gateway_": "gateway", "worker_": "worker", "dashboard_": "dashboard"}
+METRIC_OWNERS = {"api_gateway_": "gateway", "worker_": "worker", "dashboard_": "dashboard",
+                 "svc_target": "dashboard"}
 # Metrics that come from elsewhere in the cluster, not from svc.
 EXTERNAL_METRICS = {"kube_pod_container_status_restarts_total": "kube-state-metrics", "up": "Prometheus (scrape status)"}
 # The Secrets whose keys the targets file names as ${KEY} or {file: DIR/KEY}: each
@@ -1101,6 +1102,8 @@ def live_checks(manifests, svc, used, r, wait):
 
     def missing_metrics():
         seen = {role: exposed_names(http_get(svc.url(role, "/metrics"))[1]) for role in ROLES}
+        # The targets' states, once for the cluster, on a path of the dashboard's own.
+        seen["dashboard"] |= exposed_names(http_get(svc.url("dashboard", "/metrics/targets"))[1])
         return {n: owner(n) for n in used if owner(n) and n not in seen[owner(n)]}
     missing = poll(missing_metrics, wait)
     for name, where in sorted(used.items()):

@@ -142,6 +142,7 @@ fn probe(index: usize, planned: f64, now: f64) -> TargetSample {
         status,
         response_time_ms,
         error,
+        cert_expires_at: None,
     }
 }
 

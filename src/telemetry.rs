@@ -382,6 +382,26 @@ pub fn render_metrics() -> String {
     recorder.handle.render()
 }
 
+/// Appends gauge `name` to `out` in the text format, rendered per request rather than
+/// kept in the recorder: its HELP and TYPE lines, then one line per `(labels, value)`,
+/// `labels` written as they are (`{a="b"}`, or empty).
+pub fn write_gauge<L: AsRef<str>>(out: &mut String, name: &str, help: &str, samples: &[(L, f64)]) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{} {value}", labels.as_ref());
+    }
+}
+
+/// `value` as a label value of the text format: backslash, quote and newline escaped.
+pub fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Log lines queued for the writer thread at most.
 const LOG_QUEUE_LINES: usize = 8_192;
 

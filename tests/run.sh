@@ -3,7 +3,8 @@
 # missing, then `cargo test`. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests/need.sh redis-server=redis-server promtool=prometheus prometheus=prometheus chromium=chromium chromedriver=chromium-driver script=bsdutils openssl=openssl python3=python3 pip3=python3-pip
+tests/need.sh redis-server=redis-server promtool=prometheus prometheus=prometheus chromium=chromium chromedriver=chromium-driver script=bsdutils openssl=openssl python3=python3 pip3=python3-pip \
+  prometheus-blackbox-exporter=prometheus-blackbox-exporter
 # Real peers from PyPI, as MODULE=PACKAGE: an SMTP server for the email channel.
 python_peers=(aiosmtpd=aiosmtpd)
 missing=()

@@ -24,18 +24,44 @@ pub struct Checked {
     pub sample: TargetSample,
     /// Unix seconds when the certificate presented expires (https only).
     pub cert_expires_at: Option<f64>,
+    /// What an HTTP answer was made of (http and https only, when one came).
+    pub http: Option<HttpFacts>,
+}
+
+/// What an HTTP answer was made of, as `/probe` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpFacts {
+    /// The status code.
+    pub status: u16,
+    /// The protocol version, as blackbox writes it (1.1, 2).
+    pub version: f64,
+    /// Whether the answer came over TLS.
+    pub tls: bool,
+    /// The `Content-Length` the answer declared.
+    pub content_length: Option<u64>,
+    /// Bytes of body read (at most [`MAX_BODY`]).
+    pub body_length: usize,
+    /// From sending the request to the answer's headers: connection and TLS handshake
+    /// included, since the client does not tell them apart.
+    pub processing: Duration,
+    /// From the headers to the body's last byte read.
+    pub transfer: Duration,
 }
 
 /// The client target probes use: the system's roots (rustls), a fresh connection per
 /// probe (so each one sees the certificate, and a connection the target closed while
 /// idle never fails a probe), no redirects followed (a redirect is an answer).
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    client_builder().build()
+}
+
+/// [`client`], before it is built (to pin a name to addresses, say).
+pub fn client_builder() -> reqwest::ClientBuilder {
     crate::tls::http_client()
         .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .tls_info(true)
         .user_agent(concat!("svc/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// Probes `target` once.
@@ -47,8 +73,8 @@ pub async fn check(client: &reqwest::Client, target: &Target) -> Checked {
         Endpoint::Tcp { host, port } => tcp(host, *port, target.timeout).await,
     };
     let elapsed = start.elapsed();
-    let (status, response_time_ms, error, cert_expires_at) = match answer {
-        Err(reason) => (ServiceState::Down, None, Some(reason), None),
+    let (status, response_time_ms, error, cert_expires_at, http) = match answer {
+        Err(reason) => (ServiceState::Down, None, Some(reason), None, None),
         Ok(answer) => {
             let (status, error) = judge(&target.expect, &answer, elapsed, timestamp);
             (
@@ -56,6 +82,7 @@ pub async fn check(client: &reqwest::Client, target: &Target) -> Checked {
                 Some(millis_f64(elapsed)),
                 error,
                 answer.cert_expires_at,
+                answer.http,
             )
         }
     };
@@ -65,8 +92,10 @@ pub async fn check(client: &reqwest::Client, target: &Target) -> Checked {
             status,
             response_time_ms,
             error,
+            cert_expires_at,
         },
         cert_expires_at,
+        http,
     }
 }
 
@@ -78,6 +107,7 @@ struct Answer {
     /// The body, up to [`MAX_BODY`].
     body: Vec<u8>,
     cert_expires_at: Option<f64>,
+    http: Option<HttpFacts>,
 }
 
 async fn http(
@@ -94,13 +124,24 @@ async fn http(
         if let Some((user, password)) = &auth.basic {
             request = request.basic_auth(user.expose(), Some(password.expose()));
         }
+        let sent = Instant::now();
         let mut res = request.send().await?;
+        let headers = Instant::now();
         let cert_expires_at = res
             .extensions()
             .get::<TlsInfo>()
             .and_then(TlsInfo::peer_certificate)
             .and_then(not_after);
         let status = res.status().as_u16();
+        let version = match res.version() {
+            reqwest::Version::HTTP_09 => 0.9,
+            reqwest::Version::HTTP_10 => 1.0,
+            reqwest::Version::HTTP_2 => 2.0,
+            reqwest::Version::HTTP_3 => 3.0,
+            _ => 1.1,
+        };
+        let tls = res.extensions().get::<TlsInfo>().is_some() && url.scheme() == "https";
+        let content_length = res.content_length();
         let mut body = Vec::new();
         while let Some(chunk) = res.chunk().await? {
             let room = MAX_BODY - body.len();
@@ -109,10 +150,20 @@ async fn http(
                 break;
             }
         }
+        let http = HttpFacts {
+            status,
+            version,
+            tls,
+            content_length,
+            body_length: body.len(),
+            processing: headers - sent,
+            transfer: headers.elapsed(),
+        };
         Ok::<_, reqwest::Error>(Answer {
             status: Some(status),
             body,
             cert_expires_at,
+            http: Some(http),
         })
     };
     match tokio::time::timeout(timeout, fetch).await {
@@ -221,6 +272,7 @@ mod tests {
             status: Some(status),
             body: body.as_bytes().to_vec(),
             cert_expires_at: None,
+            http: None,
         }
     }
 

@@ -41,9 +41,11 @@
 //! shown it is [`Endpoint::shown`], with its credentials masked; header values and
 //! passwords are never shown, and a webhook is shown by its origin only.
 
+pub mod blackbox;
 pub mod check;
 pub mod history;
 pub mod maintenance;
+pub mod modules;
 pub mod notify;
 pub mod slo;
 pub mod state;
@@ -96,6 +98,8 @@ pub struct Targets {
     pub files: Vec<PathBuf>,
     /// The maintenance windows, in file order.
     pub maintenance: Vec<Window>,
+    /// The modules of `/probe` ([`modules`]), by name.
+    pub modules: BTreeMap<String, modules::Module>,
 }
 
 /// One endpoint to watch.
@@ -202,6 +206,8 @@ struct FileSpec {
     groups: BTreeMap<String, GroupSpec>,
     #[serde(default)]
     maintenance: Vec<WindowSpec>,
+    #[serde(default)]
+    modules: BTreeMap<String, modules::ModuleSpec>,
 }
 
 /// What a group's targets share.
@@ -276,6 +282,7 @@ impl Targets {
                 notify: Vec::new(),
                 groups: BTreeMap::new(),
                 maintenance: Vec::new(),
+                modules: BTreeMap::new(),
             }
         } else {
             serde_saphyr::from_str(text).map_err(|e| syntax(&e.to_string()))?
@@ -358,6 +365,7 @@ impl Targets {
             groups,
             files,
             maintenance,
+            modules: modules::modules(spec.modules)?,
         })
     }
 

@@ -33,6 +33,10 @@ pub struct TargetSample {
     /// What was wrong, when something was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Unix seconds when the certificate presented expires (TLS only): stored with
+    /// the state, so the cluster's one series of it comes from the shared state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_expires_at: Option<f64>,
 }
 
 /// Consecutive results that change a target's state.
@@ -490,6 +494,7 @@ mod tests {
             status,
             response_time_ms: None,
             error: None,
+            cert_expires_at: None,
         }
     }
 

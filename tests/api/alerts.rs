@@ -42,7 +42,7 @@ fn rule_groups() -> String {
 }
 
 /// A Prometheus server of this test's own; killed on drop.
-struct Prometheus {
+pub(crate) struct Prometheus {
     server: Announced,
     dir: PathBuf,
 }
@@ -51,6 +51,20 @@ impl Prometheus {
     /// Scrapes each `(Service name, pod, address)` every second as the Operator would
     /// label it, and evaluates the manifest's rules every second.
     async fn start(targets: &[(&str, &str, SocketAddr)]) -> Self {
+        let mut jobs = String::new();
+        for (service, pod, address) in targets {
+            jobs.push_str(&format!(
+                "  - job_name: {service}\n    honor_labels: true\n    static_configs:\n      \
+                 - targets: ['{address}']\n        labels: {{namespace: microservices-demo, \
+                 service: {service}, pod: {pod}, endpoint: http}}\n"
+            ));
+        }
+        Self::scraping(&jobs).await
+    }
+
+    /// Scrapes with `jobs` (the items of `scrape_configs:`, YAML) every second, and
+    /// evaluates the manifest's rules every second.
+    pub(crate) async fn scraping(jobs: &str) -> Self {
         let binary = require_tool("prometheus", "prometheus");
         let dir = std::env::temp_dir().join(format!(
             "svc-prometheus-{}-{}",
@@ -74,13 +88,7 @@ impl Prometheus {
             "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n\
              rule_files: [rules.yml]\nscrape_configs:\n",
         );
-        for (service, pod, address) in targets {
-            config.push_str(&format!(
-                "  - job_name: {service}\n    honor_labels: true\n    static_configs:\n      \
-                 - targets: ['{address}']\n        labels: {{namespace: microservices-demo, \
-                 service: {service}, pod: {pod}, endpoint: http}}\n"
-            ));
-        }
+        config.push_str(jobs);
         let config_file = dir.join("prometheus.yml");
         std::fs::write(&config_file, config).expect("write config");
         let mut command = Command::new(binary);
@@ -114,7 +122,7 @@ impl Prometheus {
         prometheus
     }
 
-    async fn api(&self, path: &str) -> Option<Value> {
+    pub(crate) async fn api(&self, path: &str) -> Option<Value> {
         let url = format!("http://127.0.0.1:{}/api/v1/{path}", self.server.port);
         let answer = crate::helpers::try_json(&crate::helpers::client(), &url).await?;
         (answer["status"] == "success").then(|| answer["data"].clone())
@@ -133,7 +141,7 @@ impl Prometheus {
     }
 
     /// Names of the alerts firing now.
-    async fn firing(&self) -> Option<Vec<Value>> {
+    pub(crate) async fn firing(&self) -> Option<Vec<Value>> {
         let data = self.api("alerts").await?;
         Some(
             data["alerts"]
@@ -153,7 +161,7 @@ impl Drop for Prometheus {
     }
 }
 
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),

@@ -45,6 +45,7 @@ pub async fn judge(store: &dyn svc::store::Store, name: &str, status: ServiceSta
             status,
             response_time_ms: (!down).then_some(1.0 + f64::from(k % 7)),
             error: down.then(|| "HTTP 503".to_owned()),
+            cert_expires_at: None,
         };
         let thresholds = Thresholds {
             failure: 1,

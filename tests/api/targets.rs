@@ -625,14 +625,14 @@ async fn a_tcp_target_is_up_while_its_port_listens_and_down_with_the_reason_when
 }
 
 /// `openssl s_server` answering 200 over TLS with a certificate valid for one day.
-struct TlsServer {
-    server: Announced,
-    ca: PathBuf,
+pub(crate) struct TlsServer {
+    pub(crate) server: Announced,
+    pub(crate) ca: PathBuf,
     _dir: Dir,
 }
 
 impl TlsServer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = Dir::new("tls-target");
         let (ca, cert, key) = certificates(&dir);
         let mut command = std::process::Command::new(require_tool("openssl", "openssl"));

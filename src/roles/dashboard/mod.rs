@@ -9,7 +9,9 @@
 //!   `GET /api/notifications`: the same
 //!   data as JSON, for direct clients;
 //! - `GET /api/targets/{name}/history`: a target's long history, as JSON or CSV
-//!   ([`history`]).
+//!   ([`history`]);
+//! - `GET /metrics/targets`: every target's state once for the cluster, in the
+//!   Prometheus text format ([`target_metrics`]).
 //!
 //! Every answer comes from the newest [`snapshot::Snapshot`], gathered once per refresh
 //! period in the background, so no request waits on a probe. Readiness depends only on
@@ -25,6 +27,7 @@ pub mod replicas;
 pub mod snapshot;
 pub mod summary;
 pub mod system;
+mod target_metrics;
 pub mod views;
 
 use std::future::Future;
@@ -232,7 +235,8 @@ pub async fn run(
                 .service(http::get("/api/system-info", system_info))
                 .service(http::get("/api/incidents", incidents))
                 .service(http::get("/api/notifications", notifications))
-                .service(http::get("/api/targets/{name}/history", history::serve)),
+                .service(http::get("/api/targets/{name}/history", history::serve))
+                .service(http::get("/metrics/targets", target_metrics::serve)),
         );
     };
     server.serve(routes, shutdown).await

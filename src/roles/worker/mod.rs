@@ -3,6 +3,7 @@
 //! Routes (besides the shared health and metrics surface of [`crate::http`]):
 //! - `GET /status`: the original's fields (`service`, `status`, `environment`,
 //!   `redis_connected`, `last_task_seconds_ago`, `task_stats`), plus the queue.
+//! - `GET /probe?module=&target=`: the blackbox exporter's probe endpoint ([`probe`]).
 //!
 //! Readiness: not ready until the store answers, nor when no scheduler tick has run
 //! for three intervals, nor for good once the consumer or scheduler loop has died. On SIGTERM the worker stops taking
@@ -11,6 +12,7 @@
 
 pub mod consumer;
 pub mod monitor;
+pub mod probe;
 pub mod scheduler;
 pub mod tasks;
 
@@ -129,6 +131,7 @@ pub async fn run(
         .targets
         .clone()
         .map(|loaded| crate::targets::watch::keep(loaded, config.interval, stop.clone()));
+    let targets_for_probe = targets.clone();
     let monitor = targets.clone().map(|current| {
         supervise(
             "monitor",
@@ -166,6 +169,10 @@ pub async fn run(
         ),
     );
 
+    let prober = web::Data::new(probe::Prober {
+        targets: targets_for_probe,
+        client: crate::targets::check::client().map_err(std::io::Error::other)?,
+    });
     let state = web::Data::new(Worker {
         store,
         environment: settings.environment,
@@ -174,7 +181,9 @@ pub async fn run(
     });
     let routes = move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone())
-            .service(http::get("/status", status));
+            .app_data(prober.clone())
+            .service(http::get("/status", status))
+            .service(http::get("/probe", probe::probe));
     };
     let served = server.serve(routes, stop.clone().cancelled_owned()).await;
     // The HTTP side has drained; the consumer bounds its own wait by the grace period.

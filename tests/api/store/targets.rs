@@ -21,6 +21,7 @@ async fn contract(store: SharedStore) {
         status,
         response_time_ms: Some(tick as f64),
         error: (status == Down).then(|| "HTTP 500".to_owned()),
+        cert_expires_at: None,
     };
     let observe = |tick, status| {
         let store = store.clone();
@@ -117,6 +118,7 @@ mod maintenance {
             status,
             response_time_ms: None,
             error: (status == Down).then(|| "HTTP 503".to_owned()),
+            cert_expires_at: None,
         };
         let mut marked = None;
         let mut ended = None;
@@ -271,6 +273,7 @@ async fn a_foreign_value_under_a_target_key_is_named_and_left_alone() {
         status: ServiceState::Healthy,
         response_time_ms: None,
         error: None,
+        cert_expires_at: None,
     };
     let rules = Thresholds {
         failure: 1,
