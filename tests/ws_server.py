@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """A WebSocket server for the check tests, on 127.0.0.1 at a port the OS picks, printed
 as `PORT <n>`. `/echo` sends every message back; `/quiet` says nothing and waits;
-any other path is refused with 404 before the handshake."""
+any other path is refused with 404 before the handshake. `--tls CERT KEY`: over TLS
+(wss), with that certificate and key (PEM)."""
 
 import asyncio
+import ssl
+import sys
 from http import HTTPStatus
 
 from websockets.asyncio.server import serve
@@ -24,7 +27,13 @@ def refuse_unknown(connection, request):
 
 
 async def main() -> None:
-    async with serve(handler, "127.0.0.1", 0, process_request=refuse_unknown) as server:
+    context = None
+    if sys.argv[1:2] == ["--tls"]:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+    async with serve(
+        handler, "127.0.0.1", 0, process_request=refuse_unknown, ssl=context
+    ) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"PORT {port}", flush=True)
         await server.serve_forever()

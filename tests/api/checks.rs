@@ -1,8 +1,9 @@
 //! The check types besides http and tcp, each against a real server on loopback that
 //! the test starts: dnsmasq for `dns://`, a gRPC health server (grpcio,
-//! `tests/grpc_health_server.py`) for `grpc://`, a WebSocket server (websockets,
-//! `tests/ws_server.py`) for `ws://`, `openssl s_server` for `tls://`, and echo
-//! requests to 127.0.0.1 for `icmp://`. Each target is judged by `svc all` and its
+//! `tests/grpc_health_server.py`) for `grpc://` and `grpcs://`, a WebSocket server
+//! (websockets, `tests/ws_server.py`) for `ws://` and `wss://`, `openssl s_server` for
+//! `tls://`, and echo requests to 127.0.0.1 for `icmp://`; the TLS servers with a
+//! certificate of the test's own CA, named by `ca_file`. Each target is judged by `svc all` and its
 //! state and reason read from the dashboard, as a person sees them; a `tls://` target
 //! that goes down reaches a webhook (the path from a check to a notification is the
 //! same for every type).
@@ -14,7 +15,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::{Announced, SvcProcess, TlsServer, all_args, client, free_port, require_tool};
+use crate::helpers::{
+    Announced, Dir, SvcProcess, TlsServer, all_args, certificates, client, free_port, require_tool,
+};
 use crate::targets::{Receiver, TargetsFile, entry_of, wait_posts, wait_status};
 
 /// `svc all` probing the targets in `yaml` every second; the file (kept alive), the
@@ -177,6 +180,18 @@ async fn grpc_targets_follow_the_health_service() {
             "shop.Maybe=UNKNOWN",
         ],
     );
+    let dir = Dir::new("grpcs");
+    let (ca, cert, key) = certificates(&dir);
+    let secure = python_server(
+        "grpc_health_server.py",
+        &[],
+        &[
+            "--tls",
+            &cert.display().to_string(),
+            &key.display().to_string(),
+            "shop.Cart=SERVING",
+        ],
+    );
     let at = format!("127.0.0.1:{}", server.port);
     let closed = free_port();
     let yaml = [
@@ -187,6 +202,14 @@ async fn grpc_targets_follow_the_health_service() {
         target("grpc-maybe", &format!("grpc://{at}/shop.Maybe"), ""),
         target("grpc-nope", &format!("grpc://{at}/shop.Nope"), ""),
         target("grpc-closed", &format!("grpc://127.0.0.1:{closed}"), ""),
+        target(
+            "grpcs-cart",
+            &format!("grpcs://localhost:{}/shop.Cart", secure.port),
+            &format!(
+                ", ca_file: \"{}\", expect: {{cert_expires_in: 7d}}",
+                ca.display()
+            ),
+        ),
     ]
     .concat();
     let (_file, _svc, dashboard) = watching(&yaml);
@@ -199,6 +222,8 @@ async fn grpc_targets_follow_the_health_service() {
             ("grpc-maybe", "down", Some("gRPC UNKNOWN for shop.Maybe")),
             ("grpc-nope", "down", Some("\"shop.Nope\" (NOT_FOUND)")),
             ("grpc-closed", "down", Some("cannot connect")),
+            // Served over TLS, and judged by its certificate as https is.
+            ("grpcs-cart", "degraded", Some("certificate expires in")),
         ],
     )
     .await;
@@ -207,7 +232,12 @@ async fn grpc_targets_follow_the_health_service() {
 #[tokio::test]
 async fn ws_targets_open_send_and_receive() {
     let server = python_server("ws_server.py", &[("websockets", "websockets")], &[]);
+    let dir = Dir::new("wss");
+    let (ca, cert, key) = certificates(&dir);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let secure = python_server("ws_server.py", &[], &["--tls", &cert, &key]);
     let at = format!("127.0.0.1:{}", server.port);
+    let wss = format!("wss://localhost:{}/echo", secure.port);
     let yaml = [
         "targets:\n".to_owned(),
         target("ws-open", &format!("ws://{at}/quiet"), ""),
@@ -227,6 +257,15 @@ async fn ws_targets_open_send_and_receive() {
             ", expect: {receive_contains: hello}",
         ),
         target("ws-missing", &format!("ws://{at}/missing"), ""),
+        target(
+            "wss-echo",
+            &wss,
+            &format!(
+                ", ca_file: \"{}\", expect: {{send: ping, receive_contains: ping}}",
+                ca.display()
+            ),
+        ),
+        target("wss-untrusted", &wss, ""),
     ]
     .concat();
     let (_file, _svc, dashboard) = watching(&yaml);
@@ -242,6 +281,8 @@ async fn ws_targets_open_send_and_receive() {
             ),
             ("ws-silent", "down", Some("no answer within 2s")),
             ("ws-missing", "down", Some("WebSocket handshake failed")),
+            ("wss-echo", "healthy", None),
+            ("wss-untrusted", "down", Some("TLS handshake failed")),
         ],
     )
     .await;
