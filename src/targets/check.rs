@@ -1,12 +1,12 @@
 //! One probe of one target, judged by its conditions:
 //! - down: no answer within its timeout, or an answer that fails a condition (status,
-//!   response time, body text, JSONPath);
+//!   response time, body text, JSONPath, or a condition of its type);
 //! - degraded: every condition met, but the certificate expires within
-//!   `cert_expires_in`;
+//!   `cert_expires_in` (or, for ICMP, some echoes were lost);
 //! - healthy: every condition met.
 //!
 //! http(s) and tcp are probed here; every other type in a module of its own, which
-//! turns what it found into an [`Answer`] (its own conditions judged, its facts kept):
+//! judges the conditions of its type and keeps what it found as [`Facts`]:
 //!
 //! | URL | probe | `expect` keys of its own |
 //! |---|---|---|

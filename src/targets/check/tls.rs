@@ -3,7 +3,7 @@
 //! roots and the target's `ca_file`; its expiry judged by `cert_expires_in` and the
 //! names it covers by `expect.names`.
 //!
-//! [`connect`] is also the TLS under `grpcs://` and `wss://`: one rustls (ring) for
+//! Its handshake is also the TLS under `grpcs://` and `wss://`: one rustls (ring) for
 //! every check. The `ca_file` is read at each probe, so a rotated CA takes effect at
 //! the next one (and a dashboard that shows the target needs no copy of it).
 
