@@ -123,7 +123,15 @@ async fn ask(health: &Health, timeout: Duration, seen: Seen) -> Result<ServingSt
     } else {
         endpoint.connect().await
     }
-    .map_err(|e| format!("cannot connect: {}", chain(&e)))?;
+    .map_err(|e| {
+        // The TLS connector's own reasons say what failed already.
+        let why = chain(&e);
+        if why.starts_with("cannot connect") || why.starts_with("TLS handshake failed") {
+            why
+        } else {
+            format!("cannot connect: {why}")
+        }
+    })?;
     let request = HealthCheckRequest {
         service: health.service.clone(),
     };
