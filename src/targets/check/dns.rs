@@ -5,7 +5,8 @@
 //! response code.
 //!
 //! Judged by `expect.rcode` (default `NOERROR`) and `expect.answers_contain` (values
-//! the answers of the type asked for must include; by default, at least one answer).
+//! the answers of the type asked for must include). With neither, at least one answer
+//! is wanted; naming `rcode` alone judges the response code only.
 //! Reasons: `NXDOMAIN`, `SERVFAIL`, `no A answer for api.internal`, `answer does not
 //! contain 10.1.2.3 (got 10.9.9.9)`.
 
@@ -322,6 +323,8 @@ mod tests {
             ["no A answer for api.test"]
         );
         assert!(judge(&q, &expect(Some("nxdomain"), &[]), "NXDOMAIN", &[]).is_empty());
+        // Naming the response code alone judges only it.
+        assert!(judge(&q, &expect(Some("NOERROR"), &[]), "NOERROR", &[]).is_empty());
         assert_eq!(
             judge(&q, &expect(Some("NXDOMAIN"), &[]), "NOERROR", &ok),
             ["NOERROR, not NXDOMAIN"]
