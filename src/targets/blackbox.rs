@@ -150,7 +150,7 @@ impl Probe<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::targets::check::HttpFacts;
+    use crate::targets::check::{Facts, HttpFacts};
     use crate::targets::state::TargetSample;
 
     fn checked(status: ServiceState, http: Option<HttpFacts>) -> Checked {
@@ -164,6 +164,7 @@ mod tests {
             },
             cert_expires_at: Some(1_900_000_000.0),
             http,
+            facts: Facts::default(),
         }
     }
 

@@ -1,10 +1,31 @@
 //! One probe of one target, judged by its conditions:
 //! - down: no answer within its timeout, or an answer that fails a condition (status,
-//!   response time, body text, JSONPath);
+//!   response time, body text, JSONPath, or a condition of its type);
 //! - degraded: every condition met, but the certificate expires within
-//!   `cert_expires_in`;
+//!   `cert_expires_in` (or, for ICMP, some echoes were lost);
 //! - healthy: every condition met.
+//!
+//! http(s) and tcp are probed here; every other type in a module of its own, which
+//! judges the conditions of its type and keeps what it found as [`Facts`]:
+//!
+//! | URL | probe | `expect` keys of its own |
+//! |---|---|---|
+//! | `dns://[server[:port]]/name?type=A` | [`dns`]: one query to one server | `rcode`, `answers_contain` |
+//! | `grpc://host:port[/service]`, `grpcs://` | [`grpc`]: `grpc.health.v1.Health/Check` | - |
+//! | `ws://`, `wss://` | [`ws`]: the handshake, a message sent, one received | `send`, `receive_contains` |
+//! | `tls://host:port` | [`tls`]: the handshake, the certificate | `names` |
+//! | `icmp://host[?count=3]` | [`icmp`]: echo requests | - |
+//!
+//! Every type takes `max_response_time`; those over TLS take `cert_expires_in` and a
+//! target's `ca_file`.
 
+pub mod dns;
+pub mod grpc;
+pub mod icmp;
+pub mod tls;
+pub mod ws;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reqwest::tls::TlsInfo;
@@ -22,10 +43,12 @@ pub const MAX_BODY: usize = 1 << 20;
 pub struct Checked {
     /// The sample recorded.
     pub sample: TargetSample,
-    /// Unix seconds when the certificate presented expires (https only).
+    /// Unix seconds when the certificate presented expires (https, grpcs, wss, tls).
     pub cert_expires_at: Option<f64>,
     /// What an HTTP answer was made of (http and https only, when one came).
     pub http: Option<HttpFacts>,
+    /// What a probe of a type other than http and tcp found besides its verdict.
+    pub facts: Facts,
 }
 
 /// What an HTTP answer was made of, as `/probe` reports it.
@@ -46,6 +69,31 @@ pub struct HttpFacts {
     pub processing: Duration,
     /// From the headers to the body's last byte read.
     pub transfer: Duration,
+}
+
+/// What a probe found, by type: each set only by the probe of its type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    /// DNS: milliseconds from sending the query to its response.
+    pub dns_lookup_ms: Option<f64>,
+    /// DNS: the response code (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, ...).
+    pub dns_rcode: Option<String>,
+    /// DNS: the answers of the type asked for, as text (`10.1.2.3`, `10 mx.example.`).
+    pub dns_answers: Vec<String>,
+    /// gRPC: the serving status the health service gave (`SERVING`, `NOT_SERVING`,
+    /// `UNKNOWN`, `SERVICE_UNKNOWN`).
+    pub grpc_status: Option<String>,
+    /// ICMP: echo requests sent.
+    pub icmp_sent: Option<u32>,
+    /// ICMP: echo requests with no reply within the timeout.
+    pub icmp_lost: Option<u32>,
+    /// ICMP: the mean round trip of the replies, in milliseconds.
+    pub icmp_rtt_ms: Option<f64>,
+    /// TLS (tls, grpcs, wss): the names the certificate covers (DNS names and
+    /// addresses of its subject alternative names, else its common name).
+    pub cert_names: Vec<String>,
+    /// TLS: the protocol version agreed (`TLSv1_3`).
+    pub tls_version: Option<String>,
 }
 
 /// The client target probes use: the system's roots (rustls), a fresh connection per
@@ -69,20 +117,35 @@ pub async fn check(client: &reqwest::Client, target: &Target) -> Checked {
     let timestamp = unix_now();
     let start = Instant::now();
     let answer = match &target.endpoint {
-        Endpoint::Http(url) => http(client, url, &target.auth, target.timeout).await,
-        Endpoint::Tcp { host, port } => tcp(host, *port, target.timeout).await,
+        Endpoint::Http(url) => http(client, url, &target.auth, target.timeout)
+            .await
+            .map(Found::from),
+        Endpoint::Tcp { host, port } => tcp(host, *port, target.timeout).await.map(Found::from),
+        Endpoint::Dns(query) => dns::check(query, &target.expect, target.timeout).await,
+        Endpoint::Grpc(health) => grpc::check(health, target.timeout).await,
+        Endpoint::Ws(socket) => ws::check(socket, &target.expect, target.timeout).await,
+        Endpoint::Tls(port) => tls::check(port, &target.expect, target.timeout).await,
+        Endpoint::Icmp(echo) => icmp::check(echo, target.timeout).await,
     };
-    let elapsed = start.elapsed();
-    let (status, response_time_ms, error, cert_expires_at, http) = match answer {
-        Err(reason) => (ServiceState::Down, None, Some(reason), None, None),
-        Ok(answer) => {
-            let (status, error) = judge(&target.expect, &answer, elapsed, timestamp);
+    let (status, response_time_ms, error, cert_expires_at, http, facts) = match answer {
+        Err(reason) => (
+            ServiceState::Down,
+            None,
+            Some(reason),
+            None,
+            None,
+            Facts::default(),
+        ),
+        Ok(found) => {
+            let elapsed = found.response_time.unwrap_or_else(|| start.elapsed());
+            let (status, error) = verdict(&target.expect, &found, elapsed, timestamp);
             (
                 status,
                 Some(millis_f64(elapsed)),
                 error,
-                answer.cert_expires_at,
-                answer.http,
+                found.answer.cert_expires_at,
+                found.answer.http,
+                found.facts,
             )
         }
     };
@@ -96,7 +159,106 @@ pub async fn check(client: &reqwest::Client, target: &Target) -> Checked {
         },
         cert_expires_at,
         http,
+        facts,
     }
+}
+
+/// The type of `endpoint`, as its URL's scheme names it (`grpc` for grpcs too).
+pub fn kind(endpoint: &Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Http(_) => "http",
+        Endpoint::Tcp { .. } => "tcp",
+        Endpoint::Dns(_) => "dns",
+        Endpoint::Grpc(_) => "grpc",
+        Endpoint::Ws(_) => "ws",
+        Endpoint::Tls(_) => "tls",
+        Endpoint::Icmp(_) => "icmp",
+    }
+}
+
+/// The endpoint of a `dns`, `grpc(s)`, `ws(s)`, `tls` or `icmp` URL.
+pub(super) fn endpoint(url: url::Url) -> Result<Endpoint, String> {
+    match url.scheme() {
+        "dns" => dns::Query::parse(&url).map(Endpoint::Dns),
+        "grpc" | "grpcs" => grpc::Health::parse(&url).map(Endpoint::Grpc),
+        "ws" | "wss" => ws::Socket::parse(url).map(Endpoint::Ws),
+        "tls" => tls::Port::parse(&url).map(Endpoint::Tls),
+        "icmp" => icmp::Echo::parse(&url).map(Endpoint::Icmp),
+        other => Err(format!("{other} is no check type")),
+    }
+}
+
+/// Makes an endpoint over TLS trust the CA certificates of `file` besides the
+/// system's roots.
+pub(super) fn trust(endpoint: &mut Endpoint, file: PathBuf) -> Result<(), String> {
+    let slot = match endpoint {
+        Endpoint::Tls(port) => &mut port.ca_file,
+        Endpoint::Grpc(health) if health.tls => &mut health.ca_file,
+        Endpoint::Ws(socket) if socket.url.scheme() == "wss" => &mut socket.ca_file,
+        _ => return Err("ca_file is for tls, grpcs and wss targets".into()),
+    };
+    // Read at each probe: a worker that cannot read it says so in the target's reason.
+    *slot = Some(file);
+    Ok(())
+}
+
+/// Refuses `expect` keys the endpoint's type does not judge, so none is silently
+/// ignored.
+pub(super) fn fits(endpoint: &Endpoint, expect: &Expect) -> Result<(), String> {
+    let tls = match endpoint {
+        Endpoint::Http(url) => url.scheme() == "https",
+        Endpoint::Grpc(health) => health.tls,
+        Endpoint::Ws(socket) => socket.url.scheme() == "wss",
+        Endpoint::Tls(_) => true,
+        Endpoint::Tcp { .. } | Endpoint::Dns(_) | Endpoint::Icmp(_) => false,
+    };
+    let own: &[&str] = match endpoint {
+        Endpoint::Http(_) => &["status", "body_contains", "json"],
+        Endpoint::Dns(_) => &["rcode", "answers_contain"],
+        Endpoint::Ws(_) => &["send", "receive_contains"],
+        Endpoint::Tls(_) => &["names"],
+        Endpoint::Tcp { .. } | Endpoint::Grpc(_) | Endpoint::Icmp(_) => &[],
+    };
+    let set = [
+        ("status", !expect.status.is_empty()),
+        ("body_contains", expect.body_contains.is_some()),
+        ("json", !expect.json.is_empty()),
+        // An http target's certificate is judged only when there is one.
+        (
+            "cert_expires_in",
+            expect.cert_expires_in.is_some() && !matches!(endpoint, Endpoint::Http(_)),
+        ),
+        ("rcode", expect.rcode.is_some()),
+        ("answers_contain", !expect.answers_contain.is_empty()),
+        ("send", expect.send.is_some()),
+        ("receive_contains", expect.receive_contains.is_some()),
+        ("names", !expect.names.is_empty()),
+    ];
+    let taken = |key: &str| own.contains(&key) || (tls && key == "cert_expires_in");
+    if set.iter().any(|(key, on)| *on && !taken(key)) {
+        let mut keys: Vec<&str> = own.to_vec();
+        if tls && !matches!(endpoint, Endpoint::Http(_)) {
+            keys.push("cert_expires_in");
+        }
+        keys.push("max_response_time");
+        let keys: Vec<String> = keys.iter().map(|k| format!("expect.{k}")).collect();
+        return Err(format!(
+            "a {} target takes only {}",
+            kind(endpoint),
+            keys.join(", ")
+        ));
+    }
+    if let Some(rcode) = &expect.rcode {
+        dns::rcode(rcode).map_err(|e| format!("expect.rcode: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `future`'s output, or "no answer within" the timeout.
+async fn within<T>(timeout: Duration, future: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(timeout, future)
+        .await
+        .map_err(|_| format!("no answer within {}", humantime::format_duration(timeout)))
 }
 
 /// What came back.
@@ -108,6 +270,54 @@ struct Answer {
     body: Vec<u8>,
     cert_expires_at: Option<f64>,
     http: Option<HttpFacts>,
+}
+
+/// What a probe of any type found: the answer, and what the module of its type
+/// judged of it.
+#[derive(Debug, Default)]
+struct Found {
+    answer: Answer,
+    /// The conditions of its type it fails.
+    failed: Vec<String>,
+    /// Why it is degraded though it meets every condition (ICMP: some echoes lost).
+    degraded: Option<String>,
+    /// The response time to report instead of the probe's own (ICMP: the mean
+    /// round trip).
+    response_time: Option<Duration>,
+    /// What it found besides ([`Facts`]).
+    facts: Facts,
+}
+
+impl From<Answer> for Found {
+    fn from(answer: Answer) -> Self {
+        Found {
+            answer,
+            ..Found::default()
+        }
+    }
+}
+
+/// [`judge`], with the conditions the module of its type found failed, and its
+/// reason to be degraded.
+fn verdict(
+    expect: &Expect,
+    found: &Found,
+    elapsed: Duration,
+    now: f64,
+) -> (ServiceState, Option<String>) {
+    let (state, why) = judge(expect, &found.answer, elapsed, now);
+    let mut failed = found.failed.clone();
+    if state == ServiceState::Down {
+        failed.extend(why);
+    } else if failed.is_empty() {
+        return match (&state, &found.degraded) {
+            (ServiceState::Healthy, Some(degraded)) => {
+                (ServiceState::Degraded, Some(degraded.clone()))
+            }
+            _ => (state, why),
+        };
+    }
+    (ServiceState::Down, Some(failed.join("; ")))
 }
 
 async fn http(
@@ -306,6 +516,74 @@ mod tests {
             ServiceState::Healthy
         );
         assert_eq!(judge(&e, &answer(301, ""), FAST, 0.0).0, ServiceState::Down);
+    }
+
+    #[test]
+    fn each_type_takes_the_expect_keys_it_judges() {
+        let parse = |target: &str| {
+            Targets::parse(&format!("targets: [{target}]"), Duration::from_secs(10))
+                .map(|t| t.targets[0].endpoint.shown())
+        };
+        // The issue's own examples.
+        for (target, shown) in [
+            (
+                "{name: a, url: 'dns://10.0.0.10:53/api.internal?type=A', \
+                 expect: {answers_contain: [10.1.2.3]}}",
+                "dns://10.0.0.10:53/api.internal?type=A",
+            ),
+            (
+                "{name: a, url: 'grpc://payments.internal:50051/payments.v1.Payments'}",
+                "grpc://payments.internal:50051/payments.v1.Payments",
+            ),
+            (
+                "{name: a, url: 'wss://feed.internal/ws'}",
+                "wss://feed.internal/ws",
+            ),
+            (
+                "{name: a, url: 'tls://ldap.internal:636', expect: {cert_expires_in: 14d}}",
+                "tls://ldap.internal:636",
+            ),
+            ("{name: a, url: 'icmp://10.0.0.1'}", "icmp://10.0.0.1"),
+        ] {
+            assert_eq!(parse(target).as_deref(), Ok(shown), "{target}");
+        }
+        for (target, error) in [
+            (
+                "{name: a, url: 'dns:///x', expect: {status: [200]}}",
+                "a dns target takes only expect.rcode, expect.answers_contain, \
+                 expect.max_response_time",
+            ),
+            (
+                "{name: a, url: 'tls://x:1', expect: {body_contains: ok}}",
+                "a tls target takes only expect.names, expect.cert_expires_in, \
+                 expect.max_response_time",
+            ),
+            (
+                "{name: a, url: 'grpc://x:1', expect: {cert_expires_in: 7d}}",
+                "a grpc target takes only expect.max_response_time",
+            ),
+            (
+                "{name: a, url: 'icmp://x', ca_file: /ca.pem}",
+                "ca_file is for tls, grpcs and wss targets",
+            ),
+            (
+                "{name: a, url: 'ws://x/', headers: {X-A: b}}",
+                "a ws target takes no headers or basic_auth",
+            ),
+            (
+                "{name: a, url: 'dns:///x', expect: {rcode: NOPE}}",
+                "expect.rcode: \"NOPE\" is none of NOERROR",
+            ),
+            (
+                "{name: a, url: 'ftp://x'}",
+                "the scheme must be http, https, tcp, dns",
+            ),
+        ] {
+            let got = parse(target).expect_err(target);
+            assert!(got.contains(error), "{target}: {got}");
+        }
+        let grpcs = "{name: a, url: 'grpcs://x', ca_file: /ca.pem, expect: {cert_expires_in: 7d}}";
+        assert_eq!(parse(grpcs).as_deref(), Ok("grpcs://x:443"));
     }
 
     #[test]

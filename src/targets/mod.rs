@@ -6,7 +6,7 @@
 //! ```yaml
 //! targets:
 //!   - name: payments
-//!     url: https://payments.internal/healthz   # http, https or tcp://host:port
+//!     url: https://payments.internal/healthz   # http(s), tcp, dns, grpc(s), ws(s), tls, icmp
 //!     group: shop
 //!     interval: 30s
 //!     timeout: 2s
@@ -16,6 +16,8 @@
 //!     success_threshold: 1
 //!     headers: {Authorization: "Bearer ${PAYMENTS_TOKEN}"}
 //!     basic_auth: {username: svc, password: {file: /etc/svc/payments-password}}
+//!   - {name: ldaps, url: "tls://ldap.internal:636", ca_file: /etc/svc/ca.pem,
+//!      expect: {cert_expires_in: 14d, names: [ldap.internal]}}
 //! notify:
 //!   - url: http://alerts.internal/hook
 //!   - {url: "${SLACK_WEBHOOK_URL}", kind: slack}
@@ -151,6 +153,16 @@ pub enum Endpoint {
         /// Port.
         port: u16,
     },
+    /// One DNS query to one server.
+    Dns(check::dns::Query),
+    /// The gRPC health service of a server.
+    Grpc(check::grpc::Health),
+    /// A WebSocket, opened (and optionally spoken to).
+    Ws(check::ws::Socket),
+    /// A TLS port, shaken hands with.
+    Tls(check::tls::Port),
+    /// A host, sent ICMP echo requests.
+    Icmp(check::icmp::Echo),
 }
 
 impl Endpoint {
@@ -160,6 +172,11 @@ impl Endpoint {
         match self {
             Endpoint::Http(url) => redact::url(url),
             Endpoint::Tcp { host, port } => format!("tcp://{host}:{port}"),
+            Endpoint::Dns(query) => query.shown(),
+            Endpoint::Grpc(health) => health.shown(),
+            Endpoint::Ws(socket) => redact::url(&socket.url),
+            Endpoint::Tls(port) => port.shown(),
+            Endpoint::Icmp(echo) => echo.shown(),
         }
     }
 }
@@ -183,6 +200,16 @@ pub struct Expect {
     pub json: Vec<(JsonPath, String, serde_json::Value)>,
     /// Degraded when the certificate expires sooner than this.
     pub cert_expires_in: Option<Duration>,
+    /// DNS: the response code required; `None`: NOERROR with at least one answer.
+    pub rcode: Option<String>,
+    /// DNS: values the answers must include.
+    pub answers_contain: Vec<String>,
+    /// WebSocket: a text message sent once the socket is open.
+    pub send: Option<String>,
+    /// WebSocket: text a message received must contain.
+    pub receive_contains: Option<String>,
+    /// TLS: names the certificate must cover.
+    pub names: Vec<String>,
 }
 
 /// Why a targets file was refused.
@@ -235,6 +262,7 @@ struct TargetSpec {
     #[serde(default)]
     headers: BTreeMap<String, ValueSpec>,
     basic_auth: Option<BasicAuthSpec>,
+    ca_file: Option<PathBuf>,
     notify: Option<Vec<String>>,
     repeat: Option<String>,
     slo: Option<slo::SloSpec>,
@@ -257,6 +285,13 @@ struct ExpectSpec {
     #[serde(default)]
     json: BTreeMap<String, serde_json::Value>,
     cert_expires_in: Option<String>,
+    rcode: Option<String>,
+    #[serde(default)]
+    answers_contain: Vec<String>,
+    send: Option<String>,
+    receive_contains: Option<String>,
+    #[serde(default)]
+    names: Vec<String>,
 }
 
 impl Targets {
@@ -409,10 +444,16 @@ impl Target {
             failure: threshold("failure_threshold", spec.failure_threshold, 2)?,
             success: threshold("success_threshold", spec.success_threshold, 1)?,
         };
-        let endpoint = endpoint(&resolve(&spec.url).map_err(|e| format!("url: {e}"))?)?;
+        let mut endpoint = endpoint(&resolve(&spec.url).map_err(|e| format!("url: {e}"))?)?;
         let auth = auth(spec.headers, spec.basic_auth, resolve)?;
-        if matches!(endpoint, Endpoint::Tcp { .. }) && auth != Auth::default() {
-            return Err("a tcp target takes no headers or basic_auth".into());
+        if !matches!(endpoint, Endpoint::Http(_)) && auth != Auth::default() {
+            return Err(format!(
+                "a {} target takes no headers or basic_auth",
+                check::kind(&endpoint)
+            ));
+        }
+        if let Some(file) = spec.ca_file {
+            check::trust(&mut endpoint, file)?;
         }
         let e = spec.expect;
         if let Some(code) = e.status.iter().find(|c| !(100..=599).contains(*c)) {
@@ -439,15 +480,13 @@ impl Target {
                 .cert_expires_in
                 .map(|t| duration("expect.cert_expires_in", &t))
                 .transpose()?,
+            rcode: e.rcode,
+            answers_contain: e.answers_contain,
+            send: e.send,
+            receive_contains: e.receive_contains,
+            names: e.names,
         };
-        if matches!(endpoint, Endpoint::Tcp { .. })
-            && (!expect.status.is_empty()
-                || expect.body_contains.is_some()
-                || !expect.json.is_empty()
-                || expect.cert_expires_in.is_some())
-        {
-            return Err("a tcp target takes only expect.max_response_time".into());
-        }
+        check::fits(&endpoint, &expect)?;
         Ok(Target {
             name,
             group: spec.group,
@@ -508,8 +547,11 @@ fn endpoint(raw: &str) -> Result<Endpoint, String> {
             }
             _ => Err(format!("url {shown:?}: a tcp URL is tcp://host:port")),
         },
+        "dns" | "grpc" | "grpcs" | "ws" | "wss" | "tls" | "icmp" => {
+            check::endpoint(url).map_err(|e| format!("url {shown:?}: {e}"))
+        }
         _ => Err(format!(
-            "url {shown:?}: the scheme must be http, https or tcp"
+            "url {shown:?}: the scheme must be http, https, tcp, dns, grpc, grpcs, ws, wss, tls or icmp"
         )),
     }
 }

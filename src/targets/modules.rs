@@ -149,6 +149,7 @@ impl Module {
             notify: None,
             repeat: None,
             slo: None,
+            ca_file: None,
         };
         let template = Target::check(target, super::TIMEOUT_RANGE.end().to_owned(), &mut |_| {
             Ok(sample.to_owned())

@@ -4,6 +4,7 @@
 mod alerts;
 mod browser;
 mod channels;
+mod checks;
 mod cli;
 mod connection;
 mod credentials;

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::alerts::Prometheus;
 use crate::helpers::{Dir, RedisServer, eventually, free_port, role_process};
-use crate::targets::{Target, TlsServer};
+use crate::helpers::TlsServer;
+use crate::targets::Target;
 
 const WITHIN: Duration = Duration::from_secs(90);
 

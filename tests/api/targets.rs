@@ -3,7 +3,6 @@
 //! receiver fails, never duplicated when a worker dies mid-send, and the targets file
 //! reloaded without a restart.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,8 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{
-    Announced, Dir, RedisServer, SvcProcess, all_args, certificates, eventually, free_port,
-    require_tool, role_process, svc_command, try_json,
+    Dir, RedisServer, SvcProcess, TlsServer, all_args, eventually, free_port, role_process,
+    svc_command, try_json,
 };
 
 /// A target whose status the test sets: 200 `{"status":"UP"}`, or 500
@@ -622,38 +621,6 @@ async fn a_tcp_target_is_up_while_its_port_listens_and_down_with_the_reason_when
         crate::metrics::sample(&metrics, &format!("svc_target_up{{target=\"{name}\"}}"))
     };
     assert_eq!((up("db"), up("cache")), (Some(1.0), Some(0.0)), "{metrics}");
-}
-
-/// `openssl s_server` answering 200 over TLS with a certificate valid for one day.
-pub(crate) struct TlsServer {
-    pub(crate) server: Announced,
-    pub(crate) ca: PathBuf,
-    _dir: Dir,
-}
-
-impl TlsServer {
-    pub(crate) fn start() -> Self {
-        let dir = Dir::new("tls-target");
-        let (ca, cert, key) = certificates(&dir);
-        let mut command = std::process::Command::new(require_tool("openssl", "openssl"));
-        // Port 0: s_server binds a free port and names it (`ACCEPT 127.0.0.1:41234`).
-        command
-            .args(["s_server", "-www", "-accept", "127.0.0.1:0", "-cert"])
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key);
-        let server = Announced::spawn(command, |line| {
-            line.strip_prefix("ACCEPT ")?
-                .parse::<std::net::SocketAddr>()
-                .ok()
-                .map(|a| a.port())
-        });
-        TlsServer {
-            server,
-            ca,
-            _dir: dir,
-        }
-    }
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ pub use process::{
     Announced, SvcProcess, all_args, gateway_process, role_process, svc_command, worker_process,
 };
 pub use redis_server::{RedisServer, redis_pid, spawn_redis};
-pub use tls::certificates;
+pub use tls::{TlsServer, certificates};
 
 /// Path of a tool the tests need, or a panic that says how to install it.
 pub fn require_tool(name: &str, package: &str) -> PathBuf {

@@ -2,7 +2,41 @@
 
 use std::path::PathBuf;
 
-use super::{Dir, require_tool};
+use super::{Announced, Dir, require_tool};
+
+/// `openssl s_server` on 127.0.0.1 answering 200 over TLS with a certificate for
+/// localhost and 127.0.0.1, valid for one day, made by [`certificates`] in a
+/// directory of its own; `ca` is its CA. Killed on drop.
+pub struct TlsServer {
+    pub server: Announced,
+    pub ca: PathBuf,
+    _dir: Dir,
+}
+
+impl TlsServer {
+    pub fn start() -> Self {
+        let dir = Dir::new("tls-server");
+        let (ca, cert, key) = certificates(&dir);
+        let mut command = std::process::Command::new(require_tool("openssl", "openssl"));
+        // Port 0: s_server binds a free port and names it (`ACCEPT 127.0.0.1:41234`).
+        command
+            .args(["s_server", "-www", "-accept", "127.0.0.1:0", "-cert"])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key);
+        let server = Announced::spawn(command, |line| {
+            line.strip_prefix("ACCEPT ")?
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|a| a.port())
+        });
+        TlsServer {
+            server,
+            ca,
+            _dir: dir,
+        }
+    }
+}
 
 /// A CA and a server certificate for `localhost` and 127.0.0.1, made with openssl.
 pub fn certificates(dir: &Dir) -> (PathBuf, PathBuf, PathBuf) {
