@@ -18,6 +18,7 @@ mod gateway;
 mod helpers;
 mod history;
 mod load;
+mod locations;
 mod maintenance;
 mod metrics;
 mod queue;

@@ -215,9 +215,11 @@ mod tests {
                 uptime_1h: None,
                 uptime_24h: None,
                 error: None,
+                locations: Vec::new(),
             }),
             maintenance: None,
             slo: None,
+            interval: std::time::Duration::from_secs(10),
         }
     }
 

@@ -38,6 +38,8 @@ pub use consumer::ConsumerConfig;
 
 /// Port the worker's health server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8081;
+/// The location of a worker that names none.
+pub const DEFAULT_LOCATION: &str = crate::targets::locations::DEFAULT;
 /// The `service` field of every answer.
 pub const SERVICE: Service = Service::Worker;
 
@@ -65,6 +67,10 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// Jobs run at once by this worker.
     pub concurrency: usize,
+    /// Where this worker probes from (`--location`).
+    pub location: String,
+    /// Source address of every target probe (`--probe-source-ip`).
+    pub probe_source_ip: Option<std::net::IpAddr>,
     /// The targets file, as read at start (`--targets`).
     pub targets: Option<crate::targets::watch::Loaded>,
 }
@@ -84,6 +90,8 @@ impl WorkerConfig {
         if !(1..=1024).contains(&self.concurrency) {
             return Err(invalid("WORKER_CONCURRENCY", "must be between 1 and 1024"));
         }
+        crate::targets::locations::check_name(&self.location)
+            .map_err(|e| invalid("LOCATION", e))?;
         Ok(self)
     }
 }
@@ -111,12 +119,13 @@ pub async fn run(
     let stop = http::shutdown::cancel_on(shutdown);
 
     let last_tick = Arc::new(AtomicU64::new(unix_millis()));
-    let server = RoleServer::start(
+    let server = RoleServer::start_at(
         Role::Worker,
         settings,
         &store,
         listener,
         Some(readiness(last_tick.clone(), config.interval)),
+        Some(config.location.clone()),
     )?;
     let instance = server.instance().id.clone();
     let scheduler = supervise(
@@ -134,7 +143,15 @@ pub async fn run(
             "monitor",
             server.health(),
             &stop,
-            monitor::run(store.clone(), current, stop.clone()),
+            monitor::run(
+                store.clone(),
+                current,
+                monitor::Place {
+                    location: config.location.clone(),
+                    source: config.probe_source_ip,
+                },
+                stop.clone(),
+            ),
         )
     });
     let ctx = Arc::new(tasks::TaskContext {

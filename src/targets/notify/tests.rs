@@ -37,6 +37,8 @@ fn event(state: &str, previous: &str) -> Event {
         reminder: false,
         down_for_s: None,
         maintenance: None,
+        partial: false,
+        locations: Default::default(),
     }
 }
 
@@ -269,6 +271,8 @@ fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
         reason: Some("HTTP 503".into()),
         maintenance: None,
         told_at: None,
+        partial: false,
+        locations: Default::default(),
     };
     let channels = route(web, &parsed.groups, &parsed.notify);
     let due = |now: f64| -> Vec<String> {
