@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::service::ServiceState;
 use crate::store::{Store, StoreError};
-use crate::targets::state::{TargetReport, TargetSample, TargetState, Transition};
+use crate::targets::Target;
+use crate::targets::maintenance::Active;
+use crate::targets::state::{self, TargetReport, TargetSample, TargetState, Transition};
 
 /// The location of a worker that names none.
 pub const DEFAULT: &str = "default";
@@ -236,6 +238,52 @@ fn and(names: &[&str]) -> String {
         [one] => (*one).to_owned(),
         [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
+}
+
+/// Applies `sample` of `target`, probed from location `at.0` at tick `at.1` (while
+/// `window` was in force), to what that location alone found (its own thresholds,
+/// samples and tallies, under [`series`]), then its result to the target's verdict
+/// among all its locations under `rules` ([`TargetState::apply_location`]), in one
+/// compare-and-set of the target's state. Returns the target's state written, `None`
+/// when the probe was overtaken.
+pub async fn observe(
+    store: &dyn Store,
+    target: &Target,
+    at: (&str, u64),
+    sample: TargetSample,
+    window: Option<Active>,
+    rules: Rules<'_>,
+) -> Result<Option<TargetState>, StoreError> {
+    let (location, tick) = at;
+    let here = series(&target.name, location);
+    let Some(own) = state::observe_in(
+        store,
+        &here,
+        tick,
+        sample.clone(),
+        target.thresholds,
+        window.clone(),
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let result = LocationResult::of(own.status, &sample, tick);
+    let counts = window.is_none();
+    state::update_with(store, &target.name, |state| {
+        let mut recorded = None;
+        let applied = state.apply_with(window.clone(), |s| {
+            let now = crate::clock::unix_now();
+            recorded = s.apply_location(&target.name, location, result.clone(), rules, now);
+            recorded.is_some()
+        });
+        applied.then(|| {
+            recorded
+                .flatten()
+                .and_then(|s| state::sample_record(&s, counts).ok())
+        })
+    })
+    .await
 }
 
 /// Adds to each of `reports` whose state holds several locations what each location

@@ -294,7 +294,15 @@ async fn record(
         )
         .await
     } else {
-        located(monitor, target, tick, checked.sample, window, &live).await
+        let rules = locations::Rules {
+            expected: target.locations.as_deref().unwrap_or(&live),
+            live: &live,
+            quorum: target.quorum,
+            interval: target.interval.as_secs_f64(),
+        };
+        let store = monitor.store.as_ref();
+        let here = (monitor.location.as_str(), tick);
+        locations::observe(store, target, here, checked.sample, window, rules).await
     };
     let result = match observed {
         Ok(Some(state)) => {
@@ -316,63 +324,6 @@ async fn record(
     if let Err(e) = result {
         tracing::warn!(target = name, error = %e, "probe result not recorded; the next probe tries again");
     }
-}
-
-/// Applies this location's `sample` of `target` (of `tick`) to what the location alone
-/// found (its own thresholds, samples and tallies, under [`locations::series`]), then
-/// its result to the target's verdict among all its locations
-/// ([`state::TargetState::apply_location`]). Returns the target's state written, `None`
-/// when the probe was overtaken.
-async fn located(
-    monitor: &Monitor,
-    target: &Target,
-    tick: u64,
-    sample: state::TargetSample,
-    window: Option<maintenance::Active>,
-    live: &[String],
-) -> Result<Option<state::TargetState>, StoreError> {
-    let store = monitor.store.as_ref();
-    let here = locations::series(&target.name, &monitor.location);
-    let Some(own) = state::observe_in(
-        store,
-        &here,
-        tick,
-        sample.clone(),
-        target.thresholds,
-        window.clone(),
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    let result = locations::LocationResult::of(own.status, &sample, tick);
-    let expected = target.locations.as_deref().unwrap_or(live);
-    let rules = locations::Rules {
-        expected,
-        live,
-        quorum: target.quorum,
-        interval: target.interval.as_secs_f64(),
-    };
-    let counts = window.is_none();
-    state::update_with(store, &target.name, |state| {
-        let mut recorded = None;
-        let applied = state.apply_with(window.clone(), |s| {
-            recorded = s.apply_location(
-                &target.name,
-                &monitor.location,
-                result.clone(),
-                rules,
-                unix_now(),
-            );
-            recorded.is_some()
-        });
-        applied.then(|| {
-            recorded
-                .flatten()
-                .and_then(|s| state::sample_record(&s, counts).ok())
-        })
-    })
-    .await
 }
 
 /// While `target` is down, queues the reminders due (see [`notify::reminders`]); a
