@@ -16,6 +16,8 @@
 //!     success_threshold: 1
 //!     headers: {Authorization: "Bearer ${PAYMENTS_TOKEN}"}
 //!     basic_auth: {username: svc, password: {file: /etc/svc/payments-password}}
+//!     locations: [eu-west, us-east]   # where it is probed from ([`locations`])
+//!     quorum: 2                       # how many must see it down; default a majority
 //! notify:
 //!   - url: http://alerts.internal/hook
 //!   - {url: "${SLACK_WEBHOOK_URL}", kind: slack}
