@@ -221,6 +221,16 @@ async fn a_partial_failure_is_shown_not_sent_and_a_quorum_pages_once_with_each_l
         ],
     )
     .await;
+    // The page gives each location a line of its own.
+    let page = crate::helpers::get_text(&dashboard.url("/")).await;
+    for (location, word) in [
+        ("eu-west", "down"),
+        ("us-east", "down"),
+        ("ap-south", "healthy"),
+    ] {
+        let line = format!(r#"<li data-location="{location}" data-state="{word}">"#);
+        assert!(page.contains(&line), "{line} not in the page:\n{page}");
+    }
     tokio::time::sleep(quiet_period()).await;
     let posts = receiver.posts();
     assert_eq!(posts.len(), 1, "one notification per change: {posts:#?}");
