@@ -500,3 +500,43 @@ fn a_burn_is_one_job_per_channel_that_takes_it_with_the_episode_as_id() {
     let ntfy = render(&channel("ntfy"), &event);
     assert_eq!(header(&ntfy, "x-priority"), Some("4"), "a burn warns");
 }
+
+#[test]
+fn a_partial_failure_goes_only_to_channels_that_ask_for_it_with_each_location() {
+    use crate::targets::locations::LocationDetail;
+    let text = r#"
+notify:
+  - {name: hook, url: "http://127.0.0.1:9/hook"}
+  - {name: watch, url: "http://127.0.0.1:9/watch", on: [down, partial]}
+"#;
+    let parsed = parse(text).expect("valid");
+    let (hook, watch) = (&parsed.notify[0], &parsed.notify[1]);
+    let mut partial = event("degraded", "up");
+    partial.partial = true;
+    partial.locations.insert(
+        "us-east".into(),
+        LocationDetail {
+            state: "down".into(),
+            reason: Some("HTTP 503".into()),
+            response_time_ms: Some(3.0),
+        },
+    );
+    assert!(
+        !hook.accepts(&partial),
+        "a partial failure is shown, not sent"
+    );
+    assert!(watch.accepts(&partial));
+    assert!(watch.accepts(&event("down", "up")));
+    assert!(
+        !watch.accepts(&event("degraded", "up")),
+        "on: [down, partial]"
+    );
+    let body = json_of(&render(watch, &partial));
+    assert_eq!(body["partial"], true);
+    assert_eq!(body["locations"]["us-east"]["state"], "down", "{body}");
+    assert_eq!(
+        body["locations"]["us-east"]["response_time_ms"], 3.0,
+        "{body}"
+    );
+    assert!(parse("notify: [{url: 'http://x', on: [partly]}]").is_err());
+}
