@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::service::ServiceState;
-use crate::store::{Store, StoreError};
+use crate::store::{SampleRecord, Store, StoreError};
 use crate::targets::Target;
 use crate::targets::maintenance::Active;
 use crate::targets::state::{self, TargetReport, TargetSample, TargetState, Transition};
@@ -242,7 +242,7 @@ fn and(names: &[&str]) -> String {
 
 /// Applies `sample` of `target`, probed from location `at.0` at tick `at.1` (while
 /// `window` was in force), to what that location alone found (its own thresholds,
-/// samples and tallies, under [`series`]), then its result to the target's verdict
+/// samples and minute tallies, under [`series`]), then its result to the target's verdict
 /// among all its locations under `rules` ([`TargetState::apply_location`]), in one
 /// compare-and-set of the target's state. Returns the target's state written, `None`
 /// when the probe was overtaken.
@@ -256,20 +256,28 @@ pub async fn observe(
 ) -> Result<Option<TargetState>, StoreError> {
     let (location, tick) = at;
     let here = series(&target.name, location);
-    let Some(own) = state::observe_in(
-        store,
-        &here,
-        tick,
-        sample.clone(),
-        target.thresholds,
-        window.clone(),
-    )
+    let counts = window.is_none();
+    // The location's own history counts its minutes only (its uptime over the hour):
+    // the hours, days and response-time histograms are the target's, of its verdict.
+    let own_record = SampleRecord {
+        minutes_only: true,
+        ..state::sample_record(&sample, counts)?
+    };
+    let Some(own) = state::update_with(store, &here, |own| {
+        own.apply_in(
+            &here,
+            tick,
+            sample.clone(),
+            target.thresholds,
+            window.clone(),
+        )
+        .then(|| Some(own_record.clone()))
+    })
     .await?
     else {
         return Ok(None);
     };
     let result = LocationResult::of(own.status, &sample, tick);
-    let counts = window.is_none();
     state::update_with(store, &target.name, |state| {
         let mut recorded = None;
         let applied = state.apply_with(window.clone(), |s| {

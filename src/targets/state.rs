@@ -488,6 +488,7 @@ pub(crate) fn sample_record(s: &TargetSample, counts: bool) -> Result<SampleReco
             up: s.status != ServiceState::Down,
             counts,
             response_time_ms: s.response_time_ms,
+            minutes_only: false,
             json,
         })
         .map_err(|e| StoreError::Command(e.to_string()))

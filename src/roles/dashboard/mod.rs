@@ -382,7 +382,7 @@ struct TargetEntry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     slo: Option<&'a crate::targets::slo::SloReport>,
     /// Each location's word (`healthy`, `degraded`, `down`, `no data`), reason, response
-    /// time and uptime, when it is probed from several.
+    /// time and uptime over the last hour, when it is probed from several.
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     locations: serde_json::Map<String, serde_json::Value>,
 }
@@ -435,7 +435,6 @@ fn located(row: &snapshot::TargetRow, now: f64) -> serde_json::Map<String, serde
                 "response_time_ms": r.response_time_ms,
                 "timestamp": r.timestamp,
                 "uptime_1h": own.and_then(|o| o.uptime_1h),
-                "uptime_24h": own.and_then(|o| o.uptime_24h),
             });
             (name.clone(), entry)
         })

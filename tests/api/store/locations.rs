@@ -1,5 +1,5 @@
 //! Locations: each location's latest result (state, reason, response time, time) is
-//! kept in the target's state and its own samples and tallies beside it, a newer
+//! kept in the target's state and its own samples and minute tallies beside it, a newer
 //! result of a location is never overridden by an older one, and the verdict that
 //! combines them reads back the same on both backends.
 
@@ -83,6 +83,9 @@ async fn contract(store: SharedStore) {
     let times: Vec<Option<f64>> = own.samples.iter().map(|s| s.response_time_ms).collect();
     assert_eq!(times, [Some(20.0), Some(10.0)]);
     assert_eq!(own.uptime_1h, Some(50.0));
+    assert_eq!(own.uptime_24h, None, "a location counts its minutes only");
+    let hours = report.uptime_24h;
+    assert!(hours.is_some(), "the target's verdict counts its hours");
     // The target's own history: one sample per tick, the verdict at the tick's first.
     assert_eq!(report.samples.len(), 2, "{:?}", report.samples);
 }
