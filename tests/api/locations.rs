@@ -241,10 +241,12 @@ async fn a_location_whose_worker_dies_is_no_data_and_the_verdict_follows_the_oth
     let redis = RedisServer::start();
     let target = PerSource::start().await;
     let receiver = Receiver::start(0, false).await;
-    let listed = "    locations: [eu-west, us-east, ap-south]\n";
+    // sa-east has no worker at all: no data from the start, and the quorum is stated.
+    let listed = "    locations: [eu-west, us-east, ap-south, sa-east]\n    quorum: 2\n";
     let file = file(&target.url, &receiver.url, listed);
     let (mut workers, dashboard) = located_cluster(&redis, &file.path()).await;
-    wait_web(&dashboard, "healthy", &ALL_UP).await;
+    let entry = wait_web(&dashboard, "healthy", &ALL_UP).await;
+    assert_eq!(entry["locations"]["sa-east"]["state"], "no data", "{entry}");
 
     // The whole of ap-south goes, without a word.
     let mut gone = workers.pop().expect("ap-south");
@@ -282,7 +284,7 @@ async fn a_location_whose_worker_dies_is_no_data_and_the_verdict_follows_the_oth
     assert!(
         down["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("no data from ap-south")),
+            .is_some_and(|r| r.ends_with("no data from ap-south and sa-east")),
         "{down}"
     );
     assert_eq!(

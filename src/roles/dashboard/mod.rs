@@ -419,24 +419,18 @@ fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
 /// [`TargetEntry::locations`] of `row` at `now`.
 fn located(row: &snapshot::TargetRow, now: f64) -> serde_json::Map<String, serde_json::Value> {
     let report = row.report.as_ref();
-    let interval = row.interval.as_secs_f64();
-    let all = report.and_then(|r| r.state.as_ref()).map(|s| &s.locations);
-    all.into_iter()
-        .flatten()
-        .map(|(name, r)| {
-            let word = r
-                .state
-                .filter(|_| r.fresh(interval, now))
-                .map_or("no data", system::state_name);
-            let own = report.and_then(|rep| rep.locations.iter().find(|l| l.name == *name));
+    row.located(now)
+        .into_iter()
+        .map(|(name, r, word)| {
+            let own = report.and_then(|rep| rep.locations.iter().find(|l| l.name == name));
             let entry = serde_json::json!({
                 "state": word,
-                "reason": r.reason,
-                "response_time_ms": r.response_time_ms,
-                "timestamp": r.timestamp,
+                "reason": r.and_then(|r| r.reason.as_deref()),
+                "response_time_ms": r.and_then(|r| r.response_time_ms),
+                "timestamp": r.map(|r| r.timestamp),
                 "uptime_1h": own.and_then(|o| o.uptime_1h),
             });
-            (name.clone(), entry)
+            (name.to_owned(), entry)
         })
         .collect()
 }

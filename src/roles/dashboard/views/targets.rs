@@ -156,8 +156,11 @@ fn slo_note(slo: &crate::targets::slo::SloReport) -> Markup {
 /// What each location of a target probed from several found: its own verdict (or
 /// "no data" when its latest result is older than two intervals), response time,
 /// uptime over the hour and its sparkline.
-fn locations(row: &TargetRow, state: &crate::targets::state::TargetState, now: f64) -> Markup {
-    let interval = row.interval.as_secs_f64();
+fn locations(row: &TargetRow, now: f64) -> Markup {
+    let located = row.located(now);
+    if located.is_empty() {
+        return html! {};
+    }
     let history = |name: &str| {
         row.report
             .as_ref()
@@ -165,11 +168,7 @@ fn locations(row: &TargetRow, state: &crate::targets::state::TargetState, now: f
     };
     html! {
         ul.locations {
-            @for (name, result) in &state.locations {
-                @let word = match result.state.filter(|_| result.fresh(interval, now)) {
-                    Some(s) => state_name(s),
-                    None => "no data",
-                };
+            @for (name, result, word) in &located {
                 @let own = history(name);
                 @let points: Vec<Option<f64>> = own
                     .map(|r| r.samples.iter().rev().map(|s| s.response_time_ms).collect())
@@ -178,7 +177,7 @@ fn locations(row: &TargetRow, state: &crate::targets::state::TargetState, now: f
                     span.name { (name) } ": "
                     span class={ "badge " (word.replace(' ', "-")) } { (word) }
                     " " span.muted {
-                        (millis(result.response_time_ms))
+                        (millis(result.and_then(|r| r.response_time_ms)))
                         @if let Some(up) = own.and_then(|r| r.uptime_1h) {
                             " · " (format!("{up:.1} %")) " 1 h"
                         }
@@ -234,9 +233,7 @@ fn target_row(row: &TargetRow, now: f64) -> Markup {
                 @if let Some(since) = state.and_then(|s| s.since).filter(|_| row.maintenance.is_none()) {
                     " " span.muted { "for " (ago(now - since)) }
                 }
-                @if let Some(state) = state.filter(|s| !s.locations.is_empty()) {
-                    (locations(row, state, now))
-                }
+                (locations(row, now))
             }
             td.num { (millis(state.and_then(|s| s.last.as_ref()).and_then(|l| l.response_time_ms))) }
             td.num { (percent(report.and_then(|r| r.uptime_1h))) }
