@@ -157,6 +157,14 @@ pub struct WorkerFlags {
     /// YAML file of your own services to probe and the webhooks to notify; reloaded when it changes.
     #[arg(long = "targets", env = "TARGETS_FILE", value_name = "FILE")]
     pub targets: Option<std::path::PathBuf>,
+    /// Where this worker probes from (a zone or region: lowercase letters, digits, '-'):
+    /// each target is probed once per interval from each location.
+    #[arg(long, env = "LOCATION", default_value = worker::DEFAULT_LOCATION)]
+    pub location: String,
+    /// Source address every target probe's socket binds (a multi-homed host's probe
+    /// address) [default: the system's choice].
+    #[arg(long, env = "PROBE_SOURCE_IP")]
+    pub probe_source_ip: Option<IpAddr>,
 }
 
 /// Flags of `svc dashboard`.
@@ -539,6 +547,8 @@ impl WorkerFlags {
             visibility_timeout: self.visibility_timeout,
             max_attempts: self.max_attempts,
             concurrency: self.concurrency,
+            location: self.location.clone(),
+            probe_source_ip: self.probe_source_ip,
             targets: targets(
                 self.targets.as_deref(),
                 self.interval,

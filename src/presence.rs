@@ -43,6 +43,7 @@ pub fn describe(role: Role, addr: SocketAddr, advertise: Option<&str>) -> Instan
         started_at: unix_now(),
         address: address(advertise, addr),
         faults: Vec::new(),
+        location: None,
     }
 }
 

@@ -291,6 +291,7 @@ mod tests {
             started_at: 0.0,
             address: address.map(str::to_owned),
             faults: Vec::new(),
+            location: None,
         }
     }
 

@@ -34,8 +34,18 @@ test), non-zero when the setup fails.
 
 It takes about 4 minutes.
 
+Locations (--locations): the live run twice, each on a fresh Redis: once as above
+(one location), once with each worker in a location of its own (LOCATION eu-west,
+us-east, ap-south; PROBE_SOURCE_IP 127.0.0.2, .3, .4), so each target is probed once
+per interval from each of three locations. Prints beside each other the workers' CPU,
+Redis' CPU (utime + stime of redis-server, % of one core), commands per second and
+used_memory at the end, probes per target and by source address; the budget of the
+three-location run is the single-location figure times three (and each worker under
+three times the single run's goal of 10 % of a core). Skips the memory fill
+and the dashboard. About 3 minutes.
+
 Usage: tests/bench_targets.py [--duration SECONDS] [--connections N] [--window SECONDS]
-                              [--targets N]
+                              [--targets N] [--locations]
   (--rounds is accepted and ignored, so tests/bench.sh passes every script the same flags)
 Needs: target/release/svc and target/release/examples/fill_targets
 (cargo build --release --locked --bins --example fill_targets; FILL_TARGETS names
@@ -78,11 +88,13 @@ def arguments():
     ap.add_argument("--connections", type=int, default=32, help="wrk connections")
     ap.add_argument("--window", type=int, default=60, help="seconds measured after warm-up")
     ap.add_argument("--targets", type=int, default=1000)
+    ap.add_argument("--locations", action="store_true",
+                    help="one location against three, side by side")
     args, _ = ap.parse_known_args()
     for tool in ("redis-server", "redis-cli", "nginx", "wrk"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: run tests/bench.sh, which installs it")
-    for binary in (SVC, FILL):
+    for binary in (SVC,) if args.locations else (SVC, FILL):
         if not os.path.exists(binary):
             sys.exit(f"{binary} not found: cargo build --release --locked --bins "
                      "--example fill_targets")
@@ -141,21 +153,47 @@ def quantile(buckets, q):
     return lower, (lower, float("inf"))
 
 
-def probes_by_target(log, start, end):
-    """Requests to /t/<i> in bytes start..end of nginx's access log, by target."""
+def log_lines(log, start, end):
+    """The lines in bytes start..end of nginx's access log."""
     with open(log, "rb") as f:
         f.seek(start)
-        lines = f.read(end - start).splitlines()
+        return f.read(end - start).splitlines()
+
+
+def probes_by_target(log, start, end):
+    """Requests to /t/<i> in bytes start..end of nginx's access log, by target."""
     counts = {}
-    for line in lines:
+    for line in log_lines(log, start, end):
         m = re.search(rb'"GET /t/(\d+) ', line)
         if m:
             counts[int(m.group(1))] = counts.get(int(m.group(1)), 0) + 1
     return counts
 
 
-def live(tmp, args):
-    """Three workers on `args.targets` targets: a dict of figures over the window."""
+# The three-location run: each worker's location and the address its probes leave from.
+LOCATIONS = (("eu-west", "127.0.0.2"), ("us-east", "127.0.0.3"), ("ap-south", "127.0.0.4"))
+
+
+def redis_figures(url, pid):
+    """redis-server's CPU seconds so far, and the commands it has processed."""
+    stats = redis_cli(url, "INFO", "stats")
+    commands = re.search(r"^total_commands_processed:(\d+)", stats, re.M).group(1)
+    return cpu_seconds(pid), int(commands)
+
+
+def probes_by_source(log, start, end):
+    """Requests to /t/ in bytes start..end of nginx's access log, by client address."""
+    counts = {}
+    for line in log_lines(log, start, end):
+        if b'"GET /t/' in line:
+            source = line.split(b" ", 1)[0].decode()
+            counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+def live(tmp, args, locations=()):
+    """Three workers on `args.targets` targets, each in its own location of `locations`
+    when given: a dict of figures over the window."""
     log = os.path.join(tmp, "targets-access.log")
     nginx, port = start_nginx(tmp, f"""
         location /t/ {{ access_log {log}; default_type text/plain; return 200 'ok'; }}
@@ -164,18 +202,24 @@ def live(tmp, args):
     file = targets_file(tmp, args.targets, port)
     workers = []
     try:
-        for _ in range(3):
-            workers.append(start("worker", env(redis_url, TARGETS_FILE=file)))
+        for i in range(3):
+            placed = {}
+            if locations:
+                placed = {"LOCATION": locations[i][0], "PROBE_SOURCE_IP": locations[i][1]}
+            workers.append(start("worker", env(redis_url, TARGETS_FILE=file, **placed)))
         time.sleep(WARM_UP)
         # Metrics first, CPU last at the start and the other way round at the end, so
         # the scrapes (1,000 targets' series each) fall outside the CPU window.
         before = [lag_histogram(p) for _, p in workers]
         log_start = os.path.getsize(log)
+        redis_start = redis_figures(redis_url, redis.pid)
         cpu = [cpu_seconds(w.pid) for w, _ in workers]
         began = time.monotonic()
         time.sleep(args.window)
         cpu = [cpu_seconds(w.pid) - c for (w, _), c in zip(workers, cpu)]
         wall = time.monotonic() - began
+        redis_end = redis_figures(redis_url, redis.pid)
+        redis_memory = used_memory(redis_url)[0]
         log_end = os.path.getsize(log)
         after = [lag_histogram(p) for _, p in workers]
         rss = [rss_kib(w.pid) / 1024 for w, _ in workers]
@@ -207,6 +251,10 @@ def live(tmp, args):
         "nginx": sum(counts),
         "per_target": (min(counts), max(counts)),
         "claims": (len(claims), statistics.mean(claim_bytes) if claim_bytes else 0),
+        "redis_cpu": 100 * (redis_end[0] - redis_start[0]) / wall,
+        "redis_ops": (redis_end[1] - redis_start[1]) / wall,
+        "redis_memory": redis_memory,
+        "by_source": probes_by_source(log, log_start, log_end),
     }
 
 
@@ -342,8 +390,59 @@ def row(label, value, goal="-", met=None):
     print(f"  {label:<46} {value:>32}   {goal:<10} {verdict}")
 
 
+def compare_locations(args):
+    """One location against three, each on a fresh Redis, side by side."""
+    runs = []
+    for locations in ((), LOCATIONS):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs.append(live(tmp, args, locations))
+    one, three = runs
+    n, window = args.targets, one["wall"]
+    print(f"\nlocations: {n} targets at a {INTERVAL} s interval, 3 workers; one location, then "
+          f"each worker in its own of three; {window:.0f} s windows after a {WARM_UP} s warm-up\n")
+    print(f"  {'measure':<40} {'1 location':>14} {'3 locations':>14} {'3 x 1 location':>15}"
+          "  verdict")
+
+    def side(label, a, b, fmt, budget=False):
+        """A row: the two runs and, for a budgeted figure, three times the first."""
+        cells = f"{fmt.format(a):>14} {fmt.format(b):>14}"
+        if budget:
+            verdict = "ok" if b <= 3 * a else "MISSED"
+            cells += f" {fmt.format(3 * a):>15}  {verdict}"
+        print(f"  {label:<40} {cells}")
+
+    side("worker CPU, % of one core (sum of 3)", sum(one["cpu"]), sum(three["cpu"]), "{:.1f}",
+         budget=True)
+    for i in range(3):
+        side(f"  worker {i + 1}", one["cpu"][i], three["cpu"][i], "{:.1f}")
+    worst = max(three["cpu"])
+    print(f"  {'  goal: each < 3 x 10 % (the single goal)':<40} {'':>14} {worst:>14.1f} "
+          f"{'< 30':>15}  {'ok' if worst < 30 else 'MISSED'}")
+    side("worker RSS, MiB (largest)", max(one["rss"]), max(three["rss"]), "{:.1f}")
+    side("Redis CPU, % of one core", one["redis_cpu"], three["redis_cpu"], "{:.1f}", budget=True)
+    side("Redis commands per second", one["redis_ops"], three["redis_ops"], "{:.0f}",
+         budget=True)
+    side("Redis used_memory at the end, MB", one["redis_memory"] / 1e6,
+         three["redis_memory"] / 1e6, "{:.1f}", budget=True)
+    side("probes in window (nginx)", one["nginx"], three["nginx"], "{:.0f}")
+    side("  expected: targets x intervals x locations", n * window / INTERVAL,
+         3 * n * three["wall"] / INTERVAL, "{:.0f}")
+    side("probe start lag p99, ms", one["p99"][0] * 1000, three["p99"][0] * 1000, "{:.1f}")
+    per = three["wall"] / INTERVAL
+    low, high = three["per_target"]
+    print(f"  probes of each target, 3 locations: min {low}, max {high} "
+          f"(3 x {per:.1f} intervals: {3 * int(per)}-{3 * (int(per) + 1)})")
+    print("  by source address, 1 location: " + ", ".join(
+        f"{k} {v}" for k, v in sorted(one["by_source"].items())))
+    print("  by source address, 3 locations: " + ", ".join(
+        f"{k} {v}" for k, v in sorted(three["by_source"].items())))
+
+
 def main():
     args = arguments()
+    if args.locations:
+        compare_locations(args)
+        return
     n = args.targets
     with tempfile.TemporaryDirectory() as tmp:
         live_dir, fill_dir = os.path.join(tmp, "live"), os.path.join(tmp, "fill")

@@ -75,6 +75,18 @@ impl RoleServer {
         listener: TcpListener,
         check: Option<RoleCheck>,
     ) -> Result<Self, ServeError> {
+        Self::start_at(role, settings, store, listener, check, None)
+    }
+
+    /// [`RoleServer::start`] of a worker that announces `location` in its heartbeat.
+    pub fn start_at(
+        role: Role,
+        settings: &Settings,
+        store: &SharedStore,
+        listener: TcpListener,
+        check: Option<RoleCheck>,
+        location: Option<String>,
+    ) -> Result<Self, ServeError> {
         telemetry::install_metrics();
         let (metrics, gauge) = metrics_of(role);
         if let Some(m) = metrics {
@@ -82,8 +94,10 @@ impl RoleServer {
             metrics::gauge!(m.in_progress).set(0.0);
         }
         let health = Health::new(role.service(), settings.ready_without_store, check);
-        let instance =
-            presence::describe(role, listener.local_addr()?, settings.advertise.as_deref());
+        let instance = Instance {
+            location,
+            ..presence::describe(role, listener.local_addr()?, settings.advertise.as_deref())
+        };
         // The gateway and the worker take faults; the dashboard must show them, not
         // suffer them.
         let faults = (settings.faults && role != Role::Dashboard).then(|| {

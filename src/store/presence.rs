@@ -33,6 +33,11 @@ pub struct Instance {
     /// faults existed).
     #[serde(default)]
     pub faults: Vec<String>,
+    /// The location a worker probes from (`--location`); `None` for the other roles
+    /// and for records written before locations existed (a worker's is then
+    /// [`crate::targets::locations::DEFAULT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// Heartbeats of running instances.

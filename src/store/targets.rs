@@ -110,6 +110,10 @@ pub struct SampleRecord {
     pub counts: bool,
     /// Its response time, counted in the hour's [`Latency`] when it found the target up.
     pub response_time_ms: Option<f64>,
+    /// Whether it counts in its minute's tally only, not in the hour's, the day's or the
+    /// hour's [`Latency`]: a location's own history, which serves its uptime over the
+    /// last hour, while the target's full history holds the verdict.
+    pub minutes_only: bool,
     /// The sample, encoded.
     pub json: String,
 }

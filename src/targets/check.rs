@@ -25,6 +25,7 @@ pub mod icmp;
 pub mod tls;
 pub mod ws;
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -96,36 +97,105 @@ pub struct Facts {
     pub tls_version: Option<String>,
 }
 
+/// What every probe of one worker shares: its HTTP client and the source address
+/// its sockets bind (`--probe-source-ip`). Every check type takes it, so a probe
+/// leaves from the worker's own address whatever its type.
+#[derive(Debug, Clone)]
+pub struct Prober {
+    /// The client HTTP probes use ([`client`]).
+    pub client: reqwest::Client,
+    /// The address every probe's socket binds; `None`: the system's choice.
+    pub source: Option<IpAddr>,
+}
+
+impl Prober {
+    /// Probes whose sockets bind `source`.
+    pub fn new(source: Option<IpAddr>) -> Result<Self, reqwest::Error> {
+        Ok(Prober {
+            client: client(source)?,
+            source,
+        })
+    }
+
+    /// A TCP connection to `host:port` from the source address ([`connect`]).
+    pub async fn connect(&self, host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        connect(self.source, host, port).await
+    }
+}
+
+/// A TCP connection to `host:port` from `source` when given: each of the host's
+/// addresses of the source's family in turn.
+pub async fn connect(
+    source: Option<IpAddr>,
+    host: &str,
+    port: u16,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(source) = source else {
+        return tokio::net::TcpStream::connect((host, port)).await;
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        if addr.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("no address of {host} reachable from {source}"),
+        )
+    }))
+}
+
 /// The client target probes use: the system's roots (rustls), a fresh connection per
 /// probe (so each one sees the certificate, and a connection the target closed while
-/// idle never fails a probe), no redirects followed (a redirect is an answer).
-pub fn client() -> Result<reqwest::Client, reqwest::Error> {
-    client_builder().build()
+/// idle never fails a probe), no redirects followed (a redirect is an answer), its
+/// sockets bound to `source` when given.
+pub fn client(source: Option<IpAddr>) -> Result<reqwest::Client, reqwest::Error> {
+    client_builder(source).build()
 }
 
 /// [`client`], before it is built (to pin a name to addresses, say).
-pub fn client_builder() -> reqwest::ClientBuilder {
+pub fn client_builder(source: Option<IpAddr>) -> reqwest::ClientBuilder {
     crate::tls::http_client()
         .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .tls_info(true)
+        .local_address(source)
         .user_agent(concat!("svc/", env!("CARGO_PKG_VERSION")))
 }
 
 /// Probes `target` once.
-pub async fn check(client: &reqwest::Client, target: &Target) -> Checked {
+pub async fn check(prober: &Prober, target: &Target) -> Checked {
     let timestamp = unix_now();
     let start = Instant::now();
     let answer = match &target.endpoint {
-        Endpoint::Http(url) => http(client, url, &target.auth, target.timeout)
+        Endpoint::Http(url) => http(&prober.client, url, &target.auth, target.timeout)
             .await
             .map(Found::from),
-        Endpoint::Tcp { host, port } => tcp(host, *port, target.timeout).await.map(Found::from),
-        Endpoint::Dns(query) => dns::check(query, &target.expect, target.timeout).await,
-        Endpoint::Grpc(health) => grpc::check(health, target.timeout).await,
-        Endpoint::Ws(socket) => ws::check(socket, &target.expect, target.timeout).await,
-        Endpoint::Tls(port) => tls::check(port, &target.expect, target.timeout).await,
-        Endpoint::Icmp(echo) => icmp::check(echo, target.timeout).await,
+        Endpoint::Tcp { host, port } => tcp(prober, host, *port, target.timeout)
+            .await
+            .map(Found::from),
+        Endpoint::Dns(query) => {
+            dns::check(prober.source, query, &target.expect, target.timeout).await
+        }
+        Endpoint::Grpc(health) => grpc::check(prober.source, health, target.timeout).await,
+        Endpoint::Ws(socket) => {
+            ws::check(prober.source, socket, &target.expect, target.timeout).await
+        }
+        Endpoint::Tls(port) => {
+            tls::check(prober.source, port, &target.expect, target.timeout).await
+        }
+        Endpoint::Icmp(echo) => icmp::check(prober.source, echo, target.timeout).await,
     };
     let (status, response_time_ms, error, cert_expires_at, http, facts) = match answer {
         Err(reason) => (
@@ -386,8 +456,8 @@ async fn http(
     }
 }
 
-async fn tcp(host: &str, port: u16, timeout: Duration) -> Result<Answer, String> {
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+async fn tcp(prober: &Prober, host: &str, port: u16, timeout: Duration) -> Result<Answer, String> {
+    match tokio::time::timeout(timeout, prober.connect(host, port)).await {
         Err(_) => Err(format!(
             "no connection within {}",
             humantime::format_duration(timeout)

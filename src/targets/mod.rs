@@ -16,6 +16,8 @@
 //!     success_threshold: 1
 //!     headers: {Authorization: "Bearer ${PAYMENTS_TOKEN}"}
 //!     basic_auth: {username: svc, password: {file: /etc/svc/payments-password}}
+//!     locations: [eu-west, us-east]   # where it is probed from ([`locations`])
+//!     quorum: 2                       # how many must see it down; default a majority
 //!   - {name: ldaps, url: "tls://ldap.internal:636", ca_file: /etc/svc/ca.pem,
 //!      expect: {cert_expires_in: 14d, names: [ldap.internal]}}
 //! notify:
@@ -46,6 +48,7 @@
 pub mod blackbox;
 pub mod check;
 pub mod history;
+pub mod locations;
 pub mod maintenance;
 pub mod modules;
 pub mod notify;
@@ -129,6 +132,11 @@ pub struct Target {
     pub repeat: Option<Duration>,
     /// Its service level objective ([`slo`]): its own, else its group's.
     pub slo: Option<slo::Slo>,
+    /// Where it is probed from ([`locations`]); `None`: every location with a live
+    /// worker.
+    pub locations: Option<Vec<String>>,
+    /// Locations that must see it down for it to be down; `None`: a majority.
+    pub quorum: Option<usize>,
 }
 
 /// Credentials an HTTP target is probed with (besides any in its URL).
@@ -266,6 +274,8 @@ struct TargetSpec {
     notify: Option<Vec<String>>,
     repeat: Option<String>,
     slo: Option<slo::SloSpec>,
+    locations: Option<Vec<String>>,
+    quorum: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -487,6 +497,7 @@ impl Target {
             names: e.names,
         };
         check::fits(&endpoint, &expect)?;
+        let (locations, quorum) = where_from(spec.locations, spec.quorum)?;
         Ok(Target {
             name,
             group: spec.group,
@@ -499,7 +510,40 @@ impl Target {
             notify: spec.notify,
             repeat: spec.repeat.map(|t| notify::spec::repeat(&t)).transpose()?,
             slo: spec.slo.map(|s| s.check()).transpose()?,
+            locations,
+            quorum,
         })
+    }
+}
+
+/// A target's `locations` and `quorum`, checked: known-good names, none twice, and a
+/// quorum that its listed locations can reach.
+fn where_from(
+    listed: Option<Vec<String>>,
+    quorum: Option<usize>,
+) -> Result<(Option<Vec<String>>, Option<usize>), String> {
+    if let Some(names) = &listed {
+        if names.is_empty() {
+            return Err(
+                "locations: an empty list probes from nowhere; leave it out for every location"
+                    .into(),
+            );
+        }
+        for (i, name) in names.iter().enumerate() {
+            locations::check_name(name).map_err(|e| format!("locations: {e}"))?;
+            if names[..i].contains(name) {
+                return Err(format!("locations: {name:?} listed twice"));
+            }
+        }
+    }
+    match (quorum, &listed) {
+        (Some(0), _) => Err("quorum: 0 would call it down from nowhere; at least 1".into()),
+        (Some(q), Some(names)) if q > names.len() => Err(format!(
+            "quorum: {q} is more than the {} locations listed",
+            names.len()
+        )),
+        (Some(q), None) if q > 100 => Err(format!("quorum: {q} is more than 100")),
+        _ => Ok((listed, quorum)),
     }
 }
 

@@ -150,6 +150,8 @@ impl Module {
             repeat: None,
             slo: None,
             ca_file: None,
+            locations: None,
+            quorum: None,
         };
         let template = Target::check(target, super::TIMEOUT_RANGE.end().to_owned(), &mut |_| {
             Ok(sample.to_owned())

@@ -9,10 +9,13 @@
 //! the state holds the window as [`TargetState::ended`] until its one `down`
 //! notification is queued ([`end_handed`]).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::service::{ServiceState, Watched};
 use crate::store::{Incident, SampleRecord, Store, StoreError, Tally, TargetRecord, keys};
+use crate::targets::locations::{LocationDetail, LocationResult};
 use crate::targets::maintenance::Active;
 
 /// Compare-and-set rounds before [`observe`] gives up on a busy target. A round lost
@@ -70,6 +73,13 @@ pub struct Transition {
     /// target still down, and it was told; its reminders count from then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub told_at: Option<f64>,
+    /// A change between up and a partial failure ([`crate::targets::locations`]):
+    /// shown, told only to channels that ask for `partial`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// What each location said at the change, when the target has several.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, LocationDetail>,
 }
 
 impl Transition {
@@ -129,6 +139,15 @@ pub struct TargetState {
     /// The fast burn of its error budget going on, if one is ([`burning`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burn: Option<Burn>,
+    /// The latest result of each location, when it is probed from several.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, LocationResult>,
+    /// Whether the verdict is a partial failure: down from fewer than the quorum.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// Whether that partial failure was told: it followed a down, so its end is told.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial_told: bool,
 }
 
 /// An episode of fast burn of a target's error budget
@@ -183,6 +202,8 @@ impl TargetState {
                 reason: sample.error.clone(),
                 maintenance: None,
                 told_at: None,
+                partial: false,
+                locations: BTreeMap::new(),
             });
             self.handed = false;
             self.status = Some(to);
@@ -204,6 +225,16 @@ impl TargetState {
         thresholds: Thresholds,
         window: Option<Active>,
     ) -> bool {
+        self.apply_with(window, |state| state.apply(name, tick, sample, thresholds))
+    }
+
+    /// Runs `apply` (which says whether it applied a probe) under maintenance window
+    /// `window`, as [`TargetState::apply_in`] does.
+    pub fn apply_with(
+        &mut self,
+        window: Option<Active>,
+        apply: impl FnOnce(&mut Self) -> bool,
+    ) -> bool {
         let before = self.status;
         let change = self.change.as_ref().map(|c| c.id.clone());
         // A down made in the window now in force: nobody was told of it.
@@ -213,7 +244,7 @@ impl TargetState {
             }
             _ => false,
         };
-        if !self.apply(name, tick, sample, thresholds) {
+        if !apply(self) {
             return false;
         }
         let changed = self.change.as_ref().map(|c| &c.id) != change.as_ref();
@@ -262,6 +293,9 @@ pub struct TargetReport {
     pub uptime_24h: Option<f64>,
     /// What could not be read of it.
     pub error: Option<String>,
+    /// What each of its locations alone found, named by location, when it is probed
+    /// from several ([`crate::targets::locations::read`]).
+    pub locations: Vec<TargetReport>,
 }
 
 /// Percent of `tallies` (by minute or hour number) from `since` on that were up.
@@ -313,11 +347,13 @@ pub async fn reports(
     now: f64,
 ) -> Result<Vec<TargetReport>, StoreError> {
     let records = store.target_records(names, now).await?;
-    Ok(names
+    let mut reports: Vec<TargetReport> = names
         .iter()
         .zip(records)
         .map(|(name, record)| report(name, record, now))
-        .collect())
+        .collect();
+    crate::targets::locations::read(store, &mut reports, now).await?;
+    Ok(reports)
 }
 
 /// Applies `sample`, from scheduler tick `tick`, to target `name` and records it.
@@ -443,17 +479,32 @@ async fn update(
     mut change: impl FnMut(&mut TargetState) -> bool,
 ) -> Result<Option<TargetState>, StoreError> {
     let record = sample
-        .map(|(s, counts)| {
-            serde_json::to_string(s).map(|json| SampleRecord {
-                timestamp: s.timestamp,
-                up: s.status != ServiceState::Down,
-                counts,
-                response_time_ms: s.response_time_ms,
-                json,
-            })
+        .map(|(s, counts)| sample_record(s, counts))
+        .transpose()?;
+    update_with(store, name, |state| change(state).then(|| record.clone())).await
+}
+
+/// `sample` as the store keeps it, counted in the tallies when `counts`.
+pub(crate) fn sample_record(s: &TargetSample, counts: bool) -> Result<SampleRecord, StoreError> {
+    serde_json::to_string(s)
+        .map(|json| SampleRecord {
+            timestamp: s.timestamp,
+            up: s.status != ServiceState::Down,
+            counts,
+            response_time_ms: s.response_time_ms,
+            minutes_only: false,
+            json,
         })
-        .transpose()
-        .map_err(|e| StoreError::Command(e.to_string()))?;
+        .map_err(|e| StoreError::Command(e.to_string()))
+}
+
+/// [`update`] where `change` says what sample to record with the state: `None` leaves
+/// the state alone, `Some(None)` writes it without a sample.
+pub(crate) async fn update_with(
+    store: &dyn Store,
+    name: &str,
+    mut change: impl FnMut(&mut TargetState) -> Option<Option<SampleRecord>>,
+) -> Result<Option<TargetState>, StoreError> {
     for _ in 0..ROUNDS {
         let seen = store.target_state(name).await?;
         let mut state = match &seen {
@@ -463,9 +514,9 @@ async fn update(
             })?,
             None => TargetState::default(),
         };
-        if !change(&mut state) {
+        let Some(record) = change(&mut state) else {
             return Ok(None);
-        }
+        };
         let json = serde_json::to_string(&state).map_err(|e| StoreError::Command(e.to_string()))?;
         if store
             .put_target_state(name, seen.as_deref(), &json, record.as_ref())

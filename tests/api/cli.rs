@@ -60,6 +60,29 @@ fn a_malformed_redis_url_is_a_usage_error_that_hides_the_password() {
 }
 
 #[test]
+fn a_bad_location_or_probe_source_is_a_usage_error() {
+    for (flag, value, named) in [
+        ("--location", "EU-West", "LOCATION"),
+        ("--location", "eu_west", "LOCATION"),
+        ("--probe-source-ip", "not-an-ip", "--probe-source-ip"),
+    ] {
+        let (code, stderr) = failure(&run(&["worker", flag, value], &[]));
+        assert_eq!(code, 64, "{flag} {value}");
+        assert!(stderr.contains(named), "{stderr}");
+    }
+    // A location is checked by the targets file too.
+    let file = crate::targets::TargetsFile::new(
+        "targets: [{name: web, url: 'http://127.0.0.1:9', locations: [eu-west], quorum: 2}]",
+    );
+    let (code, stderr) = failure(&run(&["worker", "--targets", &file.path()], &[]));
+    assert_eq!(code, 64);
+    assert!(
+        stderr.contains("quorum: 2 is more than the 1 locations listed"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_port_already_taken_is_one_line_and_a_failure() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();

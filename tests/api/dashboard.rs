@@ -151,6 +151,7 @@ pub(crate) async fn announce(
             url.port().expect("port")
         )),
         faults: Vec::new(),
+        location: None,
     };
     store
         .heartbeat(&instance, Duration::from_secs(60))

@@ -25,6 +25,7 @@ async fn write_day(store: &SharedStore, seen: &mut Option<&str>, day: i64, one_d
             up: !(one_down && hour == 1),
             counts: true,
             response_time_ms: Some(40.0),
+            minutes_only: false,
             json: "{}".to_owned(),
         };
         let written = store

@@ -19,6 +19,7 @@ mod gateway;
 mod helpers;
 mod history;
 mod load;
+mod locations;
 mod maintenance;
 mod metrics;
 mod probe;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::alerts::Prometheus;
-use crate::helpers::{Dir, RedisServer, eventually, free_port, role_process};
 use crate::helpers::TlsServer;
+use crate::helpers::{Dir, RedisServer, eventually, free_port, role_process};
 use crate::targets::Target;
 
 const WITHIN: Duration = Duration::from_secs(90);

@@ -278,13 +278,17 @@ pub async fn cluster(
         role_process("worker", redis, env).await,
         role_process("worker", redis, env).await,
     ];
-    let dashboard = role_process(
+    (workers, dashboard_of(redis, path).await)
+}
+
+/// A dashboard refreshing every second, reading the targets file at `path`.
+pub(crate) async fn dashboard_of(redis: &RedisServer, path: &str) -> SvcProcess {
+    role_process(
         "dashboard",
         redis,
         &[("TARGETS_FILE", path), ("REFRESH_PERIOD", "1s")],
     )
-    .await;
-    (workers, dashboard)
+    .await
 }
 
 /// [`cluster`] as the notification tests run it: workers probing every second, with
@@ -618,7 +622,8 @@ async fn a_tcp_target_is_up_while_its_port_listens_and_down_with_the_reason_when
     let worker = format!("http://{}/metrics", svc.address_of("worker-service"));
     let metrics = crate::helpers::get_text(&worker).await;
     let up = |name: &str| {
-        crate::metrics::sample(&metrics, &format!("svc_target_up{{target=\"{name}\"}}"))
+        let series = format!("svc_target_up{{target=\"{name}\",location=\"default\"}}");
+        crate::metrics::sample(&metrics, &series)
     };
     assert_eq!((up("db"), up("cache")), (Some(1.0), Some(0.0)), "{metrics}");
 }
@@ -646,7 +651,7 @@ async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
     let metrics = crate::helpers::get_text(&worker).await;
     let expiry = crate::metrics::sample(
         &metrics,
-        "svc_target_certificate_expiry_seconds{target=\"secure\"}",
+        "svc_target_certificate_expiry_seconds{target=\"secure\",location=\"default\"}",
     )
     .unwrap_or_else(|| panic!("no expiry metric:\n{metrics}"));
     let left = expiry - svc::clock::unix_now();

@@ -385,6 +385,10 @@ struct TargetEntry<'a> {
     /// budget_left, burn_5m, burn_1h, burn_6h}`; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     slo: Option<&'a crate::targets::slo::SloReport>,
+    /// Each location's word (`healthy`, `degraded`, `down`, `no data`), reason, response
+    /// time and uptime over the last hour, when it is probed from several.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    locations: serde_json::Map<String, serde_json::Value>,
 }
 
 fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
@@ -412,7 +416,27 @@ fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
         uptime_1h: report.and_then(|r| r.uptime_1h),
         uptime_24h: report.and_then(|r| r.uptime_24h),
         slo: row.slo.as_ref(),
+        locations: located(row, crate::clock::unix_now()),
     }
+}
+
+/// [`TargetEntry::locations`] of `row` at `now`.
+fn located(row: &snapshot::TargetRow, now: f64) -> serde_json::Map<String, serde_json::Value> {
+    let report = row.report.as_ref();
+    row.located(now)
+        .into_iter()
+        .map(|(name, r, word)| {
+            let own = report.and_then(|rep| rep.locations.iter().find(|l| l.name == name));
+            let entry = serde_json::json!({
+                "state": word,
+                "reason": r.and_then(|r| r.reason.as_deref()),
+                "response_time_ms": r.and_then(|r| r.response_time_ms),
+                "timestamp": r.map(|r| r.timestamp),
+                "uptime_1h": own.and_then(|o| o.uptime_1h),
+            });
+            (name.to_owned(), entry)
+        })
+        .collect()
 }
 
 /// The services a client is told about: the embedded store is part of this process,

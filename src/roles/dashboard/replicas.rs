@@ -148,6 +148,7 @@ mod tests {
                 started_at: 0.0,
                 address: Some("127.0.0.1:1".into()),
                 faults: Vec::new(),
+                location: None,
             },
             probe,
             lost_since: lost.then_some(1.0),

@@ -203,6 +203,10 @@ pub struct TargetRow {
     pub maintenance: Option<Active>,
     /// Where it stands against its objective, when it has one and the store answered.
     pub slo: Option<SloReport>,
+    /// Time between its probes: a location's result older than two is no data.
+    pub interval: Duration,
+    /// The locations it lists (none: every live one): shown even before they report.
+    pub listed: Vec<String>,
 }
 
 /// What the gatherer carries from one round to the next.
@@ -361,6 +365,8 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
             report: reports.as_mut().and_then(Iterator::next),
             maintenance: maintenance::active(windows, &t.name, t.group.as_deref(), now),
             slo: t.slo.and_then(|_| slos.as_mut().and_then(Iterator::next)),
+            interval: t.interval,
+            listed: t.locations.clone().unwrap_or_default(),
         })
         .collect();
     let (history, instances, figures, incidents, deliveries) = if redis_connected {

@@ -4,7 +4,8 @@
 //! apart, whatever its probes say); [`headline`] turns that and svc's own state into the
 //! sentence the page opens with and `/api/health-check` carries ("svc healthy; 2 of 3
 //! targets down: example-broken, redis-port"), naming at most [`NAMED`] targets of each
-//! state and then "and N more".
+//! state and then "and N more". [`TargetRow::located`] says what each location of a
+//! target probed from several says.
 
 use serde::Serialize;
 
@@ -194,6 +195,45 @@ pub fn headline(system: &System, rows: &[TargetRow], known: bool) -> String {
     text
 }
 
+impl TargetRow {
+    /// Each location to show of it, with its latest result if any and its word at
+    /// `now`: `healthy`, `degraded`, `down`, or `no data` (none yet, or older than two
+    /// intervals). Those its state holds, and those it lists that never reported.
+    pub fn located(
+        &self,
+        now: f64,
+    ) -> Vec<(
+        &str,
+        Option<&crate::targets::locations::LocationResult>,
+        &'static str,
+    )> {
+        let held = self
+            .report
+            .as_ref()
+            .and_then(|r| r.state.as_ref())
+            .map(|s| &s.locations);
+        let interval = self.interval.as_secs_f64();
+        let mut names: Vec<&str> = held
+            .into_iter()
+            .flat_map(|m| m.keys().map(String::as_str))
+            .chain(self.listed.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let result = held.and_then(|m| m.get(name));
+                let word = result
+                    .filter(|r| r.fresh(interval, now))
+                    .and_then(|r| r.state)
+                    .map_or("no data", state_name);
+                (name, result, word)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,9 +255,12 @@ mod tests {
                 uptime_1h: None,
                 uptime_24h: None,
                 error: None,
+                locations: Vec::new(),
             }),
             maintenance: None,
             slo: None,
+            interval: std::time::Duration::from_secs(10),
+            listed: Vec::new(),
         }
     }
 

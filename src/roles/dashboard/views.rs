@@ -305,7 +305,8 @@ fn replicas(snap: &Snapshot, query: &Query, now: f64) -> Markup {
                         thead {
                             tr {
                                 th { "Role" } th { "State" } th.num { "Response" }
-                                th { "Address" } th { "Instance" } th { "Version" } th { "Age" }
+                                th { "Address" } th { "Location" } th { "Instance" } th { "Version" }
+                                th { "Age" }
                             }
                         }
                         tbody {
@@ -349,10 +350,20 @@ fn replica_row(r: &Replica, now: f64) -> Markup {
             }
             td.num { (millis(r.probe.as_ref().and_then(|p| p.response_time_ms))) }
             td.addr { (r.instance.address.as_deref().unwrap_or("none")) }
+            td.location { (location(&r.instance)) }
             td.id { (r.instance.id) }
             td { (r.instance.version) }
             td { (ago(now - r.instance.started_at)) }
         }
+    }
+}
+
+/// Where a replica probes from: a worker's location, a dash for the other roles.
+fn location(instance: &crate::store::Instance) -> &str {
+    match (&instance.location, instance.role) {
+        (Some(at), _) => at,
+        (None, crate::service::Role::Worker) => crate::targets::locations::DEFAULT,
+        (None, _) => "\u{2013}",
     }
 }
 

@@ -40,6 +40,8 @@ pub use consumer::ConsumerConfig;
 
 /// Port the worker's health server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8081;
+/// The location of a worker that names none.
+pub const DEFAULT_LOCATION: &str = crate::targets::locations::DEFAULT;
 /// The `service` field of every answer.
 pub const SERVICE: Service = Service::Worker;
 
@@ -67,6 +69,10 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// Jobs run at once by this worker.
     pub concurrency: usize,
+    /// Where this worker probes from (`--location`).
+    pub location: String,
+    /// Source address of every target probe (`--probe-source-ip`).
+    pub probe_source_ip: Option<std::net::IpAddr>,
     /// The targets file, as read at start (`--targets`).
     pub targets: Option<crate::targets::watch::Loaded>,
 }
@@ -86,6 +92,8 @@ impl WorkerConfig {
         if !(1..=1024).contains(&self.concurrency) {
             return Err(invalid("WORKER_CONCURRENCY", "must be between 1 and 1024"));
         }
+        crate::targets::locations::check_name(&self.location)
+            .map_err(|e| invalid("LOCATION", e))?;
         Ok(self)
     }
 }
@@ -113,12 +121,13 @@ pub async fn run(
     let stop = http::shutdown::cancel_on(shutdown);
 
     let last_tick = Arc::new(AtomicU64::new(unix_millis()));
-    let server = RoleServer::start(
+    let server = RoleServer::start_at(
         Role::Worker,
         settings,
         &store,
         listener,
         Some(readiness(last_tick.clone(), config.interval)),
+        Some(config.location.clone()),
     )?;
     let instance = server.instance().id.clone();
     let scheduler = supervise(
@@ -137,7 +146,15 @@ pub async fn run(
             "monitor",
             server.health(),
             &stop,
-            monitor::run(store.clone(), current, stop.clone()),
+            monitor::run(
+                store.clone(),
+                current,
+                monitor::Place {
+                    location: config.location.clone(),
+                    source: config.probe_source_ip,
+                },
+                stop.clone(),
+            ),
         )
     });
     let ctx = Arc::new(tasks::TaskContext {
@@ -171,7 +188,8 @@ pub async fn run(
 
     let prober = web::Data::new(probe::Prober {
         targets: targets_for_probe,
-        client: crate::targets::check::client().map_err(std::io::Error::other)?,
+        checks: crate::targets::check::Prober::new(config.probe_source_ip)
+            .map_err(std::io::Error::other)?,
     });
     let state = web::Data::new(Worker {
         store,

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -27,7 +27,7 @@ use crate::service::ServiceState;
 use crate::store::{SharedStore, StoreError, keys};
 use crate::targets::state::{self, Transition};
 use crate::targets::watch::Current;
-use crate::targets::{Target, Targets, check, maintenance, notify, slo};
+use crate::targets::{Target, Targets, check, locations, maintenance, notify, slo};
 use crate::telemetry::metric;
 
 /// Probes one worker runs at once.
@@ -35,9 +35,22 @@ pub const MAX_PROBES: usize = 256;
 
 struct Monitor {
     store: SharedStore,
-    client: reqwest::Client,
+    prober: check::Prober,
     probes: Arc<Semaphore>,
     reminded: Reminded,
+    /// This worker's location.
+    location: String,
+    /// The locations with a live worker, sorted ([`live_locations`]).
+    live: Arc<RwLock<Vec<String>>>,
+}
+
+/// Where this worker probes from.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// Its location (`--location`).
+    pub location: String,
+    /// The source address of its probes (`--probe-source-ip`).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// The reminders this worker has queued, by target: the ids of those due in the
@@ -77,20 +90,24 @@ impl Reminded {
 
 /// Probes the targets in force until `stop`; a new file replaces the schedule at once
 /// (probes under way finish).
-pub async fn run(store: SharedStore, mut current: Current, stop: CancellationToken) {
-    let client = match check::client() {
-        Ok(client) => client,
+pub async fn run(store: SharedStore, mut current: Current, place: Place, stop: CancellationToken) {
+    let prober = match check::Prober::new(place.source) {
+        Ok(prober) => prober,
         Err(e) => {
             tracing::error!(error = %e, "no HTTP client for target probes");
             return;
         }
     };
+    let live = Arc::new(RwLock::new(vec![place.location.clone()]));
     let monitor = Arc::new(Monitor {
-        store,
-        client,
+        store: store.clone(),
+        prober,
         probes: Arc::new(Semaphore::new(MAX_PROBES)),
         reminded: Reminded::default(),
+        location: place.location.clone(),
+        live: live.clone(),
     });
+    tokio::spawn(live_locations(store, place.location, live, stop.clone()));
     loop {
         let targets = current.borrow_and_update().clone();
         let round = stop.child_token();
@@ -111,6 +128,37 @@ pub async fn run(store: SharedStore, mut current: Current, stop: CancellationTok
                 }
             }
         }
+    }
+}
+
+/// Keeps `live` the sorted locations of the live workers (this one's always among
+/// them), read from their heartbeats every heartbeat period until `stop`; while the
+/// store cannot say, the last known stand.
+async fn live_locations(
+    store: SharedStore,
+    own: String,
+    live: Arc<RwLock<Vec<String>>>,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(crate::presence::HEARTBEAT_PERIOD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let Ok(instances) = store.instances().await else {
+            continue;
+        };
+        let mut found: Vec<String> = instances
+            .into_iter()
+            .filter(|i| i.role == crate::service::Role::Worker)
+            .map(|i| i.location.unwrap_or_else(|| locations::DEFAULT.to_owned()))
+            .chain(std::iter::once(own.clone()))
+            .collect();
+        found.sort();
+        found.dedup();
+        *live.write().unwrap_or_else(PoisonError::into_inner) = found;
     }
 }
 
@@ -143,6 +191,19 @@ async fn schedule(
     let Some(target) = targets.targets.get(index) else {
         return;
     };
+    // A target that lists its locations is probed from those only.
+    if target
+        .locations
+        .as_ref()
+        .is_some_and(|l| !l.contains(&monitor.location))
+    {
+        return;
+    }
+    // One claim per location and tick; the default location's is the claim of old.
+    let claimed = match monitor.location.as_str() {
+        locations::DEFAULT => target.name.clone(),
+        location => locations::series(&target.name, location),
+    };
     let period = u64::try_from(target.interval.as_millis()).unwrap_or(u64::MAX);
     let phase = phase(&target.name, period);
     loop {
@@ -153,7 +214,7 @@ async fn schedule(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(planned - now)) => {}
         }
-        let claim = keys::target_tick(&target.name, planned);
+        let claim = keys::target_tick(&claimed, planned);
         match monitor
             .store
             .claim(&claim, target.interval.saturating_mul(3))
@@ -176,7 +237,7 @@ async fn schedule(
             let Some(target) = targets.targets.get(index) else {
                 return;
             };
-            let checked = check::check(&monitor.client, target).await;
+            let checked = check::check(&monitor.prober, target).await;
             drop(permit);
             record(&monitor, &targets, target, planned, checked).await;
         });
@@ -198,33 +259,51 @@ async fn record(
         target.group.as_deref(),
         sample.timestamp,
     );
-    metrics::gauge!(metric::TARGET_MAINTENANCE.name, "target" => name.to_owned())
+    let at = monitor.location.clone();
+    metrics::gauge!(metric::TARGET_MAINTENANCE.name, "target" => name.to_owned(), "location" => at.clone())
         .set(if window.is_some() { 1.0 } else { 0.0 });
-    metrics::gauge!(metric::TARGET_UP.name, "target" => name.to_owned()).set(
-        if sample.status == ServiceState::Down {
+    metrics::gauge!(metric::TARGET_UP.name, "target" => name.to_owned(), "location" => at.clone())
+        .set(if sample.status == ServiceState::Down {
             0.0
         } else {
             1.0
-        },
-    );
-    metrics::gauge!(metric::TARGET_LAST_PROBE.name, "target" => name.to_owned())
+        });
+    metrics::gauge!(metric::TARGET_LAST_PROBE.name, "target" => name.to_owned(), "location" => at.clone())
         .set(sample.timestamp);
     if let Some(ms) = sample.response_time_ms {
-        metrics::histogram!(metric::TARGET_RESPONSE_TIME.name, "target" => name.to_owned())
+        metrics::histogram!(metric::TARGET_RESPONSE_TIME.name, "target" => name.to_owned(), "location" => at.clone())
             .record(ms / 1e3);
     }
-    if let Some(at) = checked.cert_expires_at {
-        metrics::gauge!(metric::TARGET_CERT_EXPIRY.name, "target" => name.to_owned()).set(at);
+    if let Some(expires) = checked.cert_expires_at {
+        metrics::gauge!(metric::TARGET_CERT_EXPIRY.name, "target" => name.to_owned(), "location" => at).set(expires);
     }
-    let observed = state::observe_in(
-        monitor.store.as_ref(),
-        name,
-        tick,
-        checked.sample,
-        target.thresholds,
-        window,
-    )
-    .await;
+    let live = monitor
+        .live
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let observed = if target.locations.is_none() && live.len() <= 1 {
+        // One location: its results are the target's, as they always were.
+        state::observe_in(
+            monitor.store.as_ref(),
+            name,
+            tick,
+            checked.sample,
+            target.thresholds,
+            window,
+        )
+        .await
+    } else {
+        let rules = locations::Rules {
+            expected: target.locations.as_deref().unwrap_or(&live),
+            live: &live,
+            quorum: target.quorum,
+            interval: target.interval.as_secs_f64(),
+        };
+        let store = monitor.store.as_ref();
+        let here = (monitor.location.as_str(), tick);
+        locations::observe(store, target, here, checked.sample, window, rules).await
+    };
     let result = match observed {
         Ok(Some(state)) => {
             let handed = match state.unhanded() {

@@ -32,12 +32,13 @@ pub const SCRAPE_MARGIN: Duration = Duration::from_millis(500);
 /// The content type of the text exposition format.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What `/probe` needs: the targets in force (none without a targets file) and a client.
+/// What `/probe` needs: the targets in force (none without a targets file) and what
+/// the worker's probes share.
 pub struct Prober {
     /// The targets file in force.
     pub targets: Option<Current>,
-    /// The client HTTP checks use.
-    pub client: reqwest::Client,
+    /// The worker's HTTP client and probe source address.
+    pub checks: check::Prober,
 }
 
 /// The `/probe` handler.
@@ -99,19 +100,21 @@ pub async fn probe(
     };
     target.timeout = timeout.saturating_sub(lookup).max(Duration::from_millis(1));
     let pinned = match (admitted, &host) {
-        (Admitted::ByNetwork, Host::Domain(name)) => match pin(&mut target, name, &addresses) {
-            Ok(pinned) => pinned,
-            Err(e) => {
-                tracing::warn!(error = %e, "no pinned client for a probe");
-                return plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "no HTTP client for the probe",
-                );
+        (Admitted::ByNetwork, Host::Domain(name)) => {
+            match pin(&mut target, name, &addresses, prober.checks.source) {
+                Ok(pinned) => pinned,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no pinned client for a probe");
+                    return plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "no HTTP client for the probe",
+                    );
+                }
             }
-        },
+        }
         _ => None,
     };
-    let checked = check::check(pinned.as_ref().unwrap_or(&prober.client), &target).await;
+    let checked = check::check(pinned.as_ref().unwrap_or(&prober.checks), &target).await;
     let found = Probe {
         kind: module.kind,
         checked: &checked,
@@ -152,7 +155,8 @@ fn pin(
     target: &mut Target,
     name: &str,
     addresses: &[IpAddr],
-) -> Result<Option<reqwest::Client>, reqwest::Error> {
+    source: Option<IpAddr>,
+) -> Result<Option<check::Prober>, reqwest::Error> {
     if let Endpoint::Tcp { host, .. } = &mut target.endpoint {
         // Admitted by network: there is at least one address.
         if let Some(first) = addresses.first() {
@@ -165,10 +169,10 @@ fn pin(
     }
     // Port 0: the URL's own port is used.
     let to: Vec<SocketAddr> = addresses.iter().map(|ip| SocketAddr::new(*ip, 0)).collect();
-    check::client_builder()
+    let client = check::client_builder(source)
         .resolve_to_addrs(name, &to)
-        .build()
-        .map(Some)
+        .build()?;
+    Ok(Some(check::Prober { client, source }))
 }
 
 /// Prometheus's scrape timeout, when the request states one.

@@ -57,7 +57,10 @@ impl Targets for MemoryStore {
                 let up = i64::from(sample.up);
                 let minute = crate::clock::minute_of(sample.timestamp);
                 count(&mut target.minutes, minute, up, MINUTES_KEPT.as_secs() / 60);
-                let hour = minute.div_euclid(60);
+            }
+            if sample.counts && !sample.minutes_only {
+                let up = i64::from(sample.up);
+                let hour = crate::clock::minute_of(sample.timestamp).div_euclid(60);
                 let hours_kept = HOURS_KEPT.as_secs() / 3600;
                 count(&mut target.hours, hour, up, hours_kept);
                 count(

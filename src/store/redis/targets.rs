@@ -23,9 +23,10 @@ use crate::store::{
 
 /// Sets a target's state (KEYS[1]) if it is still ARGV[1] (empty: absent) and, when
 /// ARGV[4] holds a sample, adds it to the newest samples (KEYS[2]) and, unless ARGV[10]
-/// is 0 (a maintenance window), counts it in its minute (KEYS[3], field prefix ARGV[6]),
-/// hour (KEYS[4], prefix ARGV[7]; its response time in bucket ARGV[13] unless that is
-/// empty) and day (KEYS[5], prefix ARGV[11], kept ARGV[12] seconds).
+/// is 0 (a maintenance window), counts it in its minute (KEYS[3], field prefix ARGV[6])
+/// and, unless ARGV[10] is 2 (minutes only), its hour (KEYS[4], prefix ARGV[7]; its
+/// response time in bucket ARGV[13] unless that is empty) and day (KEYS[5], prefix
+/// ARGV[11], kept ARGV[12] seconds).
 static PUT_TARGET: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
@@ -38,6 +39,8 @@ static PUT_TARGET: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new
               redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'c', 1)
               redis.call('HINCRBY', KEYS[3], ARGV[6] .. 'u', ARGV[8])
               redis.call('EXPIRE', KEYS[3], ARGV[9])
+            end
+            if ARGV[10] == '1' then
               redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'c', 1)
               redis.call('HINCRBY', KEYS[4], ARGV[7] .. 'u', ARGV[8])
               redis.call('EXPIRE', KEYS[4], ARGV[3])
@@ -181,7 +184,11 @@ impl Targets for RedisStore {
             .arg(hour_field)
             .arg(i64::from(sample.is_some_and(|s| s.up)))
             .arg(MINUTES_KEPT.as_secs())
-            .arg(i64::from(sample.is_none_or(|s| s.counts)))
+            .arg(match sample {
+                Some(s) if !s.counts => 0,
+                Some(s) if s.minutes_only => 2,
+                _ => 1,
+            })
             .arg(day.rem_euclid(keys::DAYS_PER_KEY))
             // The block's first day is kept as long as its last.
             .arg(DAYS_KEPT.as_secs() + 86400 * keys::DAYS_PER_KEY.unsigned_abs())

@@ -116,6 +116,7 @@ pub(super) fn rcode(text: &str) -> Result<(), String> {
 
 /// Asks the server, then judges its response.
 pub(super) async fn check(
+    source: Option<IpAddr>,
     query: &Query,
     expect: &Expect,
     timeout: Duration,
@@ -125,7 +126,7 @@ pub(super) async fn check(
         Some(server) => server.clone(),
         None => system_server()?,
     };
-    let response = within(timeout, ask(&server, query)).await??;
+    let response = within(timeout, ask(source, &server, query)).await??;
     let lookup = start.elapsed();
     let code = u16::from(response.metadata.response_code);
     let rcode = RCODES
@@ -214,7 +215,11 @@ fn system_server() -> Result<(String, u16), String> {
 }
 
 /// Sends the query, over TCP again if the UDP response is truncated.
-async fn ask((host, port): &(String, u16), query: &Query) -> Result<Message, String> {
+async fn ask(
+    source: Option<IpAddr>,
+    (host, port): &(String, u16),
+    query: &Query,
+) -> Result<Message, String> {
     let addr = tokio::net::lookup_host((host.as_str(), *port))
         .await
         .map_err(|e| format!("cannot resolve the server {host}: {e}"))?
@@ -230,19 +235,25 @@ async fn ask((host, port): &(String, u16), query: &Query) -> Result<Message, Str
         .to_vec()
         .map_err(|e| format!("cannot encode the query: {e}"))?;
     let id = message.metadata.id;
-    let response = udp(addr, &bytes, id).await?;
+    let response = udp(source, addr, &bytes, id).await?;
     if response.metadata.truncation {
-        return tcp(addr, &bytes, id).await;
+        return tcp(source, addr, &bytes, id).await;
     }
     Ok(response)
 }
 
-async fn udp(addr: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
-    let local = if addr.is_ipv4() {
-        "0.0.0.0:0"
+async fn udp(
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+    bytes: &[u8],
+    id: u16,
+) -> Result<Message, String> {
+    let any = if addr.is_ipv4() {
+        IpAddr::from([0; 4])
     } else {
-        "[::]:0"
+        IpAddr::from([0u8; 16])
     };
+    let local = SocketAddr::new(source.unwrap_or(any), 0);
     let failed = |e: std::io::Error| format!("no DNS answer from {addr}: {e}");
     let socket = tokio::net::UdpSocket::bind(local).await.map_err(failed)?;
     socket.connect(addr).await.map_err(failed)?;
@@ -259,9 +270,16 @@ async fn udp(addr: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String>
     }
 }
 
-async fn tcp(addr: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
+async fn tcp(
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+    bytes: &[u8],
+    id: u16,
+) -> Result<Message, String> {
     let failed = |e: std::io::Error| format!("no DNS answer over TCP from {addr}: {e}");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(failed)?;
+    let mut stream = super::connect(source, &addr.ip().to_string(), addr.port())
+        .await
+        .map_err(failed)?;
     let len = u16::try_from(bytes.len()).map_err(|_| "the query is too long".to_owned())?;
     stream.write_all(&len.to_be_bytes()).await.map_err(failed)?;
     stream.write_all(bytes).await.map_err(failed)?;

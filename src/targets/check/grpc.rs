@@ -8,6 +8,7 @@
 //! `grpcs://` runs over the TLS of [`super::tls`] (ALPN `h2`, the target's
 //! `ca_file`), so its certificate is judged as an https target's.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -73,9 +74,13 @@ impl Health {
 type Seen = Arc<Mutex<Option<(Option<f64>, Facts)>>>;
 
 /// Asks the health service once, on a connection of its own.
-pub(super) async fn check(health: &Health, timeout: Duration) -> Result<Found, String> {
+pub(super) async fn check(
+    source: Option<IpAddr>,
+    health: &Health,
+    timeout: Duration,
+) -> Result<Found, String> {
     let seen = Seen::default();
-    let status = within(timeout, ask(health, timeout, seen.clone())).await??;
+    let status = within(timeout, ask(source, health, timeout, seen.clone())).await??;
     let (cert_expires_at, mut facts) = seen
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -99,21 +104,28 @@ pub(super) async fn check(health: &Health, timeout: Duration) -> Result<Found, S
     })
 }
 
-async fn ask(health: &Health, timeout: Duration, seen: Seen) -> Result<ServingStatus, String> {
+async fn ask(
+    source: Option<IpAddr>,
+    health: &Health,
+    timeout: Duration,
+    seen: Seen,
+) -> Result<ServingStatus, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!(
         "http://{}",
         authority(&health.host, health.port)
     ))
     .map_err(|e| format!("no gRPC address: {}", chain(&e)))?
     .connect_timeout(timeout)
-    .timeout(timeout);
+    .timeout(timeout)
+    .local_address(source);
     let channel = if health.tls {
         let (host, port, ca_file) = (health.host.clone(), health.port, health.ca_file.clone());
         endpoint
             .connect_with_connector(tower::service_fn(move |_: Uri| {
                 let (host, ca_file, seen) = (host.clone(), ca_file.clone(), seen.clone());
                 async move {
-                    let session = tls::connect(&host, port, ca_file.as_deref(), &[b"h2"]).await?;
+                    let session =
+                        tls::connect(source, &host, port, ca_file.as_deref(), &[b"h2"]).await?;
                     *seen.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some((session.cert_expires_at, session.facts()));
                     Ok::<_, String>(hyper_util::rt::TokioIo::new(session.stream))

@@ -9,7 +9,7 @@
 //! datagram sockets the kernel gives each its own identifier and hands it only its
 //! own replies.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
@@ -74,7 +74,11 @@ impl Echo {
 }
 
 /// Sends the echo requests and judges the replies.
-pub(super) async fn check(echo: &Echo, timeout: Duration) -> Result<Found, String> {
+pub(super) async fn check(
+    source: Option<IpAddr>,
+    echo: &Echo,
+    timeout: Duration,
+) -> Result<Found, String> {
     let ip = match echo.host.parse::<IpAddr>() {
         Ok(ip) => ip,
         Err(_) => tokio::net::lookup_host((echo.host.as_str(), 0))
@@ -84,10 +88,14 @@ pub(super) async fn check(echo: &Echo, timeout: Duration) -> Result<Found, Strin
             .map(|addr| addr.ip())
             .ok_or_else(|| format!("{} has no address", echo.host))?,
     };
-    let config = match ip {
-        IpAddr::V4(_) => Config::default(),
-        IpAddr::V6(_) => Config::builder().kind(ICMP::V6).build(),
+    let mut config = match ip {
+        IpAddr::V4(_) => Config::builder(),
+        IpAddr::V6(_) => Config::builder().kind(ICMP::V6),
     };
+    if let Some(source) = source {
+        config = config.bind(SocketAddr::new(source, 0));
+    }
+    let config = config.build();
     let client = Client::new(&config).map_err(|e| {
         format!(
             "no ICMP socket ({e}): allow unprivileged ICMP with the sysctl \

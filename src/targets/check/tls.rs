@@ -89,6 +89,7 @@ impl Session {
 
 /// Connects to `host:port` and shakes hands, offering the `alpn` protocols.
 pub(super) async fn connect(
+    source: Option<IpAddr>,
     host: &str,
     port: u16,
     ca_file: Option<&Path>,
@@ -103,7 +104,7 @@ pub(super) async fn connect(
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let name = ServerName::try_from(host.to_owned())
         .map_err(|_| format!("{host:?} is no name a certificate can cover"))?;
-    let tcp = TcpStream::connect((host, port))
+    let tcp = super::connect(source, host, port)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
@@ -129,13 +130,14 @@ pub(super) async fn connect(
 
 /// Probes a TLS port: the handshake, then the names the certificate must cover.
 pub(super) async fn check(
+    source: Option<IpAddr>,
     port: &Port,
     expect: &Expect,
     timeout: Duration,
 ) -> Result<Found, String> {
     let session = within(
         timeout,
-        connect(&port.host, port.port, port.ca_file.as_deref(), &[]),
+        connect(source, &port.host, port.port, port.ca_file.as_deref(), &[]),
     )
     .await??;
     Ok(Found {

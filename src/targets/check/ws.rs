@@ -7,6 +7,7 @@
 //! `wss://` runs over the TLS of [`super::tls`] (ALPN `http/1.1`, the target's
 //! `ca_file`), so its certificate is judged as an https target's.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,19 +43,27 @@ impl Socket {
 
 /// Opens the socket and, as `expect` says, sends and receives a message.
 pub(super) async fn check(
+    source: Option<IpAddr>,
     socket: &Socket,
     expect: &Expect,
     timeout: Duration,
 ) -> Result<Found, String> {
-    within(timeout, open(socket, expect)).await?
+    within(timeout, open(source, socket, expect)).await?
 }
 
-async fn open(socket: &Socket, expect: &Expect) -> Result<Found, String> {
+async fn open(source: Option<IpAddr>, socket: &Socket, expect: &Expect) -> Result<Found, String> {
     let url = &socket.url;
     let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
     let port = url.port_or_known_default().unwrap_or(80);
     if url.scheme() == "wss" {
-        let session = tls::connect(host, port, socket.ca_file.as_deref(), &[b"http/1.1"]).await?;
+        let session = tls::connect(
+            source,
+            host,
+            port,
+            socket.ca_file.as_deref(),
+            &[b"http/1.1"],
+        )
+        .await?;
         let (cert_expires_at, facts) = (session.cert_expires_at, session.facts());
         Ok(Found {
             failed: talk(session.stream, url, expect).await?,
@@ -66,7 +75,7 @@ async fn open(socket: &Socket, expect: &Expect) -> Result<Found, String> {
             ..Found::default()
         })
     } else {
-        let tcp = tokio::net::TcpStream::connect((host, port))
+        let tcp = super::connect(source, host, port)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
         Ok(Found {

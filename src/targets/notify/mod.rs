@@ -37,6 +37,7 @@ use crate::jobs::{JobRecord, JobSpec, RECORD_TTL};
 use crate::redact;
 use crate::service::ServiceState;
 use crate::store::{DeliveryRecord, Store};
+use crate::targets::locations::LocationDetail;
 use crate::targets::state::Transition;
 use crate::telemetry::metric;
 
@@ -91,6 +92,13 @@ pub struct Event {
     /// At the end of a maintenance window the target is still down in: the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<String>,
+    /// A partial failure, or the end of one: down from fewer locations than the
+    /// quorum. Only channels with `on: [partial]` are told.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// What each location said, when the target is probed from several.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub locations: std::collections::BTreeMap<String, LocationDetail>,
 }
 
 impl Event {
@@ -112,6 +120,8 @@ impl Event {
             reminder: false,
             down_for_s: None,
             maintenance: None,
+            partial: change.partial,
+            locations: change.locations.clone(),
         }
     }
 
@@ -235,7 +245,9 @@ pub struct Channel {
     /// The provider's key (PagerDuty's routing key, Opsgenie's API key) or an ntfy
     /// access token.
     pub key: Option<Secret>,
-    /// The states it is told of (`up`, `degraded`, `down`); empty: all.
+    /// The states it is told of (`up`, `degraded`, `down`, `burn`; `partial` for a
+    /// partial failure of a target probed from several locations); empty: all but
+    /// `partial`.
     pub on: Vec<String>,
     /// Whether it is told of a recovery.
     pub send_on_resolved: bool,
@@ -299,6 +311,10 @@ impl Channel {
     pub fn accepts(&self, event: &Event) -> bool {
         if event.resolves() && !self.send_on_resolved {
             return false;
+        }
+        if event.partial {
+            // Shown, not sent: what probing from several places keeps from paging.
+            return self.on.iter().any(|on| on == "partial");
         }
         self.on.is_empty() || self.on.contains(&event.state)
     }
@@ -383,6 +399,8 @@ pub fn burn(
         reminder: false,
         down_for_s: None,
         maintenance: None,
+        partial: false,
+        locations: Default::default(),
     };
     channels
         .iter()

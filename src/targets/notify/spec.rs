@@ -7,7 +7,8 @@
 //!                                       # pagerduty, opsgenie, ntfy, email
 //!     routing_key: ${PD_ROUTING_KEY}    # pagerduty; opsgenie takes api_key, ntfy token
 //!     url: https://events.pagerduty.com/v2/enqueue   # each kind's default, if it has one
-//!     on: [down, up]                    # the states it is told of; default all
+//!     on: [down, up]                    # the states it is told of; default all; a
+//!                                       # partial failure (locations) only with `partial`
 //!     send_on_resolved: true            # told of recoveries; default true
 //!     repeat: 1h                        # while down, a reminder each period (>= 10 s)
 //!   - name: mail
@@ -78,9 +79,12 @@ pub(crate) fn channels(specs: Vec<ChannelSpec>, read: Read<'_>) -> Result<Vec<Ch
         };
         let at = format!("{at} ({name})");
         for state in &spec.on {
-            if !matches!(state.as_str(), "up" | "down" | "degraded" | "burn") {
+            if !matches!(
+                state.as_str(),
+                "up" | "down" | "degraded" | "burn" | "partial"
+            ) {
                 return Err(format!(
-                    "{at}: on: {state:?} is not up, down, degraded or burn"
+                    "{at}: on: {state:?} is not up, down, degraded, burn or partial"
                 ));
             }
         }

@@ -37,6 +37,8 @@ fn event(state: &str, previous: &str) -> Event {
         reminder: false,
         down_for_s: None,
         maintenance: None,
+        partial: false,
+        locations: Default::default(),
     }
 }
 
@@ -269,6 +271,8 @@ fn a_reminder_is_due_once_per_period_with_an_id_of_its_own() {
         reason: Some("HTTP 503".into()),
         maintenance: None,
         told_at: None,
+        partial: false,
+        locations: Default::default(),
     };
     let channels = route(web, &parsed.groups, &parsed.notify);
     let due = |now: f64| -> Vec<String> {
@@ -495,4 +499,44 @@ fn a_burn_is_one_job_per_channel_that_takes_it_with_the_episode_as_id() {
     assert_eq!(again[0].id, jobs[0].id, "the same episode, the same job");
     let ntfy = render(&channel("ntfy"), &event);
     assert_eq!(header(&ntfy, "x-priority"), Some("4"), "a burn warns");
+}
+
+#[test]
+fn a_partial_failure_goes_only_to_channels_that_ask_for_it_with_each_location() {
+    use crate::targets::locations::LocationDetail;
+    let text = r#"
+notify:
+  - {name: hook, url: "http://127.0.0.1:9/hook"}
+  - {name: watch, url: "http://127.0.0.1:9/watch", on: [down, partial]}
+"#;
+    let parsed = parse(text).expect("valid");
+    let (hook, watch) = (&parsed.notify[0], &parsed.notify[1]);
+    let mut partial = event("degraded", "up");
+    partial.partial = true;
+    partial.locations.insert(
+        "us-east".into(),
+        LocationDetail {
+            state: "down".into(),
+            reason: Some("HTTP 503".into()),
+            response_time_ms: Some(3.0),
+        },
+    );
+    assert!(
+        !hook.accepts(&partial),
+        "a partial failure is shown, not sent"
+    );
+    assert!(watch.accepts(&partial));
+    assert!(watch.accepts(&event("down", "up")));
+    assert!(
+        !watch.accepts(&event("degraded", "up")),
+        "on: [down, partial]"
+    );
+    let body = json_of(&render(watch, &partial));
+    assert_eq!(body["partial"], true);
+    assert_eq!(body["locations"]["us-east"]["state"], "down", "{body}");
+    assert_eq!(
+        body["locations"]["us-east"]["response_time_ms"], 3.0,
+        "{body}"
+    );
+    assert!(parse("notify: [{url: 'http://x', on: [partly]}]").is_err());
 }

@@ -4,6 +4,7 @@
 
 mod history;
 mod kv;
+mod locations;
 mod presence;
 mod queue;
 mod redis;

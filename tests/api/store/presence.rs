@@ -14,6 +14,7 @@ pub(super) fn instance(id: &str) -> Instance {
         started_at: 1.0e9,
         address: Some("10.0.0.1:8081".into()),
         faults: Vec::new(),
+        location: None,
     }
 }
 

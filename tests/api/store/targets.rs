@@ -317,6 +317,7 @@ mod long_history {
                     up,
                     counts: true,
                     response_time_ms: Some(ms),
+                    minutes_only: false,
                     json: "{}".to_owned(),
                 }
             })
@@ -334,6 +335,7 @@ mod long_history {
                 up: false,
                 counts: false,
                 response_time_ms: None,
+                minutes_only: false,
                 json: "{}".to_owned(),
             });
         }
@@ -429,6 +431,7 @@ mod slo {
                     up: !down,
                     counts: !down || counts_downs,
                     response_time_ms: Some(40.0),
+                    minutes_only: false,
                     json: "{}".to_owned(),
                 };
                 let written = store

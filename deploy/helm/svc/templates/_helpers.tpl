@@ -64,6 +64,40 @@ roles:
 {{- end }}
 
 {{/*
+The Deployments of a role (dict "role" ROLE "Values" .Values) as YAML {placements}: the
+role's fields, with `app` the role's name. The worker with worker.locations gets one
+per location, named worker-<location>, with its `location` and `zone`; any other role,
+or the worker without locations, one named as the role.
+*/}}
+{{- define "svc.placements" -}}
+{{- $role := .role }}
+{{- $locations := list }}
+{{- if eq $role.key "worker" }}{{ $locations = .Values.worker.locations | default list }}{{ end }}
+placements:
+{{- range $locations }}
+{{- if not (regexMatch "^[a-z0-9-]{1,63}$" (toString .name)) }}
+{{- fail (printf "worker.locations: %q is no location name: 1 to 63 of a-z, 0-9 and '-'" (toString .name)) }}
+{{- end }}
+{{- if not .zone }}
+{{- fail (printf "worker.locations: %s needs a zone (topology.kubernetes.io/zone)" .name) }}
+{{- end }}
+  - {{ merge (dict "name" (printf "%s-%s" $role.name .name) "app" $role.name "location" .name "zone" .zone) (deepCopy $role) | toJson }}
+{{- else }}
+  - {{ merge (dict "app" $role.name) (deepCopy $role) | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+The labels that select a placement's pods: its app, and its location when it has one.
+*/}}
+{{- define "svc.placementLabels" -}}
+app: {{ .app }}
+{{- with .location }}
+location: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
 Pod Security "restricted", fixed here rather than in values so no setting weakens it:
 UID/GID 1000, non-root, seccomp RuntimeDefault; per container no privilege
 escalation, read-only root filesystem, every capability dropped.

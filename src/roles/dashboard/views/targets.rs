@@ -153,6 +153,42 @@ fn slo_note(slo: &crate::targets::slo::SloReport) -> Markup {
     }
 }
 
+/// What each location of a target probed from several found: its own verdict (or
+/// "no data" when its latest result is older than two intervals), response time,
+/// uptime over the hour and its sparkline.
+fn locations(row: &TargetRow, now: f64) -> Markup {
+    let located = row.located(now);
+    if located.is_empty() {
+        return html! {};
+    }
+    let history = |name: &str| {
+        row.report
+            .as_ref()
+            .and_then(|r| r.locations.iter().find(|l| l.name == name))
+    };
+    html! {
+        ul.locations {
+            @for (name, result, word) in &located {
+                @let own = history(name);
+                @let points: Vec<Option<f64>> = own
+                    .map(|r| r.samples.iter().rev().map(|s| s.response_time_ms).collect())
+                    .unwrap_or_default();
+                li data-location=(name) data-state=(word) {
+                    span.name { (name) } ": "
+                    span class={ "badge " (word.replace(' ', "-")) } { (word) }
+                    " " span.muted {
+                        (millis(result.and_then(|r| r.response_time_ms)))
+                        @if let Some(up) = own.and_then(|r| r.uptime_1h) {
+                            " · " (format!("{up:.1} %")) " 1 h"
+                        }
+                    }
+                    @if points.iter().flatten().count() > 1 { " " (sparkline(&points)) }
+                }
+            }
+        }
+    }
+}
+
 fn target_row(row: &TargetRow, now: f64) -> Markup {
     let report = row.report.as_ref();
     let state = report.and_then(|r| r.state.as_ref());
@@ -197,6 +233,7 @@ fn target_row(row: &TargetRow, now: f64) -> Markup {
                 @if let Some(since) = state.and_then(|s| s.since).filter(|_| row.maintenance.is_none()) {
                     " " span.muted { "for " (ago(now - since)) }
                 }
+                (locations(row, now))
             }
             td.num { (millis(state.and_then(|s| s.last.as_ref()).and_then(|l| l.response_time_ms))) }
             td.num { (percent(report.and_then(|r| r.uptime_1h))) }
