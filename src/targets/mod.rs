@@ -26,6 +26,8 @@
 //!   - {name: db-upgrade, targets: [payments], start: "2026-12-01T02:00:00Z", duration: 2h}
 //!   - {name: weekly, groups: [shop], every: [sun], time: "03:00",
 //!      timezone: Europe/Berlin, duration: 30m}
+//! status_pages:                 # public pages at /status/{slug} (see pages)
+//!   - {slug: shop, title: Example Shop status, groups: [shop], targets: [payments]}
 //! ```
 //!
 //! During a maintenance window ([`maintenance`]) its targets are still probed, but their state shows as
@@ -45,6 +47,7 @@ pub mod check;
 pub mod history;
 pub mod maintenance;
 pub mod notify;
+pub mod pages;
 pub mod slo;
 pub mod state;
 pub mod value;
@@ -96,6 +99,8 @@ pub struct Targets {
     pub files: Vec<PathBuf>,
     /// The maintenance windows, in file order.
     pub maintenance: Vec<Window>,
+    /// The public status pages ([`pages`]), in file order.
+    pub status_pages: Vec<pages::StatusPage>,
 }
 
 /// One endpoint to watch.
@@ -202,6 +207,8 @@ struct FileSpec {
     groups: BTreeMap<String, GroupSpec>,
     #[serde(default)]
     maintenance: Vec<WindowSpec>,
+    #[serde(default)]
+    status_pages: Vec<pages::PageSpec>,
 }
 
 /// What a group's targets share.
@@ -276,6 +283,7 @@ impl Targets {
                 notify: Vec::new(),
                 groups: BTreeMap::new(),
                 maintenance: Vec::new(),
+                status_pages: Vec::new(),
             }
         } else {
             serde_saphyr::from_str(text).map_err(|e| syntax(&e.to_string()))?
@@ -344,20 +352,22 @@ impl Targets {
                 }
             }
         }
+        let group_named = |group: &str| {
+            groups.contains_key(group) || targets.iter().any(|t| t.group.as_deref() == Some(group))
+        };
         let maintenance = maintenance::windows(
             spec.maintenance,
             &|name| targets.iter().any(|t| t.name == name),
-            &|group| {
-                groups.contains_key(group)
-                    || targets.iter().any(|t| t.group.as_deref() == Some(group))
-            },
+            &group_named,
         )?;
+        let status_pages = pages::pages(spec.status_pages, &targets, &group_named)?;
         Ok(Targets {
             targets,
             notify,
             groups,
             files,
             maintenance,
+            status_pages,
         })
     }
 
