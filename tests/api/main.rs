@@ -27,6 +27,7 @@ mod secrets;
 mod sentinel;
 mod shutdown;
 mod slo;
+mod status_pages;
 mod store;
 mod targets;
 mod traces;
