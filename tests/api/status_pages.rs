@@ -441,6 +441,20 @@ async fn the_bars_and_figures_come_from_the_day_tallies() {
     let bad_day = format!("<b>{}</b>: 75.00% up<br>Down ", date(3));
     assert!(html.contains(&bad_day), "{html}");
     assert!(html.contains(&format!("<b>{}</b>: no data", date(0))));
+
+    // /api/health-check carries the same day figures, and the year's.
+    let (_, health) = app.get_json("/api/health-check").await;
+    let entry = health["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == "orders")
+        .cloned()
+        .expect("orders");
+    assert!(close(&entry["uptime_7d"], 2300.0 / 24.0), "{entry}");
+    assert!(close(&entry["uptime_30d"], 11500.0 / 116.0), "{entry}");
+    assert!(close(&entry["uptime_90d"], 35100.0 / 356.0), "{entry}");
+    assert!(close(&entry["uptime_365d"], 35100.0 / 356.0), "{entry}");
 }
 
 #[tokio::test]

@@ -49,6 +49,7 @@ use crate::http::{self, RoleServer, ServeError};
 use crate::probe;
 use crate::service::{Role, Service};
 use crate::store::SharedStore;
+use crate::targets::history::{Uptimes, uptimes};
 use crate::targets::watch::{self, Current, Loaded};
 
 use snapshot::{Latest, Snapshot, Sources};
@@ -374,7 +375,7 @@ struct ServiceEntry<'a> {
 #[serde(untagged)]
 enum Entry<'a> {
     Service(ServiceEntry<'a>),
-    Target(TargetEntry<'a>),
+    Target(Box<TargetEntry<'a>>),
 }
 
 /// A target in `services`: `name`, `status` (`unknown` before its first verdict or
@@ -398,13 +399,19 @@ struct TargetEntry<'a> {
     since: Option<f64>,
     uptime_1h: Option<f64>,
     uptime_24h: Option<f64>,
+    /// Percent over the last 7, 30, 90 and 365 days, from the day tallies; `null`
+    /// with no probe counted then, or the store unreadable.
+    uptime_7d: Option<f64>,
+    uptime_30d: Option<f64>,
+    uptime_90d: Option<f64>,
+    uptime_365d: Option<f64>,
     /// Its objective and where it stands: `{objective, window_days, uptime,
     /// budget_left, burn_5m, burn_1h, burn_6h}`; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     slo: Option<&'a crate::targets::slo::SloReport>,
 }
 
-fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
+fn target_entry(row: &snapshot::TargetRow, days: Uptimes) -> TargetEntry<'_> {
     let report = row.report.as_ref();
     let state = report.and_then(|r| r.state.as_ref());
     let last = state.and_then(|s| s.last.as_ref());
@@ -428,17 +435,25 @@ fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
         since: state.and_then(|s| s.since),
         uptime_1h: report.and_then(|r| r.uptime_1h),
         uptime_24h: report.and_then(|r| r.uptime_24h),
+        uptime_7d: days.d7,
+        uptime_30d: days.d30,
+        uptime_90d: days.d90,
+        uptime_365d: days.d365,
         slo: row.slo.as_ref(),
     }
 }
 
 /// The services a client is told about: the embedded store is part of this process,
 /// not a service, so it has no entry; the user's targets follow svc's own services.
-fn service_entries(snapshot: &Snapshot) -> Vec<Entry<'_>> {
+fn service_entries(snapshot: &Snapshot, days: Vec<Uptimes>) -> Vec<Entry<'_>> {
+    let days = days
+        .into_iter()
+        .chain(std::iter::repeat(Uptimes::default()));
     let targets = snapshot
         .targets
         .iter()
-        .map(|t| Entry::Target(target_entry(t)));
+        .zip(days)
+        .map(|(t, days)| Entry::Target(Box::new(target_entry(t, days))));
     snapshot
         .services
         .iter()
@@ -455,11 +470,30 @@ fn service_entries(snapshot: &Snapshot) -> Vec<Entry<'_>> {
         .collect()
 }
 
+/// Each target's uptime over days, read from its day tallies (a few small hashes per
+/// target, several targets at once); empty with the store down, where it would wait.
+async fn day_uptimes(store: &SharedStore, snapshot: &Snapshot, now: f64) -> Vec<Uptimes> {
+    use futures_util::StreamExt;
+    if !snapshot.redis_connected {
+        return Vec::new();
+    }
+    futures_util::stream::iter(&snapshot.targets)
+        .map(|t| async move {
+            uptimes(store.as_ref(), &t.name, now)
+                .await
+                .unwrap_or_default()
+        })
+        .buffered(16)
+        .collect()
+        .await
+}
+
 async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
     let snapshot = match latest(&dashboard).await {
         Ok(snapshot) => snapshot,
         Err(starting) => return starting,
     };
+    let days = day_uptimes(&dashboard.store, &snapshot, unix_now()).await;
     HttpResponse::Ok()
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
         .json(HealthCheck {
@@ -473,7 +507,7 @@ async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
             targets: summary::Tally::of(&snapshot.targets),
             timestamp: unix_now(),
             checked_at: snapshot.taken_at,
-            services: service_entries(&snapshot),
+            services: service_entries(&snapshot, days),
             errors: &snapshot.errors,
         })
 }
