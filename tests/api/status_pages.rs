@@ -471,3 +471,45 @@ async fn an_unknown_slug_is_a_404_that_says_only_that() {
         assert_eq!(body["message"], "no status page here", "{path}");
     }
 }
+
+#[tokio::test]
+async fn with_the_store_gone_a_page_says_unknown_at_once() {
+    let mut redis = crate::helpers::RedisServer::start();
+    let settings = test_settings(StoreSettings::Redis(redis.settings()));
+    let store = svc::store::open(&settings.store, "svc:").expect("store");
+    let dir = Dir::new("status-pages-no-store");
+    let file = dir.path("targets.yaml");
+    std::fs::write(
+        &file,
+        "targets:\n- {name: orders, url: 'tcp://127.0.0.1:9', group: shop}\n\
+         status_pages:\n- {slug: shop, title: Shop, groups: [shop]}\n",
+    )
+    .expect("write");
+    let url = Url::parse(&format!("http://127.0.0.1:{}", free_port())).expect("url");
+    let mut config =
+        dashboard::Config::new(url.clone(), url, Duration::from_secs(1)).expect("config");
+    config.targets =
+        Some(Loaded::read(&file, Duration::from_secs(10), Credentials::Optional).expect("file"));
+    let app = TestApp::dashboard(settings, config, store).await;
+    app.wait_ready(200, Duration::from_secs(5)).await;
+    redis.stop();
+    app.wait_ready(503, Duration::from_secs(5)).await;
+    crate::helpers::eventually(Duration::from_secs(10), "the page says unknown", || async {
+        let asked = std::time::Instant::now();
+        let (status, facts) = app.get_json("/status/shop.json").await;
+        assert_eq!(status, 200, "{facts}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "the page waited {:?} on a store that is gone",
+            asked.elapsed()
+        );
+        (facts["status"] == "unknown").then_some(())
+    })
+    .await;
+    let (status, html) = app.get("/status/shop").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Status unknown") && html.contains("No data"),
+        "{html}"
+    );
+}

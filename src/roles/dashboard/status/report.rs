@@ -211,9 +211,12 @@ pub async fn gather(
     let today = day_of(now);
     let sections = page.sections(&file.targets);
     let names: Vec<String> = sections.iter().flat_map(|(_, n)| n.clone()).collect();
+    // With the store down every read would wait for its timeout: the page then says
+    // what it knows (nothing), at once.
+    let reachable = snapshot.redis_connected;
     // The store's day tallies of a year (for the figures; the bar shows the last
     // DAYS); a component whose days cannot be read shows none.
-    let days: Vec<Vec<(i64, Tally)>> = stream::iter(names.iter())
+    let days: Vec<Vec<(i64, Tally)>> = stream::iter(names.iter().filter(|_| reachable))
         .map(|name| async move {
             store
                 .target_days(name, today - 364..=today)
@@ -223,9 +226,15 @@ pub async fn gather(
         .buffered(READS_AT_ONCE)
         .collect()
         .await;
-    let incidents = store.incidents(INCIDENTS_READ).await.unwrap_or_default();
+    let incidents = if reachable {
+        store.incidents(INCIDENTS_READ).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let (current, past) = public_incidents(&incidents, &names, now);
-    let mut tallies = names.iter().zip(days);
+    let mut tallies = names
+        .iter()
+        .zip(days.into_iter().chain(std::iter::repeat(Vec::new())));
     let sections: Vec<Section> = sections
         .into_iter()
         .map(|(group, members)| Section {
