@@ -20,6 +20,7 @@
 
 mod assets;
 mod badge;
+pub mod days;
 pub mod filter;
 mod history;
 pub mod record;
@@ -49,7 +50,6 @@ use crate::http::{self, RoleServer, ServeError};
 use crate::probe;
 use crate::service::{Role, Service};
 use crate::store::SharedStore;
-use crate::targets::history::{Uptimes, uptimes};
 use crate::targets::watch::{self, Current, Loaded};
 
 use snapshot::{Latest, Snapshot, Sources};
@@ -399,8 +399,8 @@ struct TargetEntry<'a> {
     since: Option<f64>,
     uptime_1h: Option<f64>,
     uptime_24h: Option<f64>,
-    /// Percent over the last 7, 30, 90 and 365 days, from the day tallies; `null`
-    /// with no probe counted then, or the store unreadable.
+    /// Percent over the last 7, 30, 90 and 365 days, from the day tallies as last read
+    /// ([`days`], every few minutes); `null` with no probe counted then, or unread.
     uptime_7d: Option<f64>,
     uptime_30d: Option<f64>,
     uptime_90d: Option<f64>,
@@ -411,7 +411,8 @@ struct TargetEntry<'a> {
     slo: Option<&'a crate::targets::slo::SloReport>,
 }
 
-fn target_entry(row: &snapshot::TargetRow, days: Uptimes) -> TargetEntry<'_> {
+fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
+    let days = row.uptime_days;
     let report = row.report.as_ref();
     let state = report.and_then(|r| r.state.as_ref());
     let last = state.and_then(|s| s.last.as_ref());
@@ -445,15 +446,11 @@ fn target_entry(row: &snapshot::TargetRow, days: Uptimes) -> TargetEntry<'_> {
 
 /// The services a client is told about: the embedded store is part of this process,
 /// not a service, so it has no entry; the user's targets follow svc's own services.
-fn service_entries(snapshot: &Snapshot, days: Vec<Uptimes>) -> Vec<Entry<'_>> {
-    let days = days
-        .into_iter()
-        .chain(std::iter::repeat(Uptimes::default()));
+fn service_entries(snapshot: &Snapshot) -> Vec<Entry<'_>> {
     let targets = snapshot
         .targets
         .iter()
-        .zip(days)
-        .map(|(t, days)| Entry::Target(Box::new(target_entry(t, days))));
+        .map(|t| Entry::Target(Box::new(target_entry(t))));
     snapshot
         .services
         .iter()
@@ -470,30 +467,11 @@ fn service_entries(snapshot: &Snapshot, days: Vec<Uptimes>) -> Vec<Entry<'_>> {
         .collect()
 }
 
-/// Each target's uptime over days, read from its day tallies (a few small hashes per
-/// target, several targets at once); empty with the store down, where it would wait.
-async fn day_uptimes(store: &SharedStore, snapshot: &Snapshot, now: f64) -> Vec<Uptimes> {
-    use futures_util::StreamExt;
-    if !snapshot.redis_connected {
-        return Vec::new();
-    }
-    futures_util::stream::iter(&snapshot.targets)
-        .map(|t| async move {
-            uptimes(store.as_ref(), &t.name, now)
-                .await
-                .unwrap_or_default()
-        })
-        .buffered(16)
-        .collect()
-        .await
-}
-
 async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
     let snapshot = match latest(&dashboard).await {
         Ok(snapshot) => snapshot,
         Err(starting) => return starting,
     };
-    let days = day_uptimes(&dashboard.store, &snapshot, unix_now()).await;
     HttpResponse::Ok()
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
         .json(HealthCheck {
@@ -507,7 +485,7 @@ async fn health_check(dashboard: web::Data<Dashboard>) -> HttpResponse {
             targets: summary::Tally::of(&snapshot.targets),
             timestamp: unix_now(),
             checked_at: snapshot.taken_at,
-            services: service_entries(&snapshot, days),
+            services: service_entries(&snapshot),
             errors: &snapshot.errors,
         })
 }

@@ -218,6 +218,7 @@ mod tests {
             }),
             maintenance: None,
             slo: None,
+            uptime_days: Default::default(),
         }
     }
 
