@@ -104,6 +104,9 @@ INGRESS_EXPECTATIONS = [
 ]
 # Of those, the ones the running binary must also answer with 2xx.
 INGRESS_FETCH = ["/", "/api/status", "/api/info"]
+# What an Ingress for any other host than INGRESS_HOST may expose: the public status
+# pages (with their stylesheet) and the badges, of the dashboard.
+PUBLIC_PATHS = ("/status", "/badge")
 PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
     "unless", "offset", "bool", "inf", "nan", "le",
@@ -769,6 +772,17 @@ def check_ingress_routes(objs, r):
     for path, role in INGRESS_EXPECTATIONS:
         got = role_behind(objs, route(objs, path))
         r.check(got == role, f"Ingress routes {path} to the {role} (goes to {got or 'nothing'})")
+    # An Ingress for another host (components/public-status) is public: it exposes
+    # the status pages and badges of the dashboard and nothing else.
+    for ing in (o for o in objs if o["kind"] == "Ingress"):
+        for rule in ing["spec"]["rules"]:
+            if rule.get("host") == INGRESS_HOST:
+                continue
+            for p in rule["http"]["paths"]:
+                role = role_behind(objs, p["backend"]["service"]["name"])
+                r.check(p["path"] in PUBLIC_PATHS and p["pathType"] == "Prefix" and role == "dashboard",
+                        f"{name_of(ing)}: host {rule.get('host')} exposes only {' '.join(PUBLIC_PATHS)} "
+                        f"of the dashboard (has {p['path']} on the {role or 'nothing'})")
 
 
 def scraped_jobs(objs):

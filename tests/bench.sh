@@ -4,8 +4,10 @@
 # tests/bench_page.py (the page at 1,000 targets in 20 groups: weight and render time),
 # tests/bench_load.py (svc load against wrk), tests/bench_targets.py (1,000 targets on
 # 3 workers; its Redis fill is examples/fill_targets.rs), tests/bench_notify.py (probe
-# to webhook latency, 1,000 targets on 3 workers) and tests/bench_blackbox.py (CPU per
-# probe against the blackbox exporter and its Prometheus). Extra arguments go to each.
+# to webhook latency, 1,000 targets on 3 workers), tests/bench_blackbox.py (CPU per
+# probe against the blackbox exporter and its Prometheus) and tests/bench_status.py (a
+# status page and /api/health-check at 1,000 targets with a year of history). Extra
+# arguments go to each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/need.sh redis-server=redis-server nginx=nginx-light wrk=wrk prometheus=prometheus \
@@ -19,3 +21,4 @@ python3 tests/bench_load.py "$@"
 python3 tests/bench_targets.py "$@"
 python3 tests/bench_notify.py "$@"
 python3 tests/bench_blackbox.py "$@"
+python3 tests/bench_status.py "$@"

@@ -108,7 +108,7 @@ pub struct Uptimes {
 }
 
 /// Days since the epoch of unix second `at`.
-fn day_of(at: f64) -> i64 {
+pub fn day_of(at: f64) -> i64 {
     crate::clock::minute_of(at).div_euclid(24 * 60)
 }
 
@@ -116,13 +116,20 @@ fn day_of(at: f64) -> i64 {
 pub async fn uptimes(store: &dyn Store, name: &str, now: f64) -> Result<Uptimes, StoreError> {
     let today = day_of(now);
     let days = store.target_days(name, today - 364..=today).await?;
-    let over = |n: i64| uptime(&days, today - (n - 1));
-    Ok(Uptimes {
-        d7: over(7),
-        d30: over(30),
-        d90: over(90),
-        d365: over(365),
-    })
+    Ok(Uptimes::of(&days, today))
+}
+
+impl Uptimes {
+    /// The uptimes of day tallies `days` (by day number) on day `today`.
+    pub fn of(days: &[(i64, Tally)], today: i64) -> Uptimes {
+        let over = |n: i64| uptime(days, today - (n - 1));
+        Uptimes {
+            d7: over(7),
+            d30: over(30),
+            d90: over(90),
+            d365: over(365),
+        }
+    }
 }
 
 /// The steps of `step` that cover unix seconds `from` (inclusive) to `to`

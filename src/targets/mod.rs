@@ -30,6 +30,8 @@
 //!   - {name: db-upgrade, targets: [payments], start: "2026-12-01T02:00:00Z", duration: 2h}
 //!   - {name: weekly, groups: [shop], every: [sun], time: "03:00",
 //!      timezone: Europe/Berlin, duration: 30m}
+//! status_pages:                 # public pages at /status/{slug} (see pages)
+//!   - {slug: shop, title: Example Shop status, groups: [shop], targets: [payments]}
 //! ```
 //!
 //! During a maintenance window ([`maintenance`]) its targets are still probed, but their state shows as
@@ -52,6 +54,7 @@ pub mod locations;
 pub mod maintenance;
 pub mod modules;
 pub mod notify;
+pub mod pages;
 pub mod slo;
 pub mod state;
 pub mod value;
@@ -105,6 +108,8 @@ pub struct Targets {
     pub maintenance: Vec<Window>,
     /// The modules of `/probe` ([`modules`]), by name.
     pub modules: BTreeMap<String, modules::Module>,
+    /// The public status pages ([`pages`]), in file order.
+    pub status_pages: Vec<pages::StatusPage>,
 }
 
 /// One endpoint to watch.
@@ -243,6 +248,7 @@ struct FileSpec {
     maintenance: Vec<WindowSpec>,
     #[serde(default)]
     modules: BTreeMap<String, modules::ModuleSpec>,
+    status_pages: Vec<pages::PageSpec>,
 }
 
 /// What a group's targets share.
@@ -328,6 +334,7 @@ impl Targets {
                 groups: BTreeMap::new(),
                 maintenance: Vec::new(),
                 modules: BTreeMap::new(),
+                status_pages: Vec::new(),
             }
         } else {
             serde_saphyr::from_str(text).map_err(|e| syntax(&e.to_string()))?
@@ -396,14 +403,15 @@ impl Targets {
                 }
             }
         }
+        let group_named = |group: &str| {
+            groups.contains_key(group) || targets.iter().any(|t| t.group.as_deref() == Some(group))
+        };
         let maintenance = maintenance::windows(
             spec.maintenance,
             &|name| targets.iter().any(|t| t.name == name),
-            &|group| {
-                groups.contains_key(group)
-                    || targets.iter().any(|t| t.group.as_deref() == Some(group))
-            },
+            &group_named,
         )?;
+        let status_pages = pages::pages(spec.status_pages, &targets, &group_named)?;
         Ok(Targets {
             targets,
             notify,
@@ -411,6 +419,7 @@ impl Targets {
             files,
             maintenance,
             modules: modules::modules(spec.modules)?,
+            status_pages,
         })
     }
 

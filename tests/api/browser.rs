@@ -23,6 +23,7 @@ use crate::detection::dashboard_over;
 use crate::helpers::{Announced, RedisServer, SvcProcess, eventually, free_port, require_tool};
 use crate::helpers::{all_args, gateway_process, worker_process};
 
+mod status;
 mod targets;
 
 /// Refresh period the dashboards under test run with.
@@ -199,6 +200,18 @@ impl Browser {
         .await;
     }
 
+    /// Switches the page to the dark colour scheme and checks its background changed.
+    async fn go_dark(&self) {
+        let background = "getComputedStyle(document.body).backgroundColor";
+        let light = self.eval(background).await;
+        self.devtools(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+        )
+        .await;
+        assert_ne!(self.eval(background).await, light, "no dark theme");
+    }
+
     /// Switches to a 360 px phone screen and checks the page fits it, scrolling
     /// nothing sideways.
     async fn fits_a_phone(&self) {
@@ -373,15 +386,7 @@ async fn the_page_works_in_chromium_against_svc_all() {
     assert!(errors.iter().any(|e| e.contains("canary")), "{errors:?}");
 
     let light = browser.screenshot("dashboard-light").await;
-    let background = "getComputedStyle(document.body).backgroundColor";
-    let light_bg = browser.eval(background).await;
-    browser
-        .devtools(
-            "Emulation.setEmulatedMedia",
-            json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
-        )
-        .await;
-    assert_ne!(browser.eval(background).await, light_bg, "no dark theme");
+    browser.go_dark().await;
     let dark = browser.screenshot("dashboard-dark").await;
 
     browser.fits_a_phone().await;

@@ -8,42 +8,21 @@ use std::time::Duration;
 use serde_json::Value;
 use svc::config::StoreSettings;
 use svc::roles::dashboard;
+use svc::store::SharedStore;
 use svc::store::memory::MemoryStore;
-use svc::store::{SampleRecord, SharedStore};
 use svc::targets::value::Credentials;
 use svc::targets::watch::Loaded;
 use url::Url;
 
 use crate::helpers::{Dir, TestApp, free_port, test_settings};
-
-/// Four probes (hours 1, 7, 13, 19) of day `day`, 40 ms each; the first down when
-/// `one_down`.
-async fn write_day(store: &SharedStore, seen: &mut Option<&str>, day: i64, one_down: bool) {
-    for hour in [1, 7, 13, 19] {
-        let probe = SampleRecord {
-            timestamp: (day * 86400 + hour * 3600) as f64,
-            up: !(one_down && hour == 1),
-            counts: true,
-            response_time_ms: Some(40.0),
-            minutes_only: false,
-            json: "{}".to_owned(),
-        };
-        let written = store
-            .put_target_state("shop-api", *seen, "s", Some(&probe))
-            .await
-            .expect("put");
-        assert!(written, "no other writer");
-        *seen = Some("s");
-    }
-}
+use crate::status_pages::write_days;
 
 #[tokio::test]
 async fn history_is_exported_as_json_and_csv_and_bad_input_says_why() {
     let store: SharedStore = Arc::new(MemoryStore::new());
     let today = (svc::clock::unix_now() / 86400.0).floor() as i64;
-    let mut seen = None;
-    write_day(&store, &mut seen, today - 2, false).await;
-    write_day(&store, &mut seen, today - 1, true).await;
+    // Four probes a day; one of the second day's fails.
+    write_days(&store, "shop-api", today - 2..today, &[(today - 1, 1)]).await;
 
     let dir = Dir::new("history");
     let file = dir.path("targets.yaml");

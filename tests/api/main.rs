@@ -30,6 +30,7 @@ mod secrets;
 mod sentinel;
 mod shutdown;
 mod slo;
+mod status_pages;
 mod store;
 mod target_alerts;
 mod targets;

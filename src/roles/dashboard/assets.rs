@@ -1,7 +1,8 @@
-//! The stylesheet and the script, compiled into the binary.
+//! The stylesheets and the script, compiled into the binary.
 //!
 //! Each is served at a path that carries a hash of its content
-//! (`/static/dashboard-<hash>.css`), so browsers may cache it for a year: a new build
+//! (`/static/dashboard-<hash>.css`; the public status pages' own stylesheet under
+//! `/status/static/`, which a public Ingress exposes), so browsers may cache it for a year: a new build
 //! with new content has a new path. The hash is also the ETag, for clients that
 //! revalidate anyway.
 
@@ -22,12 +23,18 @@ pub struct Asset {
 }
 
 impl Asset {
-    fn new(stem: &str, extension: &str, content_type: &'static str, body: &'static str) -> Self {
+    fn new(
+        dir: &str,
+        stem: &str,
+        extension: &str,
+        content_type: &'static str,
+        body: &'static str,
+    ) -> Self {
         let mut hasher = DefaultHasher::new();
         body.hash(&mut hasher);
         let hash = format!("{:016x}", hasher.finish());
         Asset {
-            path: format!("/static/{stem}-{hash}.{extension}"),
+            path: format!("{dir}/{stem}-{hash}.{extension}"),
             content_type,
             body,
             tag: EntityTag::new_strong(hash),
@@ -38,16 +45,21 @@ impl Asset {
 /// The stylesheet.
 pub static CSS: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(
+        "/static",
         "dashboard",
         "css",
         "text/css; charset=utf-8",
-        include_str!("static/dashboard.css"),
+        concat!(
+            include_str!("static/theme.css"),
+            include_str!("static/dashboard.css")
+        ),
     )
 });
 
 /// The script that refreshes the page.
 pub static JS: LazyLock<Asset> = LazyLock::new(|| {
     Asset::new(
+        "/static",
         "dashboard",
         "js",
         "text/javascript; charset=utf-8",
@@ -55,10 +67,28 @@ pub static JS: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
-/// `GET /static/{file}`: an embedded file, 304 when the client has it already.
+/// The public status pages' stylesheet.
+pub static STATUS_CSS: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "/status/static",
+        "status",
+        "css",
+        "text/css; charset=utf-8",
+        concat!(
+            include_str!("static/theme.css"),
+            include_str!("static/status.css")
+        ),
+    )
+});
+
+/// `GET /static/{file}` and `GET /status/static/{file}`: an embedded file, 304 when
+/// the client has it already.
 pub async fn serve(req: HttpRequest, file: web::Path<String>) -> HttpResponse {
-    let wanted = format!("/static/{file}");
-    let Some(asset) = [&*CSS, &*JS].into_iter().find(|a| a.path == wanted) else {
+    let wanted = req.path();
+    let Some(asset) = [&*CSS, &*JS, &*STATUS_CSS]
+        .into_iter()
+        .find(|a| a.path == wanted)
+    else {
         return crate::http::error::body(
             actix_web::http::StatusCode::NOT_FOUND,
             &format!("no static file {file}"),

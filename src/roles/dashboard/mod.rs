@@ -12,6 +12,8 @@
 //!   ([`history`]);
 //! - `GET /metrics/targets`: every target's state once for the cluster, in the
 //!   Prometheus text format ([`target_metrics`]).
+//! - `GET /status/{slug}`, `/status/{slug}.json`, `/status/{slug}/feed.atom`: the
+//!   public status pages of the targets file ([`status`]).
 //!
 //! Every answer comes from the newest [`snapshot::Snapshot`], gathered once per refresh
 //! period in the background, so no request waits on a probe. Readiness depends only on
@@ -20,11 +22,13 @@
 
 mod assets;
 mod badge;
+pub mod days;
 pub mod filter;
 mod history;
 pub mod record;
 pub mod replicas;
 pub mod snapshot;
+pub mod status;
 pub mod summary;
 pub mod system;
 mod target_metrics;
@@ -49,7 +53,7 @@ use crate::http::{self, RoleServer, ServeError};
 use crate::probe;
 use crate::service::{Role, Service};
 use crate::store::SharedStore;
-use crate::targets::watch::{self, Loaded};
+use crate::targets::watch::{self, Current, Loaded};
 
 use snapshot::{Latest, Snapshot, Sources};
 use views::View;
@@ -116,6 +120,9 @@ struct Dashboard {
     config: Config,
     page: Rendered,
     partial: Rendered,
+    /// The targets file in force, for its status pages.
+    targets: Option<Current>,
+    status_pages: status::Pages,
 }
 
 /// The last rendering of one view: what a view shows changes with the snapshot and,
@@ -149,25 +156,33 @@ impl Rendering {
 }
 
 impl Rendered {
-    fn get_or_render(&self, key: (u64, u64), render: impl FnOnce() -> String) -> Arc<Rendering> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Rendering>>> {
         // A poisoned lock only means a render panicked: the slot is still usable.
-        let lock = || {
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        if let Some(cached) = lock().as_ref().filter(|r| r.key == key) {
-            return cached.clone();
-        }
-        // Rendered outside the lock: two requests in the same new second may both
-        // render, and neither waits on the other.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The rendering of `key`, if it is the one kept.
+    fn cached(&self, key: (u64, u64)) -> Option<Arc<Rendering>> {
+        self.lock().as_ref().filter(|r| r.key == key).cloned()
+    }
+
+    /// Keeps `html` as the rendering of `key`.
+    fn keep(&self, key: (u64, u64), html: String) -> Arc<Rendering> {
         let rendering = Arc::new(Rendering {
             key,
-            html: web::Bytes::from(render()),
+            html: web::Bytes::from(html),
             gzip: std::sync::OnceLock::new(),
         });
-        *lock() = Some(rendering.clone());
+        *self.lock() = Some(rendering.clone());
         rendering
+    }
+
+    fn get_or_render(&self, key: (u64, u64), render: impl FnOnce() -> String) -> Arc<Rendering> {
+        // Rendered outside the lock: two requests in the same new second may both
+        // render, and neither waits on the other.
+        self.cached(key).unwrap_or_else(|| self.keep(key, render()))
     }
 }
 
@@ -196,11 +211,12 @@ pub async fn run(
     let readiness = |base: &Url| probe::readiness_url(base).map_err(std::io::Error::other);
     let stop = tokio_util::sync::CancellationToken::new();
     let _stop_on_return = stop.clone().drop_guard();
+    let targets = config
+        .targets
+        .clone()
+        .map(|loaded| watch::keep(loaded, TARGETS_INTERVAL, stop.clone()));
     let sources = Sources {
-        targets: config
-            .targets
-            .clone()
-            .map(|loaded| watch::keep(loaded, TARGETS_INTERVAL, stop.clone())),
+        targets: targets.clone(),
         client: probe::client().map_err(std::io::Error::other)?,
         gateway: readiness(&config.gateway_url)?,
         worker: readiness(&config.worker_url)?,
@@ -216,6 +232,8 @@ pub async fn run(
         config: config.clone(),
         page: Rendered::default(),
         partial: Rendered::default(),
+        targets,
+        status_pages: status::Pages::default(),
     });
     let routes = move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state.clone()).service(
@@ -231,6 +249,9 @@ pub async fn run(
                 .service(http::get("/partials/status", partial))
                 .service(http::get("/static/{file}", assets::serve))
                 .service(http::get("/badge/{name}.svg", badge::serve))
+                // The stylesheet first: the pages' pattern would take its path.
+                .service(http::get("/status/static/{file}", assets::serve))
+                .service(http::get("/status/{path:.+}", status::serve))
                 .service(http::get("/api/health-check", health_check))
                 .service(http::get("/api/system-info", system_info))
                 .service(http::get("/api/incidents", incidents))
@@ -260,9 +281,10 @@ async fn latest(dashboard: &Dashboard) -> Result<Arc<Snapshot>, HttpResponse> {
     })
 }
 
-fn html(rendering: &Rendering, gzip: bool) -> HttpResponse {
+/// `rendering` as `content_type`, gzipped for a client that takes it.
+fn respond(rendering: &Rendering, content_type: &str, gzip: bool) -> HttpResponse {
     let mut res = HttpResponse::Ok();
-    res.content_type("text/html; charset=utf-8")
+    res.content_type(content_type)
         .insert_header(CacheControl(vec![CacheDirective::NoStore]))
         .insert_header((header::VARY, "Accept-Encoding"));
     match rendering.gzip().filter(|_| gzip) {
@@ -309,7 +331,7 @@ async fn render(
                     gzip: std::sync::OnceLock::new(),
                 })
             };
-            html(&rendering, accepts_gzip(req))
+            respond(&rendering, "text/html; charset=utf-8", accepts_gzip(req))
         }
         Err(starting) => starting,
     }
@@ -357,7 +379,7 @@ struct ServiceEntry<'a> {
 #[serde(untagged)]
 enum Entry<'a> {
     Service(ServiceEntry<'a>),
-    Target(TargetEntry<'a>),
+    Target(Box<TargetEntry<'a>>),
 }
 
 /// A target in `services`: `name`, `status` (`unknown` before its first verdict or
@@ -381,6 +403,12 @@ struct TargetEntry<'a> {
     since: Option<f64>,
     uptime_1h: Option<f64>,
     uptime_24h: Option<f64>,
+    /// Percent over the last 7, 30, 90 and 365 days, from the day tallies as last read
+    /// ([`days`], every few minutes); `null` with no probe counted then, or unread.
+    uptime_7d: Option<f64>,
+    uptime_30d: Option<f64>,
+    uptime_90d: Option<f64>,
+    uptime_365d: Option<f64>,
     /// Its objective and where it stands: `{objective, window_days, uptime,
     /// budget_left, burn_5m, burn_1h, burn_6h}`; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -392,6 +420,7 @@ struct TargetEntry<'a> {
 }
 
 fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
+    let days = row.uptime_days;
     let report = row.report.as_ref();
     let state = report.and_then(|r| r.state.as_ref());
     let last = state.and_then(|s| s.last.as_ref());
@@ -415,6 +444,10 @@ fn target_entry(row: &snapshot::TargetRow) -> TargetEntry<'_> {
         since: state.and_then(|s| s.since),
         uptime_1h: report.and_then(|r| r.uptime_1h),
         uptime_24h: report.and_then(|r| r.uptime_24h),
+        uptime_7d: days.d7,
+        uptime_30d: days.d30,
+        uptime_90d: days.d90,
+        uptime_365d: days.d365,
         slo: row.slo.as_ref(),
         locations: located(row, crate::clock::unix_now()),
     }
@@ -445,7 +478,7 @@ fn service_entries(snapshot: &Snapshot) -> Vec<Entry<'_>> {
     let targets = snapshot
         .targets
         .iter()
-        .map(|t| Entry::Target(target_entry(t)));
+        .map(|t| Entry::Target(Box::new(target_entry(t))));
     snapshot
         .services
         .iter()

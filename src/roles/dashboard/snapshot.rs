@@ -20,6 +20,7 @@ use url::Url;
 
 use std::collections::VecDeque;
 
+use super::days::DayUptimes;
 use super::record::{Recorder, RecorderStatus};
 use super::replicas::{self, Count, LOST_FOR, Replica};
 use super::system::{self, System};
@@ -33,6 +34,7 @@ use crate::store::{
     DELIVERIES_KEPT, DeliveryRecord, HealthSample, Incident, Instance, QueueStats, SharedStore,
     StoreError, keys, series,
 };
+use crate::targets::history::Uptimes;
 use crate::targets::maintenance::{self, Active};
 use crate::targets::slo::{self, Slo, SloReport};
 use crate::targets::state::{self, TargetReport};
@@ -207,6 +209,8 @@ pub struct TargetRow {
     pub interval: Duration,
     /// The locations it lists (none: every live one): shown even before they report.
     pub listed: Vec<String>,
+    /// Its uptime over days ([`super::days`]), read every few minutes.
+    pub uptime_days: Uptimes,
 }
 
 /// What the gatherer carries from one round to the next.
@@ -218,6 +222,7 @@ pub struct Memory {
     /// Readings of the request counter: (Unix seconds, value), oldest first.
     readings: VecDeque<(f64, i64)>,
     recorder: Recorder,
+    days: DayUptimes,
 }
 
 /// The newest snapshot; `None` until the first one is gathered.
@@ -341,6 +346,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
         .unwrap_or_default();
     let mut reports = if redis_connected && !listed.is_empty() {
         let names: Vec<String> = listed.iter().map(|t| t.name.clone()).collect();
+        memory.days.refresh(store.as_ref(), &names, now).await;
         read.ok(state::reports(store.as_ref(), &names, now).await)
     } else {
         None
@@ -367,6 +373,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
             slo: t.slo.and_then(|_| slos.as_mut().and_then(Iterator::next)),
             interval: t.interval,
             listed: t.locations.clone().unwrap_or_default(),
+            uptime_days: memory.days.of(&t.name),
         })
         .collect();
     let (history, instances, figures, incidents, deliveries) = if redis_connected {

@@ -261,6 +261,7 @@ mod tests {
             slo: None,
             interval: std::time::Duration::from_secs(10),
             listed: Vec::new(),
+            uptime_days: Default::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::service::Service;
 use crate::service::ServiceState;
 use crate::store::{Incident, QueueStats};
 
+pub mod status;
 mod targets;
 use targets::targets;
 
@@ -50,18 +51,26 @@ pub struct View<'a> {
     pub query: &'a Query,
 }
 
+/// What every document's head starts with: titled `title`, styled by `stylesheet`,
+/// in both colour schemes, with no favicon to fetch.
+pub fn head_start(title: &str, stylesheet: &str) -> Markup {
+    html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        meta name="color-scheme" content="light dark";
+        title { (title) }
+        link rel="icon" href="data:,";
+        link rel="stylesheet" href=(stylesheet);
+    }
+}
+
 /// The document around `body`: the same head on every page.
 pub fn layout(title: &str, refresh: Duration, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content="light dark";
-                title { (title) }
-                link rel="icon" href="data:,";
-                link rel="stylesheet" href=(assets::CSS.path);
+                (head_start(title, &assets::CSS.path))
                 script src=(assets::JS.path) defer {}
                 // Without JavaScript the whole page reloads instead.
                 noscript { meta http-equiv="refresh" content=(refresh.as_secs().max(1)); }
@@ -430,7 +439,7 @@ fn incident(i: &Incident, now: f64) -> Markup {
 }
 
 /// Seconds as "42 s", "3 min 5 s", "2 h 10 min".
-fn duration(seconds: f64) -> String {
+pub fn duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s} s"),
