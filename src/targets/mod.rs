@@ -248,6 +248,7 @@ struct FileSpec {
     maintenance: Vec<WindowSpec>,
     #[serde(default)]
     modules: BTreeMap<String, modules::ModuleSpec>,
+    #[serde(default)]
     status_pages: Vec<pages::PageSpec>,
 }
 
