@@ -16,6 +16,13 @@
 //! `transfer` (headers to the last byte of body read). `connect` and `tls` are left
 //! out rather than reported as 0. The certificate expiry is the leaf's; blackbox's is
 //! the earliest of the chain, the same for a leaf that expires first (the usual case).
+//!
+//! The other types add their prober's gauges: `dns` `probe_dns_query_succeeded`,
+//! `probe_dns_answer_rrs` and `probe_dns_duration_seconds{phase="request"}`; `grpc`
+//! `probe_grpc_healthcheck_response{serving_status}` (1 for the status the server gave,
+//! 0 for the others) and `probe_grpc_ssl`; `icmp`
+//! `probe_icmp_duration_seconds{phase="resolve|rtt"}` (the mean round trip of the
+//! replies); a handshake (`tls`, `grpcs`, `wss`) `probe_tls_version_info{version}`.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -67,8 +74,20 @@ impl Probe<'_> {
             "IP version of the address probed: 4 or 6 (0 when the name did not resolve)",
             &[("", protocol)],
         );
-        if self.kind == "http" {
-            self.render_http(&mut out);
+        match self.kind {
+            "http" => self.render_http(&mut out),
+            "dns" => self.render_dns(&mut out),
+            "grpc" => self.render_grpc(&mut out),
+            "icmp" => self.render_icmp(&mut out),
+            _ => {}
+        }
+        if let Some(version) = &self.checked.facts.tls_version {
+            gauge(
+                &mut out,
+                "probe_tls_version_info",
+                "The TLS version the handshake agreed",
+                &[(format!(r#"{{version="{}"}}"#, tls_version(version)), 1.0)],
+            );
         }
         if let Some(at) = self.checked.cert_expires_at {
             gauge(
@@ -145,6 +164,82 @@ impl Probe<'_> {
             gauge(out, name, help, &[("", value)]);
         }
     }
+
+    fn render_dns(&self, out: &mut String) {
+        let facts = &self.checked.facts;
+        gauge(
+            out,
+            "probe_dns_query_succeeded",
+            "Whether a response to the query came (1) or not (0)",
+            &[("", f64::from(u8::from(facts.dns_rcode.is_some())))],
+        );
+        gauge(
+            out,
+            "probe_dns_answer_rrs",
+            "Records in the answer section of the type asked for",
+            &[("", facts.dns_answers.len() as f64)],
+        );
+        if let Some(ms) = facts.dns_lookup_ms {
+            gauge(
+                out,
+                "probe_dns_duration_seconds",
+                "Duration of the DNS query by phase, in seconds",
+                &[(r#"{phase="request"}"#, ms / 1e3)],
+            );
+        }
+    }
+
+    fn render_grpc(&self, out: &mut String) {
+        let given = self.checked.facts.grpc_status.as_deref();
+        let samples: Vec<(String, f64)> = GRPC_STATUSES
+            .iter()
+            .map(|status| {
+                (
+                    format!(r#"{{serving_status="{status}"}}"#),
+                    f64::from(u8::from(given == Some(*status))),
+                )
+            })
+            .collect();
+        gauge(
+            out,
+            "probe_grpc_healthcheck_response",
+            "The serving status the health service answered (1 for the one given)",
+            &samples,
+        );
+        gauge(
+            out,
+            "probe_grpc_ssl",
+            "Whether the connection was over TLS (1) or not (0)",
+            &[(
+                "",
+                f64::from(u8::from(self.checked.facts.tls_version.is_some())),
+            )],
+        );
+    }
+
+    fn render_icmp(&self, out: &mut String) {
+        let mut phases = vec![(r#"{phase="resolve"}"#, self.lookup.as_secs_f64())];
+        if let Some(ms) = self.checked.facts.icmp_rtt_ms {
+            phases.push((r#"{phase="rtt"}"#, ms / 1e3));
+        }
+        gauge(
+            out,
+            "probe_icmp_duration_seconds",
+            "Duration of the ICMP probe by phase, in seconds",
+            &phases,
+        );
+    }
+}
+
+/// The serving statuses of the gRPC Health Checking Protocol, as blackbox labels them.
+const GRPC_STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
+
+/// rustls's name of a protocol version (`TLSv1_3`) as blackbox writes it (`TLS 1.3`).
+fn tls_version(rustls: &str) -> String {
+    match rustls.strip_prefix("TLSv") {
+        Some(number) => format!("TLS {}", number.replace('_', ".")),
+        None => crate::telemetry::label_value(rustls),
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +295,62 @@ mod tests {
             "# TYPE probe_success gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn each_type_adds_its_probers_gauges() {
+        let mut found = checked(ServiceState::Healthy, None);
+        found.facts = Facts {
+            dns_lookup_ms: Some(4.0),
+            dns_rcode: Some("NOERROR".into()),
+            dns_answers: vec!["10.1.2.3".into(), "10.1.2.4".into()],
+            grpc_status: Some("NOT_SERVING".into()),
+            icmp_rtt_ms: Some(0.5),
+            tls_version: Some("TLSv1_3".into()),
+            ..Facts::default()
+        };
+        let render = |kind| {
+            Probe {
+                kind,
+                checked: &found,
+                duration: Duration::from_millis(5),
+                lookup: Duration::ZERO,
+                address: Some([127, 0, 0, 1].into()),
+            }
+            .render()
+        };
+        let expected: [(&str, &[&str]); 3] = [
+            (
+                "dns",
+                &[
+                    "probe_dns_query_succeeded 1",
+                    "probe_dns_answer_rrs 2",
+                    r#"probe_dns_duration_seconds{phase="request"} 0.004"#,
+                ],
+            ),
+            (
+                "grpc",
+                &[
+                    r#"probe_grpc_healthcheck_response{serving_status="NOT_SERVING"} 1"#,
+                    r#"probe_grpc_healthcheck_response{serving_status="SERVING"} 0"#,
+                    "probe_grpc_ssl 1",
+                    r#"probe_tls_version_info{version="TLS 1.3"} 1"#,
+                ],
+            ),
+            (
+                "icmp",
+                &[r#"probe_icmp_duration_seconds{phase="rtt"} 0.0005"#],
+            ),
+        ];
+        for (kind, lines) in expected {
+            let text = render(kind);
+            for line in lines {
+                assert!(
+                    text.lines().any(|l| l == *line),
+                    "{kind}: {line} not in\n{text}"
+                );
+            }
         }
     }
 

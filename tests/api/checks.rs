@@ -392,3 +392,60 @@ async fn a_tls_port_that_closes_is_told_to_the_webhook() {
     );
     wait_status(&client, &dashboard, "ldaps", "down").await;
 }
+
+#[tokio::test]
+async fn probe_speaks_blackbox_for_a_dns_module() {
+    let dns = dnsmasq();
+    let yaml = "targets: []\nmodules:\n  dns_a:\n    type: dns\n    allow: [\"127.0.0.0/8\"]\n";
+    let (_file, svc, _dashboard) = watching(yaml);
+    let worker = format!("http://{}", svc.address_of("worker-service"));
+    let gauges = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    for (name, want) in [
+        (
+            "api.test",
+            &[
+                "probe_success 1",
+                "probe_dns_query_succeeded 1",
+                "probe_dns_answer_rrs 1",
+            ][..],
+        ),
+        (
+            "missing.test",
+            &[
+                "probe_success 0",
+                "probe_dns_query_succeeded 1",
+                "probe_dns_answer_rrs 0",
+            ][..],
+        ),
+    ] {
+        let target = format!("dns://127.0.0.1:{}/{name}?type=A", dns.port);
+        let res = client()
+            .get(format!(
+                "{worker}/probe?module=dns_a&target={}",
+                crate::alerts::urlencode(&target)
+            ))
+            .send()
+            .await
+            .expect("GET /probe");
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.expect("body");
+        let lines = gauges(&text);
+        for line in want {
+            assert!(
+                lines.iter().any(|l| l == line),
+                "{name}: {line} not in\n{text}"
+            );
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(r#"probe_dns_duration_seconds{phase="request"} "#)),
+            "{text}"
+        );
+    }
+}
