@@ -231,6 +231,20 @@ async fn a_partial_failure_is_shown_not_sent_and_a_quorum_pages_once_with_each_l
         let line = format!(r#"<li data-location="{location}" data-state="{word}">"#);
         assert!(page.contains(&line), "{line} not in the page:\n{page}");
     }
+    // The cluster's series: the verdict once, and each location's view of it.
+    let metrics = crate::helpers::get_text(&dashboard.url("/metrics/targets")).await;
+    let labels = r#"{target="web",group="",type="http""#;
+    for line in [
+        format!("svc_target_up{labels}}} 0"),
+        format!(r#"svc_target_location_up{labels},location="eu-west"}} 0"#),
+        format!(r#"svc_target_location_up{labels},location="us-east"}} 0"#),
+        format!(r#"svc_target_location_up{labels},location="ap-south"}} 1"#),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
     tokio::time::sleep(quiet_period()).await;
     let posts = receiver.posts();
     assert_eq!(posts.len(), 1, "one notification per change: {posts:#?}");

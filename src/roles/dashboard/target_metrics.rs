@@ -10,6 +10,14 @@
 //!   expires (TLS targets);
 //! - `svc_targets_snapshot_timestamp_seconds`: when the snapshot was read.
 //!
+//! A target probed from several locations has, besides its verdict, one series per
+//! target and location (labels `target`, `group`, `type`, `location`):
+//!
+//! - `svc_target_location_up`: 1 while that location sees it up or degraded, 0 while
+//!   down; absent while the location has no data (no live worker, or a result older
+//!   than two intervals), which counts neither way in the verdict either;
+//! - `svc_target_location_response_time_seconds`: its latest probe's round trip.
+//!
 //! Several replicas answer the same (they read the same store), so the monitoring
 //! component scrapes this path through the Service with the per-pod labels dropped:
 //! whichever replica answers, it is the one series. A target whose state could not be
@@ -20,6 +28,7 @@ use std::fmt::Write;
 use actix_web::{HttpResponse, web};
 
 use super::{Dashboard, latest};
+use crate::clock::unix_now;
 use crate::service::ServiceState;
 use crate::telemetry::{label_value, write_gauge};
 
@@ -48,6 +57,9 @@ pub async fn serve(dashboard: web::Data<Dashboard>) -> HttpResponse {
     let mut maintenance = Vec::new();
     let mut last = Vec::new();
     let mut cert = Vec::new();
+    let mut location_up = Vec::new();
+    let mut location_time = Vec::new();
+    let now = unix_now();
     for row in &snapshot.targets {
         let Some(state) = row.report.as_ref().and_then(|r| r.state.as_ref()) else {
             continue;
@@ -73,7 +85,28 @@ pub async fn serve(dashboard: web::Data<Dashboard>) -> HttpResponse {
         if let Some(sample) = &state.last {
             last.push((labels.clone(), sample.timestamp));
             if let Some(at) = sample.cert_expires_at {
-                cert.push((labels, at));
+                cert.push((labels.clone(), at));
+            }
+        }
+        let interval = row.interval.as_secs_f64();
+        for (location, result) in &state.locations {
+            if !result.fresh(interval, now) {
+                continue;
+            }
+            let Some(status) = result.state else {
+                continue;
+            };
+            let at = format!(
+                r#"{},location="{}"}}"#,
+                labels.trim_end_matches('}'),
+                label_value(location)
+            );
+            location_up.push((
+                at.clone(),
+                f64::from(u8::from(status != ServiceState::Down)),
+            ));
+            if let Some(ms) = result.response_time_ms {
+                location_time.push((at, ms / 1e3));
             }
         }
     }
@@ -101,6 +134,18 @@ pub async fn serve(dashboard: web::Data<Dashboard>) -> HttpResponse {
         "svc_target_certificate_expiry_seconds",
         "Unix time when the certificate a target presented at its newest probe expires",
         &cert,
+    );
+    write_gauge(
+        &mut out,
+        "svc_target_location_up",
+        "Whether a location sees a target up or degraded (1) or down (0); absent: no data",
+        &location_up,
+    );
+    write_gauge(
+        &mut out,
+        "svc_target_location_response_time_seconds",
+        "Round trip of a location's latest probe of a target, in seconds",
+        &location_time,
     );
     write_gauge(
         &mut out,
