@@ -14,8 +14,9 @@ the probe job), and so CPU milliseconds per probe of each side and their ratio
 (svc / blackbox: below 1 is svc cheaper). nginx serves both and is counted by neither.
 
 Then the same for each other check type in KINDS (tcp: svc `tcp://` against blackbox
-`tcp_connect`). A check type is one more entry there: its svc URL, its blackbox module
-and target. DNS is not in the list yet: `dns://` targets are not parsed by this build.
+`tcp_connect`; dns: svc `dns://` against blackbox's `dns` prober, both asking a local
+dnsmasq for an A record, counted by neither side, like nginx). A check type is one more
+entry there: its svc URL, its blackbox module and target.
 
 Goal (issue 18): svc's CPU per probe at or below blackbox's plus its Prometheus's.
 Exits 0 when a goal is missed (it prints numbers; it is no test), non-zero when the
@@ -24,7 +25,7 @@ setup fails. It takes about 3 minutes per check type.
 Usage: tests/bench_blackbox.py [--window SECONDS] [--targets N] [--kinds http,tcp]
   (--rounds, --duration and --connections are accepted and ignored, so
   tests/bench.sh passes every script the same flags)
-Needs: target/release/svc, redis-server, nginx, prometheus,
+Needs: target/release/svc, redis-server, nginx, dnsmasq, prometheus,
 prometheus-blackbox-exporter (tests/bench.sh installs them).
 """
 
@@ -50,16 +51,22 @@ CLOSED = "http://127.0.0.1:9"  # svc's own services are not measured
 BLACKBOX = "prometheus-blackbox-exporter"
 
 # One entry per check type: (name, svc URL of target i, blackbox module, blackbox
-# target of target i), given nginx's port.
+# target of target i), given the port of the server it probes (nginx; dnsmasq for dns).
 KINDS = {
     "http": (lambda port, i: f"http://127.0.0.1:{port}/t/{i}",
              "http_2xx", lambda port, i: f"http://127.0.0.1:{port}/t/{i}"),
     "tcp": (lambda port, i: f"tcp://127.0.0.1:{port}",
             "tcp_connect", lambda port, i: f"127.0.0.1:{port}"),
+    "dns": (lambda port, i: f"dns://127.0.0.1:{port}/t.test?type=A",
+            "dns_a", lambda port, i: f"127.0.0.1:{port}"),
 }
 BLACKBOX_MODULES = """modules:
   http_2xx: {prober: http, timeout: 2s, http: {preferred_ip_protocol: ip4}}
   tcp_connect: {prober: tcp, timeout: 2s, tcp: {preferred_ip_protocol: ip4}}
+  dns_a:
+    prober: dns
+    timeout: 2s
+    dns: {query_name: t.test, query_type: A, preferred_ip_protocol: ip4}
 """
 
 
@@ -71,7 +78,7 @@ def arguments():
     ap.add_argument("--targets", type=int, default=1000)
     ap.add_argument("--kinds", default=",".join(KINDS), help="check types, comma-separated")
     args, _ = ap.parse_known_args()
-    for tool in ("redis-server", "nginx", "prometheus", BLACKBOX):
+    for tool in ("redis-server", "nginx", "dnsmasq", "prometheus", BLACKBOX):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: run tests/bench.sh, which installs it")
     if not os.path.exists(SVC):
@@ -195,6 +202,20 @@ def query(prom_port, expr):
     return float(result[0]["value"][1]) if result else 0.0
 
 
+def start_dnsmasq():
+    """dnsmasq on 127.0.0.1 answering every name under .test with 127.0.0.1."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+         "--pid-file=", "--user=root", "--bind-interfaces", "--listen-address=127.0.0.1",
+         f"--port={port}", "--address=/test/127.0.0.1", "--cache-size=1000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        sys.exit("dnsmasq did not start")
+    return proc, port
+
+
 def main():
     args = arguments()
     expected = args.targets * args.window / INTERVAL
@@ -204,10 +225,12 @@ def main():
     missed = []
     with tempfile.TemporaryDirectory() as tmp:
         nginx, nginx_port = start_nginx(tmp)
+        dnsmasq, dns_port = start_dnsmasq()
         try:
             for kind in args.kinds:
+                port = dns_port if kind == "dns" else nginx_port
                 svc_cpu, svc_n, bb_cpu, bb_n, ups = measure(
-                    kind, args.targets, args.window, tmp, nginx_port)
+                    kind, args.targets, args.window, tmp, port)
                 svc_ms = 1000 * sum(svc_cpu) / max(svc_n, 1)
                 bb_ms = 1000 * sum(bb_cpu) / max(bb_n, 1)
                 print(f"{kind:<6} {'svc worker + redis-server':<34} {sum(svc_cpu):>7.2f} "
@@ -223,6 +246,7 @@ def main():
                     missed.append(kind)
         finally:
             stop(nginx)
+            stop(dnsmasq)
     if missed:
         print(f"goal missed for {', '.join(missed)}: svc costs more per probe than blackbox")
 
