@@ -218,40 +218,12 @@ pub mod metric {
         "Injected faults active on this instance now",
     );
 
-    /// 1 when a target's last probe found it up (healthy or degraded), by `target`;
-    /// set by the worker that probed it (see the last-probe time for the freshest).
-    pub const TARGET_UP: Metric = gauge(
-        "svc_target_up",
-        "Whether the last probe this worker made of a target found it up (1) or not (0)",
-    );
-    /// 1 when a target was in a maintenance window at its last probe, by `target`:
-    /// while it is, `svc_target_up` may read 0 and nobody is told.
-    pub const TARGET_MAINTENANCE: Metric = gauge(
-        "svc_target_maintenance",
-        "Whether a target was in a maintenance window at this worker's last probe of it (1) or not (0)",
-    );
     /// Round trip of target probes, by `target`.
     pub const TARGET_RESPONSE_TIME: Metric = seconds(
         "svc_target_response_time_seconds",
         LATENCY_BUCKETS,
         "Response time of target probes",
     );
-    /// Unix seconds when a target's certificate expires, by `target`.
-    pub const TARGET_CERT_EXPIRY: Metric = Metric {
-        unit: Some(metrics::Unit::Seconds),
-        ..gauge(
-            "svc_target_certificate_expiry_seconds",
-            "Unix time when the certificate a target presented expires",
-        )
-    };
-    /// Unix seconds of this worker's last probe of a target, by `target`.
-    pub const TARGET_LAST_PROBE: Metric = Metric {
-        unit: Some(metrics::Unit::Seconds),
-        ..gauge(
-            "svc_target_last_probe_timestamp_seconds",
-            "Unix time of this worker's last probe of a target",
-        )
-    };
     /// How late a target probe started after its planned time.
     pub const TARGET_PROBE_LAG: Metric = seconds(
         "svc_target_probe_lag_seconds",
@@ -299,11 +271,7 @@ pub mod metric {
         DASHBOARD_PROBES,
         FAULTS_INJECTED,
         FAULTS_ACTIVE,
-        TARGET_UP,
-        TARGET_MAINTENANCE,
         TARGET_RESPONSE_TIME,
-        TARGET_CERT_EXPIRY,
-        TARGET_LAST_PROBE,
         TARGET_PROBE_LAG,
         NOTIFICATIONS,
         TARGETS_RELOADS,

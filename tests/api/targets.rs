@@ -599,7 +599,7 @@ async fn a_tcp_target_is_up_while_its_port_listens_and_down_with_the_reason_when
          - name: cache\n    url: tcp://127.0.0.1:{closed}\n    interval: 1s\n    timeout: 1s\n"
     ));
     let path = file.path();
-    let (svc, dashboard) = all_watching(&path, &[]);
+    let (_svc, dashboard) = all_watching(&path, &[]);
     let client = crate::helpers::client();
     wait_status(&client, &dashboard, "db", "healthy").await;
     wait_status(&client, &dashboard, "cache", "down").await;
@@ -619,10 +619,10 @@ async fn a_tcp_target_is_up_while_its_port_listens_and_down_with_the_reason_when
         "{cache}"
     );
 
-    let worker = format!("http://{}/metrics", svc.address_of("worker-service"));
-    let metrics = crate::helpers::get_text(&worker).await;
+    // Once for the cluster, from the shared state: the dashboard's, not the worker's.
+    let metrics = crate::helpers::get_text(&format!("{dashboard}/metrics/targets")).await;
     let up = |name: &str| {
-        let series = format!("svc_target_up{{target=\"{name}\",location=\"default\"}}");
+        let series = format!("svc_target_up{{target=\"{name}\",group=\"\",type=\"tcp\"}}");
         crate::metrics::sample(&metrics, &series)
     };
     assert_eq!((up("db"), up("cache")), (Some(1.0), Some(0.0)), "{metrics}");
@@ -638,7 +638,7 @@ async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
     ));
     let path = file.path();
     let ca = tls.ca.display().to_string();
-    let (svc, dashboard) = all_watching(&path, &[("SSL_CERT_FILE", ca.as_str())]);
+    let (_svc, dashboard) = all_watching(&path, &[("SSL_CERT_FILE", ca.as_str())]);
     let client = crate::helpers::client();
     wait_status(&client, &dashboard, "secure", "degraded").await;
     let entry = entry_of(&client, &dashboard, "secure")
@@ -647,11 +647,10 @@ async fn an_https_target_whose_certificate_expires_soon_is_degraded() {
     let error = entry["error"].as_str().unwrap_or_default();
     assert!(error.contains("certificate expires in"), "{entry}");
 
-    let worker = format!("http://{}/metrics", svc.address_of("worker-service"));
-    let metrics = crate::helpers::get_text(&worker).await;
+    let metrics = crate::helpers::get_text(&format!("{dashboard}/metrics/targets")).await;
     let expiry = crate::metrics::sample(
         &metrics,
-        "svc_target_certificate_expiry_seconds{target=\"secure\",location=\"default\"}",
+        "svc_target_certificate_expiry_seconds{target=\"secure\",group=\"\",type=\"http\"}",
     )
     .unwrap_or_else(|| panic!("no expiry metric:\n{metrics}"));
     let left = expiry - svc::clock::unix_now();

@@ -259,23 +259,12 @@ async fn record(
         target.group.as_deref(),
         sample.timestamp,
     );
-    let at = monitor.location.clone();
-    metrics::gauge!(metric::TARGET_MAINTENANCE.name, "target" => name.to_owned(), "location" => at.clone())
-        .set(if window.is_some() { 1.0 } else { 0.0 });
-    metrics::gauge!(metric::TARGET_UP.name, "target" => name.to_owned(), "location" => at.clone())
-        .set(if sample.status == ServiceState::Down {
-            0.0
-        } else {
-            1.0
-        });
-    metrics::gauge!(metric::TARGET_LAST_PROBE.name, "target" => name.to_owned(), "location" => at.clone())
-        .set(sample.timestamp);
+    // A target's state is exported once for the cluster, from the shared state (the
+    // dashboard's /metrics/targets); what this worker keeps is its probes' round trips.
     if let Some(ms) = sample.response_time_ms {
-        metrics::histogram!(metric::TARGET_RESPONSE_TIME.name, "target" => name.to_owned(), "location" => at.clone())
+        let at = monitor.location.clone();
+        metrics::histogram!(metric::TARGET_RESPONSE_TIME.name, "target" => name.to_owned(), "location" => at)
             .record(ms / 1e3);
-    }
-    if let Some(expires) = checked.cert_expires_at {
-        metrics::gauge!(metric::TARGET_CERT_EXPIRY.name, "target" => name.to_owned(), "location" => at).set(expires);
     }
     let live = monitor
         .live
