@@ -75,24 +75,24 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// The id of the request being served: the client's `X-Request-ID` when it is a sane
-/// token (1 to 128 of `A-Z a-z 0-9 . _ : -`), else a new one ([`RequestId::fresh`]).
-/// The access line and every line a handler logs about the request carry it, the
+/// token (1 to 128 of `A-Z a-z 0-9 . _ : -`), else a new one ([`RequestId::fresh`];
+/// none for a health probe or a scrape that sent none). The access line and every line a handler logs about the request carry it, the
 /// response echoes it, and a job submitted with it keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
 impl RequestId {
-    fn of(req: &ServiceRequest) -> Self {
-        let given = req
-            .headers()
+    /// The client's id, when it sent a sane one.
+    fn given(req: &ServiceRequest) -> Option<Self> {
+        req.headers()
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| {
                 (1..=128).contains(&v.len())
                     && v.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-            });
-        given.map_or_else(Self::fresh, |v| RequestId(v.to_owned()))
+            })
+            .map(|v| RequestId(v.to_owned()))
     }
 
     /// A new id: 32 hex digits, this process's random 64-bit prefix then a counter.
@@ -225,10 +225,14 @@ where
         let service = Rc::clone(&self.service);
         let shared = Rc::clone(&self.shared);
         let probe = matches!(req.path(), "/health/live" | "/health/ready" | "/metrics");
-        let id = RequestId::of(&req);
-        let echo = HeaderValue::from_str(&id.0).ok();
-        let span = shared.span(&req, &id, probe);
-        req.extensions_mut().insert(id);
+        // A probe or scrape keeps the client's id, but none is made for it: kubelets and
+        // Prometheus send none and read none, and its line is DEBUG.
+        let id = RequestId::given(&req).or_else(|| (!probe).then(RequestId::fresh));
+        let echo = id.as_ref().and_then(|id| HeaderValue::from_str(&id.0).ok());
+        let span = shared.span(&req, id.as_ref(), probe);
+        if let Some(id) = id {
+            req.extensions_mut().insert(id);
+        }
         Box::pin(
             async move {
                 let start = Instant::now();
@@ -284,7 +288,7 @@ impl Shared {
     /// The request's span when traces are on: `role`'s server span, continuing the
     /// client's `traceparent`, carrying the request id to the lines logged under it.
     /// None with traces off, and for a probe that is not part of a trace.
-    fn span(&self, req: &ServiceRequest, id: &RequestId, probe: bool) -> tracing::Span {
+    fn span(&self, req: &ServiceRequest, id: Option<&RequestId>, probe: bool) -> tracing::Span {
         if !traces::enabled() {
             return tracing::Span::none();
         }
@@ -304,7 +308,7 @@ impl Shared {
         );
         let span = tracing::info_span!(
             "request",
-            request_id = %id.0,
+            request_id = id.map(|id| id.0.as_str()),
             otel.name = name,
             otel.kind = "server",
         );

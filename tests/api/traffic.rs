@@ -64,6 +64,16 @@ async fn a_request_id_follows_the_job_from_the_gateway_to_the_worker() {
         assert_eq!(made.len(), 32, "{made}");
         assert!(made.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
     }
+
+    // A probe echoes the client's id, but gets none made for it.
+    let probe = client.get(gateway.url("/health/live"));
+    let res = probe.send().await.expect("live");
+    assert!(res.headers().get("x-request-id").is_none(), "{res:?}");
+    let probe = client
+        .get(gateway.url("/health/live"))
+        .header("X-Request-ID", "kubelet-7");
+    let res = probe.send().await.expect("live");
+    assert_eq!(res.headers()["x-request-id"], "kubelet-7");
 }
 
 #[tokio::test]
