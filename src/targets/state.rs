@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::service::{ServiceState, Watched};
 use crate::store::{Incident, SampleRecord, Store, StoreError, Tally, TargetRecord, keys};
-use crate::targets::locations::{LocationDetail, LocationResult};
+use crate::targets::locations::result::{LocationDetail, LocationResult};
 use crate::targets::maintenance::Active;
 
 /// Compare-and-set rounds before [`observe`] gives up on a busy target. A round lost
@@ -294,7 +294,7 @@ pub struct TargetReport {
     /// What could not be read of it.
     pub error: Option<String>,
     /// What each of its locations alone found, named by location, when it is probed
-    /// from several ([`crate::targets::locations::read`]).
+    /// from several (read with the locations' own state).
     pub locations: Vec<TargetReport>,
 }
 
@@ -338,22 +338,6 @@ pub fn report(name: &str, record: TargetRecord, now: f64) -> TargetReport {
         None => {}
     }
     report
-}
-
-/// What is known of each target of `names` at `now`, in that order.
-pub async fn reports(
-    store: &dyn Store,
-    names: &[String],
-    now: f64,
-) -> Result<Vec<TargetReport>, StoreError> {
-    let records = store.target_records(names, now).await?;
-    let mut reports: Vec<TargetReport> = names
-        .iter()
-        .zip(records)
-        .map(|(name, record)| report(name, record, now))
-        .collect();
-    crate::targets::locations::read(store, &mut reports, now).await?;
-    Ok(reports)
 }
 
 /// Applies `sample`, from scheduler tick `tick`, to target `name` and records it.

@@ -35,9 +35,10 @@ use crate::store::{
     StoreError, keys, series,
 };
 use crate::targets::history::Uptimes;
+use crate::targets::locations;
 use crate::targets::maintenance::{self, Active};
 use crate::targets::slo::{self, Slo, SloReport};
-use crate::targets::state::{self, TargetReport};
+use crate::targets::state::TargetReport;
 use crate::targets::watch::Current;
 use crate::traces;
 
@@ -347,7 +348,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
     let mut reports = if redis_connected && !listed.is_empty() {
         let names: Vec<String> = listed.iter().map(|t| t.name.clone()).collect();
         memory.days.refresh(store.as_ref(), &names, now).await;
-        read.ok(state::reports(store.as_ref(), &names, now).await)
+        read.ok(locations::reports(store.as_ref(), &names, now).await)
     } else {
         None
     }

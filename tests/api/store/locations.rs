@@ -7,7 +7,7 @@ use svc::service::ServiceState;
 use svc::store::SharedStore;
 use svc::targets::Targets;
 use svc::targets::locations::{self, Rules};
-use svc::targets::state::{self, TargetSample};
+use svc::targets::state::TargetSample;
 
 async fn contract(store: SharedStore) {
     use ServiceState::{Down, Healthy};
@@ -62,7 +62,7 @@ async fn contract(store: SharedStore) {
     );
     assert_eq!(change.locations["us-east"].state, "down");
 
-    let report = state::reports(store.as_ref(), &["web".to_owned()], now)
+    let report = locations::reports(store.as_ref(), &["web".to_owned()], now)
         .await
         .expect("reports")
         .remove(0);

@@ -5,6 +5,7 @@
 use svc::service::ServiceState;
 use svc::store::SharedStore;
 use svc::store::redis::RedisStore;
+use svc::targets::locations;
 use svc::targets::state::{self, TargetSample, Thresholds};
 
 /// Targets: thresholds decide each change once, overtaken probes are dropped, and
@@ -61,7 +62,7 @@ async fn contract(store: SharedStore) {
     );
 
     let names = ["web".to_owned(), "never-probed".to_owned()];
-    let reports = state::reports(store.as_ref(), &names, now)
+    let reports = locations::reports(store.as_ref(), &names, now)
         .await
         .expect("reports");
     let web = &reports[0];
@@ -82,7 +83,7 @@ async fn contract(store: SharedStore) {
     for w in writers {
         w.await.expect("writer");
     }
-    let reports = state::reports(store.as_ref(), &names[..1], now)
+    let reports = locations::reports(store.as_ref(), &names[..1], now)
         .await
         .expect("reports");
     assert_eq!(reports[0].state.as_ref().map(|s| s.tick), Some(109));
@@ -168,7 +169,7 @@ mod maintenance {
         assert_eq!(ended, None, "up when the window ended: nothing to tell");
 
         let names = ["with".to_owned(), "without".to_owned()];
-        let reports = state::reports(store.as_ref(), &names, now)
+        let reports = svc::targets::locations::reports(store.as_ref(), &names, now)
             .await
             .expect("reports");
         assert_eq!(reports[0].uptime_24h, Some(100.0));
@@ -283,7 +284,7 @@ async fn a_foreign_value_under_a_target_key_is_named_and_left_alone() {
         .await
         .expect_err("a hash is no target state");
     assert!(err.to_string().contains("svc:target:web"), "{err}");
-    let reports = state::reports(&store, &["web".to_owned(), "other".to_owned()], 0.0)
+    let reports = locations::reports(&store, &["web".to_owned(), "other".to_owned()], 0.0)
         .await
         .expect("the other targets still read");
     assert!(reports[0].error.is_some(), "{:?}", reports[0]);

@@ -18,20 +18,32 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::service::ServiceState;
 use crate::store::{SampleRecord, Store, StoreError};
 use crate::targets::Target;
 use crate::targets::maintenance::Active;
 use crate::targets::state::{self, TargetReport, TargetSample, TargetState, Transition};
 
+pub mod result;
+
+pub use result::{FRESH_INTERVALS, LocationDetail, LocationResult};
+
+/// The result of a location whose verdict is `state` after `sample`, of `tick`.
+fn result_of(state: Option<ServiceState>, sample: &TargetSample, tick: u64) -> LocationResult {
+    LocationResult {
+        state,
+        reason: sample.error.clone(),
+        response_time_ms: sample.response_time_ms,
+        cert_expires_at: sample.cert_expires_at,
+        timestamp: sample.timestamp,
+        tick,
+    }
+}
+
 /// The location of a worker that names none.
 pub const DEFAULT: &str = "default";
 /// Longest location name.
 pub const MAX_NAME: usize = 63;
-/// A location's result older than this many intervals is no data.
-pub const FRESH_INTERVALS: f64 = 2.0;
 /// A location silent this long leaves the target's state (seconds): after an hour of
 /// "no data", a location taken down for good is no longer shown.
 pub const FORGET_AFTER: f64 = 3600.0;
@@ -58,58 +70,6 @@ pub fn series(target: &str, location: &str) -> String {
 /// The quorum of a target with `counted` locations that states none: a majority.
 pub fn majority(counted: usize) -> usize {
     counted / 2 + 1
-}
-
-/// The latest result of one location, as the target's state keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LocationResult {
-    /// The location's own verdict, through the target's thresholds; `None` until they
-    /// were first met.
-    pub state: Option<ServiceState>,
-    /// What its latest probe found wrong.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Round trip of its latest probe, when there was an answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_time_ms: Option<f64>,
-    /// Unix seconds of its latest probe.
-    pub timestamp: f64,
-    /// Scheduler tick (ms) of its latest probe: an older one never overrides it.
-    pub tick: u64,
-    /// Unix seconds when the certificate its latest probe saw expires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_expires_at: Option<f64>,
-}
-
-impl LocationResult {
-    /// The result of a location whose verdict is `state` after `sample`, of `tick`.
-    pub fn of(state: Option<ServiceState>, sample: &TargetSample, tick: u64) -> Self {
-        LocationResult {
-            state,
-            reason: sample.error.clone(),
-            response_time_ms: sample.response_time_ms,
-            cert_expires_at: sample.cert_expires_at,
-            timestamp: sample.timestamp,
-            tick,
-        }
-    }
-
-    /// Whether it is recent enough to count at `now`, for a target probed every
-    /// `interval` seconds.
-    pub fn fresh(&self, interval: f64, now: f64) -> bool {
-        now - self.timestamp <= FRESH_INTERVALS * interval
-    }
-}
-
-/// What one location says at the moment of a verdict: notifications carry it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LocationDetail {
-    /// `up`, `degraded`, `down` or `no data`.
-    pub state: String,
-    /// What its latest probe found wrong.
-    pub reason: Option<String>,
-    /// Round trip of its latest probe.
-    pub response_time_ms: Option<f64>,
 }
 
 /// What a target's locations say together ([`combine`]).
@@ -281,7 +241,7 @@ pub async fn observe(
     else {
         return Ok(None);
     };
-    let result = LocationResult::of(own.status, &sample, tick);
+    let result = result_of(own.status, &sample, tick);
     state::update_with(store, &target.name, |state| {
         let mut recorded = None;
         let applied = state.apply_with(window.clone(), |s| {
@@ -296,6 +256,23 @@ pub async fn observe(
         })
     })
     .await
+}
+
+/// What is known of each target of `names` at `now`, in that order, each location's
+/// own report included.
+pub async fn reports(
+    store: &dyn Store,
+    names: &[String],
+    now: f64,
+) -> Result<Vec<TargetReport>, StoreError> {
+    let records = store.target_records(names, now).await?;
+    let mut reports: Vec<TargetReport> = names
+        .iter()
+        .zip(records)
+        .map(|(name, record)| state::report(name, record, now))
+        .collect();
+    read(store, &mut reports, now).await?;
+    Ok(reports)
 }
 
 /// Adds to each of `reports` whose state holds several locations what each location
