@@ -65,21 +65,21 @@ roles:
 
 {{/*
 The Deployments of a role (dict "role" ROLE "Values" .Values) as YAML {placements}: the
-role's fields, with `app` the role's name. The worker with worker.locations gets one
+role's fields, with `app` the role's name. The worker with workers.locations gets one
 per location, named worker-<location>, with its `location` and `zone`; any other role,
 or the worker without locations, one named as the role.
 */}}
 {{- define "svc.placements" -}}
 {{- $role := .role }}
 {{- $locations := list }}
-{{- if eq $role.key "worker" }}{{ $locations = .Values.worker.locations | default list }}{{ end }}
+{{- if eq $role.key "worker" }}{{ $locations = .Values.workers.locations | default list }}{{ end }}
 placements:
 {{- range $locations }}
 {{- if not (regexMatch "^[a-z0-9-]{1,63}$" (toString .name)) }}
-{{- fail (printf "worker.locations: %q is no location name: 1 to 63 of a-z, 0-9 and '-'" (toString .name)) }}
+{{- fail (printf "workers.locations: %q is no location name: 1 to 63 of a-z, 0-9 and '-'" (toString .name)) }}
 {{- end }}
 {{- if not .zone }}
-{{- fail (printf "worker.locations: %s needs a zone (topology.kubernetes.io/zone)" .name) }}
+{{- fail (printf "workers.locations: %s needs a zone (topology.kubernetes.io/zone)" .name) }}
 {{- end }}
   - {{ merge (dict "name" (printf "%s-%s" $role.name .name) "app" $role.name "location" .name "zone" .zone) (deepCopy $role) | toJson }}
 {{- else }}
