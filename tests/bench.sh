@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/need.sh redis-server=redis-server nginx=nginx-light wrk=wrk prometheus=prometheus \
-  prometheus-blackbox-exporter=prometheus-blackbox-exporter dnsmasq=dnsmasq
+  prometheus-blackbox-exporter=prometheus-blackbox-exporter dnsmasq=dnsmasq-base
 cargo build --release --locked --bins --example fill_targets
 python3 tests/bench.py "$@"
 python3 tests/bench_worker.py "$@"

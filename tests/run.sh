@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/need.sh redis-server=redis-server promtool=prometheus prometheus=prometheus chromium=chromium chromedriver=chromium-driver script=bsdutils openssl=openssl python3=python3 pip3=python3-pip \
-  dnsmasq=dnsmasq prometheus-blackbox-exporter=prometheus-blackbox-exporter
+  dnsmasq=dnsmasq-base prometheus-blackbox-exporter=prometheus-blackbox-exporter
 # Real peers from PyPI, as MODULE=PACKAGE: an SMTP server for the email channel; a gRPC
 # health server and a WebSocket server for the grpc:// and ws:// checks.
 python_peers=(aiosmtpd=aiosmtpd grpc=grpcio grpc_health=grpcio-health-checking websockets=websockets)

@@ -89,7 +89,7 @@ fn python_server(script: &str, modules: &[(&str, &str)], args: &[&str]) -> Annou
 
 /// dnsmasq on 127.0.0.1: `api.test` is 127.1.2.3, `missing.test` does not exist.
 fn dnsmasq() -> Announced {
-    let dnsmasq = require_tool("dnsmasq", "dnsmasq");
+    let dnsmasq = require_tool("dnsmasq", "dnsmasq-base");
     // dnsmasq cannot bind port 0 and say which: a port free a moment ago, tried again
     // should another process take it meanwhile.
     for _ in 0..5 {
