@@ -95,4 +95,8 @@ kill -0 "$gateway_pid" || fail "the gateway exited"
 # The primary takes writes only with a replica in sync (min-replicas-to-write 1).
 until_ok 20 "replication holds across the renewal" sh -c "$tls_cli_cmd -p $node0 set svc:tls-check ok | grep -q OK && $tls_cli_cmd -p $node1 get svc:tls-check | grep -q ok"
 grep -q "the renewed certificate is in use" "$work/node-$node0.log" || fail "data node 0 did not log the reload"
+# The servers stopped, nothing of theirs may go on: a certificate watcher left behind
+# would signal whatever process later gets the sentinel's old PID.
+for p in $pids; do kill "$p" 2>/dev/null || true; done
+until_ok 10 "no watcher outlives its server" sh -c "! ls -l /proc/[0-9]*/fd 2>/dev/null | grep -q '$work/'"
 echo "redis tls: all checks passed"

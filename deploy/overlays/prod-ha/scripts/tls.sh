@@ -22,12 +22,15 @@ tls_sum() {
 }
 
 # tls_watch RELOAD...: in the background, run RELOAD each time the files change
-# (retried at the next look while it fails).
+# (retried at the next look while it fails). The caller then execs its server, which
+# keeps the caller's PID: the watcher ends when that PID is gone, so it never outlives
+# its server nor signals a PID the system has since given to another process.
 tls_watch() {
   [ -n "$TLS_DIR" ] || return 0
+  server=$$
   (
     last=$(tls_sum)
-    while sleep "${TLS_CHECK_INTERVAL:-30}"; do
+    while sleep "${TLS_CHECK_INTERVAL:-30}" && kill -0 "$server" 2>/dev/null; do
       now=$(tls_sum)
       [ "$now" != "$last" ] || continue
       if "$@"; then echo "tls: the renewed certificate is in use"; last=$now
