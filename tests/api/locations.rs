@@ -162,6 +162,7 @@ async fn a_partial_failure_is_shown_not_sent_and_a_quorum_pages_once_with_each_l
 
     // Each location probes once per interval, from its own address.
     let (before, start) = (target.hits(), Instant::now());
+    // A counting window, not a wait for a state: probes per location over ~5 intervals.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (after, seconds) = (target.hits(), start.elapsed().as_secs_f64());
     for (location, _) in LOCATIONS {
@@ -191,6 +192,8 @@ async fn a_partial_failure_is_shown_not_sent_and_a_quorum_pages_once_with_each_l
         reason.contains("down from us-east only: HTTP 503"),
         "{entry}"
     );
+    // Nothing is sent for a partial failure: the watch outlasts every path a
+    // notification could take (a probe, a retry, a rerun; see `quiet_period`).
     tokio::time::sleep(quiet_period()).await;
     assert!(receiver.posts().is_empty(), "{:#?}", receiver.posts());
 
@@ -245,6 +248,7 @@ async fn a_partial_failure_is_shown_not_sent_and_a_quorum_pages_once_with_each_l
             "{line} not in\n{metrics}"
         );
     }
+    // No second POST within the longest retry path (see `quiet_period`).
     tokio::time::sleep(quiet_period()).await;
     let posts = receiver.posts();
     assert_eq!(posts.len(), 1, "one notification per change: {posts:#?}");
