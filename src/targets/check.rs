@@ -559,6 +559,20 @@ mod tests {
     const FAST: Duration = Duration::from_millis(5);
 
     #[test]
+    fn a_tls_scheme_is_its_check_type() {
+        for (url, want) in [
+            ("https://a/", "http"),
+            ("http://a/", "http"),
+            ("tcp://a:1", "tcp"),
+            ("grpcs://a:1", "grpc"),
+        ] {
+            let text = format!("targets: [{{name: t, url: '{url}'}}]");
+            let parsed = Targets::parse(&text, Duration::from_secs(10)).expect("valid");
+            assert_eq!(kind(&parsed.targets[0].endpoint), want, "{url}");
+        }
+    }
+
+    #[test]
     fn every_failed_condition_is_named() {
         let e = expect(
             r#"{status: [200], body_contains: ok, json: {"$.status": UP}, max_response_time: 1s}"#,

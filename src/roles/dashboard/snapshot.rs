@@ -200,6 +200,8 @@ pub struct TargetRow {
     pub group: Option<String>,
     /// What is probed.
     pub url: String,
+    /// Its check type (`http`, `tcp`, `dns`, ...: [`crate::targets::check::kind`]).
+    pub kind: &'static str,
     /// What the store knows of it; `None` when the store could not be read.
     pub report: Option<TargetReport>,
     /// The maintenance window it is in, if any: its state is then `maintenance`.
@@ -369,6 +371,7 @@ pub async fn gather(sources: &Sources, memory: &mut Memory) -> Snapshot {
             name: t.name.clone(),
             group: t.group.clone(),
             url: t.endpoint.shown(),
+            kind: crate::targets::check::kind(&t.endpoint),
             report: reports.as_mut().and_then(Iterator::next),
             maintenance: maintenance::active(windows, &t.name, t.group.as_deref(), now),
             slo: t.slo.and_then(|_| slos.as_mut().and_then(Iterator::next)),

@@ -245,6 +245,7 @@ mod tests {
             name: name.into(),
             group: None,
             url: format!("http://{name}.example/"),
+            kind: "http",
             report: Some(TargetReport {
                 name: name.into(),
                 state: Some(TargetState {

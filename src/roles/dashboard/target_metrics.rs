@@ -35,18 +35,6 @@ use crate::telemetry::{label_value, write_gauge};
 /// The content type of the text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The check type of a target shown as `url`: its scheme, TLS or not (`https` is an
-/// `http` check).
-fn kind(url: &str) -> &str {
-    let scheme = url.split_once("://").map_or("", |(s, _)| s);
-    match scheme {
-        "https" => "http",
-        "grpcs" => "grpc",
-        "wss" => "ws",
-        other => other,
-    }
-}
-
 /// The handler.
 pub async fn serve(dashboard: web::Data<Dashboard>) -> HttpResponse {
     let snapshot = match latest(&dashboard).await {
@@ -70,7 +58,7 @@ pub async fn serve(dashboard: web::Data<Dashboard>) -> HttpResponse {
             r#"{{target="{}",group="{}",type="{}"}}"#,
             label_value(&row.name),
             label_value(row.group.as_deref().unwrap_or("")),
-            label_value(kind(&row.url)),
+            label_value(row.kind),
         );
         if let Some(status) = state.status {
             up.push((
@@ -154,17 +142,4 @@ pub async fn serve(dashboard: web::Data<Dashboard>) -> HttpResponse {
         &[("", snapshot.taken_at)],
     );
     HttpResponse::Ok().content_type(TEXT_FORMAT).body(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::kind;
-
-    #[test]
-    fn a_tls_scheme_is_its_check_type() {
-        assert_eq!(kind("https://a/"), "http");
-        assert_eq!(kind("http://a/"), "http");
-        assert_eq!(kind("tcp://a:1"), "tcp");
-        assert_eq!(kind("grpcs://a:1"), "grpc");
-    }
 }
